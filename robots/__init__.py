@@ -1,0 +1,11 @@
+"""Robots: MJCF models, gymnasium tasks and domain randomization, one folder per robot.
+
+Importing this package registers ``sim2real/QuadrupedJoystick-v0`` and
+``sim2real/HandCubeRotate-v0`` with gymnasium.
+"""
+
+from sim2real.robots.registry import ENVS, EnvRecord, UnknownEnvError, get_record, make, register_all
+
+register_all()
+
+__all__ = ["ENVS", "EnvRecord", "UnknownEnvError", "get_record", "make", "register_all"]

@@ -1,0 +1,1 @@
+"""LEAP-class 16-DoF four-finger hand: model, in-hand cube rotation, domain randomization."""

@@ -1,0 +1,1 @@
+"""Go1-class 12-DoF quadruped: model, joystick locomotion task, domain randomization."""

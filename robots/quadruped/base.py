@@ -1,0 +1,127 @@
+"""The quadruped model: loading, PD actuation and named sensor getters.
+
+Tasks subclass :class:`QuadrupedEnv` and read the robot through these getters, which hold
+precomputed slices into ``data.sensordata``/``qpos``/``qvel`` so a control step does no
+name lookups.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from sim2real.robots.mujoco_env import MujocoRobotEnv
+from sim2real.robots.quadruped import constants as consts
+
+
+class QuadrupedEnv(MujocoRobotEnv):
+    """A Go1-class quadruped on a flat floor, position-controlled at 50 Hz."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(
+            consts.SCENE_XML,
+            control_dt=consts.CONTROL_DT,
+            render_mode=render_mode,
+            render_camera="track",
+        )
+        m = self.model
+        joints = [self._id(mujoco.mjtObj.mjOBJ_JOINT, n) for n in consts.JOINT_NAMES]
+        self._qpos_idx = np.array([m.jnt_qposadr[j] for j in joints])
+        self._qvel_idx = np.array([m.jnt_dofadr[j] for j in joints])
+        # Contiguous joints let the getters return views instead of fancy-index copies.
+        if np.all(np.diff(self._qpos_idx) == 1) and np.all(np.diff(self._qvel_idx) == 1):
+            self._qpos_slice = slice(int(self._qpos_idx[0]), int(self._qpos_idx[-1]) + 1)
+            self._qvel_slice = slice(int(self._qvel_idx[0]), int(self._qvel_idx[-1]) + 1)
+        else:
+            raise ValueError("quadruped joints must be contiguous in qpos/qvel (one chain per leg)")
+        self._actuator_ids = np.array(
+            [self._id(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in consts.ACTUATOR_NAMES]
+        )
+        self._trunk_body = self._id(mujoco.mjtObj.mjOBJ_BODY, consts.TRUNK_BODY)
+        self._imu_site = self._id(mujoco.mjtObj.mjOBJ_SITE, consts.IMU_SITE)
+        root = self._id(mujoco.mjtObj.mjOBJ_JOINT, "root")
+        self._root_qpos = int(m.jnt_qposadr[root])
+        self._root_qvel = int(m.jnt_dofadr[root])
+        self._sensor = {
+            name: self._sensor_slice(name)
+            for name in ("gyro", "accelerometer", "local_linvel", "upvector", "orientation")
+        }
+        self._touch = [self._sensor_slice(n) for n in consts.TOUCH_SENSORS]
+        self._foot_pos = [self._sensor_slice(f"{leg}_foot_pos") for leg in consts.LEG_NAMES]
+        self._home_key = self._id(mujoco.mjtObj.mjOBJ_KEY, "home")
+        self.n_joints = len(consts.JOINT_NAMES)
+
+    def _sensor_slice(self, name: str) -> slice:
+        sid = self._id(mujoco.mjtObj.mjOBJ_SENSOR, name)
+        adr, dim = int(self.model.sensor_adr[sid]), int(self.model.sensor_dim[sid])
+        return slice(adr, adr + dim)
+
+    # --- sensors a real Go1 has ---------------------------------------------------------
+    def gyro(self) -> np.ndarray:
+        """Trunk angular velocity in the IMU frame, rad/s."""
+        return self.data.sensordata[self._sensor["gyro"]]
+
+    def accelerometer(self) -> np.ndarray:
+        """Specific force in the IMU frame, m/s^2 (reads +9.81 z at rest)."""
+        return self.data.sensordata[self._sensor["accelerometer"]]
+
+    def orientation(self) -> np.ndarray:
+        """Trunk orientation quaternion (w, x, y, z) in the world frame."""
+        return self.data.sensordata[self._sensor["orientation"]]
+
+    def upvector(self) -> np.ndarray:
+        """Trunk z axis expressed in the world frame (z component 1 when level)."""
+        return self.data.sensordata[self._sensor["upvector"]]
+
+    def projected_gravity(self) -> np.ndarray:
+        """Unit gravity direction in the trunk frame ((0, 0, -1) when level).
+
+        R^T (0, 0, -1) is minus the third row of the IMU site's rotation matrix.
+        """
+        return -self.data.site_xmat[self._imu_site, 6:9]
+
+    def joint_pos(self) -> np.ndarray:
+        """Joint angles, rad, in constants.JOINT_NAMES order."""
+        return self.data.qpos[self._qpos_slice]
+
+    def joint_vel(self) -> np.ndarray:
+        """Joint velocities, rad/s, in constants.JOINT_NAMES order."""
+        return self.data.qvel[self._qvel_slice]
+
+    def foot_contact_forces(self) -> np.ndarray:
+        """Normal force on each foot (touch sensor), N, in constants.LEG_NAMES order."""
+        sd = self.data.sensordata
+        return np.array([sd[s][0] for s in self._touch])
+
+    def joint_torques(self) -> np.ndarray:
+        """Torque each motor applies (the PD output after its torque limit), N m."""
+        return self.data.actuator_force[self._actuator_ids]
+
+    # --- simulator-only state (privileged) -----------------------------------------------
+    def local_linvel(self) -> np.ndarray:
+        """Trunk linear velocity in the IMU frame, m/s (no real sensor measures this)."""
+        return self.data.sensordata[self._sensor["local_linvel"]]
+
+    def trunk_height(self) -> float:
+        """Height of the trunk origin above the world origin, m."""
+        return float(self.data.qpos[self._root_qpos + 2])
+
+    def foot_positions(self) -> np.ndarray:
+        """World positions of the foot centres, (4, 3)."""
+        sd = self.data.sensordata
+        return np.stack([sd[s] for s in self._foot_pos])
+
+    def set_home_state(self, trunk_yaw: float, joint_offsets: np.ndarray) -> None:
+        """Reset to the home keyframe, turned by ``trunk_yaw`` with joints offset."""
+        mujoco.mj_resetDataKeyframe(self.model, self.data, self._home_key)
+        q = self.data.qpos
+        q[self._root_qpos + 3 : self._root_qpos + 7] = (
+            np.cos(trunk_yaw / 2), 0.0, 0.0, np.sin(trunk_yaw / 2)
+        )
+        q[self._qpos_slice] = consts.DEFAULT_POSE + joint_offsets
+        self.data.ctrl[self._actuator_ids] = consts.DEFAULT_POSE
+        mujoco.mj_forward(self.model, self.data)
+
+    def push_trunk(self, velocity_xy: np.ndarray) -> None:
+        """Add a horizontal velocity change to the trunk (a push)."""
+        self.data.qvel[self._root_qvel : self._root_qvel + 2] += velocity_xy

@@ -1,0 +1,398 @@
+"""``sim2real/QuadrupedJoystick-v0``: track a commanded planar velocity with a quadruped."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from sim2real.robots.mujoco_env import ActionDelay, DeploymentSpec, uniform_noise
+from sim2real.robots.quadruped import constants as consts
+from sim2real.robots.quadruped.base import QuadrupedEnv
+from sim2real.robots.quadruped.randomize import (
+    ModelIds,
+    NominalModel,
+    QuadrupedDynamics,
+    QuadrupedRandomization,
+    apply_dynamics,
+    nominal_dynamics,
+    sample_dynamics,
+)
+from sim2real.robots.randomization import InvalidRangeError, Uniform
+
+ENV_ID = "sim2real/QuadrupedJoystick-v0"
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandRanges:
+    """Per-episode velocity command, each component drawn uniformly from its range."""
+
+    lin_vel_x: Uniform = Uniform(-1.0, 1.0)
+    """Forward velocity command, m/s ~ U(-1, 1): a brisk Go1 walk."""
+    lin_vel_y: Uniform = Uniform(-0.5, 0.5)
+    """Sideways velocity command, m/s ~ U(-0.5, 0.5)."""
+    yaw_rate: Uniform = Uniform(-1.0, 1.0)
+    """Yaw-rate command, rad/s ~ U(-1, 1)."""
+    zero_probability: float = 0.1
+    """Probability that an episode commands standing still (all zeros)."""
+
+    def __post_init__(self) -> None:
+        for name in ("lin_vel_x", "lin_vel_y", "yaw_rate"):
+            getattr(self, name).validate(f"CommandRanges.{name}")
+        if not 0.0 <= self.zero_probability <= 1.0:
+            raise InvalidRangeError(
+                f"CommandRanges.zero_probability must be in [0, 1], got {self.zero_probability!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadrupedRewardWeights:
+    """Weight of each reward term; the step reward is the sum of weight x term.
+
+    Relative weights follow MuJoCo Playground's go1 joystick task (which also scales by dt;
+    we do not, so per-step rewards are O(1)).
+    """
+
+    tracking_lin_vel: float = 1.0
+    """exp(-|cmd_xy - v_xy|^2 / sigma): planar velocity tracking in the trunk frame."""
+    tracking_ang_vel: float = 0.5
+    """exp(-(cmd_yaw - w_z)^2 / sigma): yaw-rate tracking."""
+    lin_vel_z: float = -0.5
+    """v_z^2: vertical bouncing of the trunk."""
+    ang_vel_xy: float = -0.05
+    """w_x^2 + w_y^2: roll and pitch rates."""
+    orientation: float = -5.0
+    """g_x^2 + g_y^2 of projected gravity: trunk tilt."""
+    torques: float = -2e-4
+    """sum tau^2: motor effort (heat)."""
+    action_rate: float = -0.01
+    """sum (a_t - a_{t-1})^2: jerky commands that real motors cannot follow."""
+    feet_air_time: float = 0.1
+    """sum over touchdowns of (air time - target): rewards real steps rather than shuffling;
+    zero when the command is (near) standing still."""
+    termination: float = -1.0
+    """1 on the step the robot falls."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadrupedJoystickConfig:
+    """Everything that defines the joystick task. Defined once; the CLI is generated from it."""
+
+    action_scale: float = 0.5
+    """joint target = default pose + action_scale * action (rad), action in [-1, 1]."""
+    episode_steps: int = 1000
+    """Control steps (50 Hz) before the episode is truncated: 20 s."""
+    tracking_sigma: float = 0.25
+    """Width of the exponential tracking kernels, (m/s)^2 and (rad/s)^2."""
+    air_time_target: float = 0.1
+    """Swing duration, s, above which a touchdown earns feet_air_time reward."""
+    fall_up_z: float = 0.5
+    """Fall when the trunk's up-vector z drops below this (tilt beyond 60 degrees)."""
+    fall_height: float = 0.12
+    """Fall when the trunk origin drops below this height, m."""
+    init_joint_noise: float = 0.1
+    """Initial joint angles = default pose + U(-a, a), rad."""
+    random_initial_yaw: bool = True
+    """Start each episode facing a uniformly random heading."""
+    rewards: QuadrupedRewardWeights = QuadrupedRewardWeights()
+    commands: CommandRanges = CommandRanges()
+    randomization: QuadrupedRandomization = QuadrupedRandomization()
+
+    def __post_init__(self) -> None:
+        checks = {
+            "action_scale": self.action_scale > 0,
+            "episode_steps": isinstance(self.episode_steps, int) and self.episode_steps >= 1,
+            "tracking_sigma": self.tracking_sigma > 0,
+            "air_time_target": self.air_time_target >= 0,
+            "fall_up_z": -1.0 <= self.fall_up_z < 1.0,
+            "fall_height": self.fall_height >= 0,
+            "init_joint_noise": self.init_joint_noise >= 0,
+        }
+        allowed = {
+            "action_scale": "> 0",
+            "episode_steps": "an integer >= 1",
+            "tracking_sigma": "> 0",
+            "air_time_target": ">= 0",
+            "fall_up_z": "in [-1, 1)",
+            "fall_height": ">= 0",
+            "init_joint_noise": ">= 0",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(
+                    f"QuadrupedJoystickConfig.{name} must be {allowed[name]}, "
+                    f"got {getattr(self, name)!r}"
+                )
+
+
+_ACTOR_OBS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("gyro", ("x", "y", "z")),
+    ("gravity", ("x", "y", "z")),
+    ("command", ("vx", "vy", "yaw_rate")),
+    ("joint_pos", consts.JOINT_NAMES),
+    ("joint_vel", consts.JOINT_NAMES),
+    ("last_action", consts.ACTUATOR_NAMES),
+)
+
+
+def _names(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, ...]:
+    return tuple(f"{group}/{item}" for group, items in groups for item in items)
+
+
+class QuadrupedJoystickEnv(QuadrupedEnv):
+    """Joystick locomotion for a Go1-class quadruped.
+
+    ## Action space
+    ``Box(-1, 1, (12,), float32)``; joint target = default pose + action_scale * action,
+    tracked by the motors' PD loop (Kp 35, Kd 0.5, torque limited) at 500 Hz.
+
+    | index | actuator | unit of the target |
+    |---|---|---|
+    | 0, 3, 6, 9 | FR/FL/RR/RL_hip (abduction, x axis) | rad |
+    | 1, 4, 7, 10 | FR/FL/RR/RL_thigh (hip flexion, y axis) | rad |
+    | 2, 5, 8, 11 | FR/FL/RR/RL_calf (knee, y axis) | rad |
+
+    ## Observation space (actor: what the real robot measures, with noise)
+    ``Box(-inf, inf, (45,), float32)``
+
+    | index | observation | unit |
+    |---|---|---|
+    | 0-2 | gyro (IMU angular velocity) | rad/s |
+    | 3-5 | gravity direction in the trunk frame | unit vector |
+    | 6-8 | command (vx, vy, yaw rate) | m/s, rad/s |
+    | 9-20 | joint angles minus default pose | rad |
+    | 21-32 | joint velocities | rad/s |
+    | 33-44 | previous action | [-1, 1] |
+
+    ``info["privileged_obs"]`` (shape ``privileged_observation_space``) holds the same
+    without noise, plus trunk linear velocity, trunk height, foot contact forces, feet air
+    time and the sampled domain-randomization parameters: for an asymmetric critic.
+
+    ## Rewards
+    Named terms (see :class:`QuadrupedRewardWeights`), each weighted term in
+    ``info["reward_terms"]``; the reward is their sum.
+
+    ## Episode end
+    Terminates when the trunk tilts past ``fall_up_z`` or drops below ``fall_height``;
+    truncates after ``episode_steps`` (1000, 20 s).
+
+    ## Domain randomization
+    See :class:`QuadrupedRandomization`: floor friction, link masses, trunk mass and CoM,
+    joint damping/armature/friction loss, Kp/Kd, latency, observation noise, pushes.
+    Sampled values are in ``info["dr"]`` after each reset.
+    """
+
+    def __init__(
+        self,
+        config: QuadrupedJoystickConfig | None = None,
+        render_mode: str | None = None,
+        domain_randomization: bool | None = None,
+    ) -> None:
+        super().__init__(render_mode=render_mode)
+        cfg = config or QuadrupedJoystickConfig()
+        if domain_randomization is not None:
+            cfg = dataclasses.replace(
+                cfg,
+                randomization=dataclasses.replace(cfg.randomization, enabled=domain_randomization),
+            )
+        self.config = cfg
+        self._dr = cfg.randomization
+        self._ids = ModelIds.from_model(self.model)
+        self._nominal = NominalModel.from_model(self.model)
+        self._n_links = len(consts.LINK_BODIES)
+        self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
+        n = self.n_joints
+        self._noise_scale = self._dr.observation_noise_scale * np.concatenate(
+            [
+                np.full(3, self._dr.gyro_noise),
+                np.full(3, self._dr.gravity_noise),
+                np.full(n, self._dr.joint_pos_noise),
+                np.full(n, self._dr.joint_vel_noise),
+            ]
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
+        self.observation_names = _names(_ACTOR_OBS_GROUPS)
+        self.observation_space = spaces.Box(
+            -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
+        )
+        self.privileged_observation_names = (
+            self.observation_names
+            + ("local_linvel/x", "local_linvel/y", "local_linvel/z", "trunk_height")
+            + tuple(f"foot_force/{leg}" for leg in consts.LEG_NAMES)
+            + tuple(f"air_time/{leg}" for leg in consts.LEG_NAMES)
+            + QuadrupedDynamics.vector_names(n, self._n_links)
+        )
+        self.privileged_observation_space = spaces.Box(
+            -np.inf, np.inf, (len(self.privileged_observation_names),), dtype=np.float32
+        )
+        self.deployment_spec = DeploymentSpec(
+            env_id=ENV_ID,
+            robot="quadruped",
+            observation_names=self.observation_names,
+            action_names=consts.ACTUATOR_NAMES,
+            joint_names=consts.JOINT_NAMES,
+            default_pose=tuple(float(x) for x in consts.DEFAULT_POSE),
+            action_scale=cfg.action_scale,
+            kp=(consts.KP,) * n,
+            kd=(consts.KD,) * n,
+            torque_limits=tuple(float(x) for x in consts.TORQUE_LIMITS),
+            control_rate_hz=1.0 / self.control_dt,
+            physics_dt=float(self.model.opt.timestep),
+        )
+        self._weights = dataclasses.asdict(cfg.rewards)
+        self._dynamics = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())
+        self._dynamics_vector = self._dynamics.as_vector()
+        self._command = np.zeros(3)
+        self._last_action = np.zeros(n)
+        self._air_time = np.zeros(len(consts.LEG_NAMES))
+        self._last_contact = np.zeros(len(consts.LEG_NAMES), dtype=bool)
+        self._step_count = 0
+        self._next_push_step = -1
+
+    def _floor_friction_nominal(self) -> float:
+        return float(self._nominal.geom_friction[self._ids.floor_geom, 0])
+
+    # --- episode ---------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        rng = self.np_random
+        n = self.n_joints
+        if self._dr.enabled:
+            self._dynamics = sample_dynamics(rng, self._dr, n, self._n_links)
+        else:
+            self._dynamics = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())
+        apply_dynamics(self.model, self._nominal, self._dynamics, self._ids)
+        self._dynamics_vector = self._dynamics.as_vector()
+        self._delay.reset(self._dynamics.latency_steps)
+
+        cfg = self.config
+        yaw = rng.uniform(-np.pi, np.pi) if cfg.random_initial_yaw else 0.0
+        offsets = rng.uniform(-cfg.init_joint_noise, cfg.init_joint_noise, n)
+        self.set_home_state(yaw, offsets)
+        self._command = self._sample_command(rng)
+        self._last_action = np.zeros(n)
+        self._air_time[:] = 0.0
+        self._last_contact[:] = True
+        self._step_count = 0
+        self._next_push_step = self._sample_push_step(rng)
+
+        obs, privileged = self._observe()
+        info = {
+            "dr": self._dynamics.as_info(),
+            "command": self._command.copy(),
+            "privileged_obs": privileged,
+        }
+        return obs, info
+
+    def _sample_command(self, rng: np.random.Generator) -> np.ndarray:
+        ranges = self.config.commands
+        command = np.array(
+            [ranges.lin_vel_x.sample(rng), ranges.lin_vel_y.sample(rng), ranges.yaw_rate.sample(rng)]
+        )
+        if rng.random() < ranges.zero_probability:
+            command[:] = 0.0
+        return command
+
+    def _sample_push_step(self, rng: np.random.Generator) -> int:
+        if not self._dr.enabled or self._dr.push_velocity.high <= 0:
+            return -1
+        interval = self._dr.push_interval_s.sample(rng)
+        return self._step_count + max(1, round(interval / self.control_dt))
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        if action.shape != (self.n_joints,):
+            raise ValueError(
+                f"action must have shape ({self.n_joints},), got {action.shape}"
+            )
+        applied = self._delay.push(action)
+        if self._step_count == self._next_push_step:
+            rng = self.np_random
+            angle = rng.uniform(-np.pi, np.pi)
+            self.push_trunk(self._dr.push_velocity.sample(rng) * np.array([np.cos(angle), np.sin(angle)]))
+            self._next_push_step = self._sample_push_step(rng)
+        self._physics_step(consts.DEFAULT_POSE + self.config.action_scale * applied)
+        self._step_count += 1
+
+        fell = self.upvector()[2] < self.config.fall_up_z or self.trunk_height() < self.config.fall_height
+        terms = self._reward_terms(action, fell)
+        reward = float(sum(terms.values()))
+        self._last_action = action
+        obs, privileged = self._observe()
+        truncated = self._step_count >= self.config.episode_steps
+        info = {"reward_terms": terms, "privileged_obs": privileged}
+        return obs, reward, bool(fell), truncated, info
+
+    # --- observation -----------------------------------------------------------------
+    def _observe(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n_joints
+        clean = np.concatenate(
+            [
+                self.gyro(),
+                self.projected_gravity(),
+                self._command,
+                self.joint_pos() - consts.DEFAULT_POSE,
+                self.joint_vel(),
+                self._last_action,
+            ]
+        )
+        privileged = np.concatenate(
+            [
+                clean,
+                self.local_linvel(),
+                (self.trunk_height(),),
+                self.foot_contact_forces(),
+                self._air_time,
+                self._dynamics_vector,
+            ]
+        ).astype(np.float32)
+        obs = clean
+        if self._dr.enabled:
+            noise = uniform_noise(self.np_random, self._noise_scale)
+            obs = clean.copy()
+            obs[:6] += noise[:6]  # gyro, gravity
+            obs[9 : 9 + 2 * n] += noise[6:]  # joint positions, velocities
+        return obs.astype(np.float32), privileged
+
+    # --- reward ----------------------------------------------------------------------
+    def _reward_terms(self, action: np.ndarray, fell: bool) -> dict[str, float]:
+        cfg = self.config
+        w = self._weights
+        linvel = self.local_linvel()
+        gyro = self.gyro()
+        gravity = self.projected_gravity()
+        torques = self.joint_torques()
+        cmd = self._command
+
+        contact = self.foot_contact_forces() > consts.CONTACT_FORCE_THRESHOLD
+        # A touchdown is a foot in contact now (or last step: filters one-step chatter)
+        # that has been in the air; legged_gym's feet_air_time.
+        contact_filtered = contact | self._last_contact
+        touchdown = (self._air_time > 0) & contact_filtered
+        self._air_time += self.control_dt
+        air_time_reward = float(np.sum((self._air_time - cfg.air_time_target) * touchdown))
+        if np.linalg.norm(cmd[:2]) < 0.1 and abs(cmd[2]) < 0.1:
+            air_time_reward = 0.0
+        self._air_time *= ~contact_filtered
+        self._last_contact = contact
+
+        raw = {
+            "tracking_lin_vel": float(
+                np.exp(-np.sum((cmd[:2] - linvel[:2]) ** 2) / cfg.tracking_sigma)
+            ),
+            "tracking_ang_vel": float(np.exp(-((cmd[2] - gyro[2]) ** 2) / cfg.tracking_sigma)),
+            "lin_vel_z": float(linvel[2] ** 2),
+            "ang_vel_xy": float(gyro[0] ** 2 + gyro[1] ** 2),
+            "orientation": float(gravity[0] ** 2 + gravity[1] ** 2),
+            "torques": float(np.dot(torques, torques)),
+            "action_rate": float(np.sum((action - self._last_action) ** 2)),
+            "feet_air_time": air_time_reward,
+            "termination": float(fell),
+        }
+        return {name: w[name] * value for name, value in raw.items()}
