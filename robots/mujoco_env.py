@@ -127,6 +127,16 @@ class MujocoRobotEnv(gym.Env[np.ndarray, np.ndarray]):
         self.data.ctrl[:] = ctrl
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
 
+    def set_render_size(self, height: int, width: int) -> None:
+        """Frame size of :meth:`render` (grows the offscreen buffer when needed)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        vis = self.model.vis.global_
+        vis.offwidth = max(int(vis.offwidth), width)
+        vis.offheight = max(int(vis.offheight), height)
+        self._render_size = (height, width)
+
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """An RGB frame (H, W, 3) uint8 from the env's camera when render_mode is rgb_array.
 

@@ -1,0 +1,263 @@
+"""``sim2real robots``: list the robots and tasks, or render a rollout to a video file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import tyro
+
+from sim2real.robots import registry
+from sim2real.robots.randomization import IntUniform, Uniform, describe, field_docs
+
+
+@dataclasses.dataclass(frozen=True)
+class ListRobots:
+    """List every robot task with its observation/action sizes, control rate and DR ranges."""
+
+    env_id: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="ENV_ID")] = None
+    """Show only this env id (default: all)."""
+    json: bool = False
+    """Print machine-readable JSON instead of tables."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewRollout:
+    """Render a rollout offscreen to a video (mp4/gif) for a person to look at.
+
+    Needs an OpenGL backend: on a headless Linux machine MUJOCO_GL=egl (the default this
+    command sets when MUJOCO_GL is unset and there is no DISPLAY) uses Mesa's EGL, which
+    renders on the CPU when there is no GPU. With a display, MUJOCO_GL=glfw works too.
+    """
+
+    env_id: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV_ID")]
+    """Env to roll out, e.g. sim2real/QuadrupedJoystick-v0."""
+    out: Path = Path("clip.mp4")
+    """Output video; the extension picks the format (.mp4 or .gif)."""
+    seconds: float = 5.0
+    """Length of the rollout in simulated seconds."""
+    policy: Literal["zero", "random"] = "zero"
+    """zero: hold the default pose (a standing robot); random: uniform random actions."""
+    seed: int = 0
+    """Reset seed (commands, domain randomization, initial state)."""
+    dr: bool = True
+    """Domain randomization as in training (--no-dr: the nominal robot, no noise)."""
+    width: int = 640
+    """Frame width in pixels."""
+    height: int = 480
+    """Frame height in pixels."""
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds!r}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not 16 <= value <= 4096:
+                raise ValueError(f"{name} must be in 16..4096 pixels, got {value!r}")
+        if self.out.suffix.lower() not in (".mp4", ".gif"):
+            raise ValueError(f"out must end in .mp4 or .gif, got {str(self.out)!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutStats:
+    """Roll out each robot (or one) headless and print its stats: return, reward terms,
+    falls, the sampled randomization and simulation speed."""
+
+    env_id: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="ENV_ID")] = None
+    """Roll out only this env id (default: every robot task)."""
+    seconds: float = 10.0
+    """Simulated seconds per env."""
+    policy: Literal["zero", "random"] = "zero"
+    """zero: hold the default pose; random: uniform random actions."""
+    seed: int = 0
+    """Reset seed."""
+    dr: bool = True
+    """Domain randomization as in training (--no-dr: the nominal robot)."""
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds!r}")
+
+
+Command = (
+    Annotated[ListRobots, tyro.conf.subcommand("list", default=ListRobots())]
+    | Annotated[RolloutStats, tyro.conf.subcommand("rollout")]
+    | Annotated[ViewRollout, tyro.conf.subcommand("view")]
+)
+
+
+def main(argv: list[str], prog: str = "sim2real robots") -> int:
+    """Entry point of ``sim2real robots [list|rollout|view] ...``; bare ``robots`` lists."""
+    if not argv or argv[0] not in ("list", "rollout", "view", "-h", "--help"):
+        argv = ["list", *argv]
+    command = tyro.cli(Command, args=argv, prog=prog)  # type: ignore[arg-type]
+    try:
+        if isinstance(command, ViewRollout):
+            return view(command)
+        if isinstance(command, RolloutStats):
+            return rollout(command)
+        return list_robots(command)
+    except registry.UnknownEnvError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+# --- list -------------------------------------------------------------------------------
+def describe_env(env_id: str) -> dict[str, Any]:
+    """Sizes, rates and DR ranges of one of our envs (builds it once to read its spaces)."""
+    record = registry.get_record(env_id)
+    env = record.load_class()(domain_randomization=False)
+    try:
+        spec = env.deployment_spec
+        dr = env.config.randomization
+        docs = field_docs(type(dr))
+        ranges = {}
+        for f in dataclasses.fields(dr):
+            value = getattr(dr, f.name)
+            if isinstance(value, (Uniform, IntUniform)):
+                ranges[f.name] = {"distribution": describe(value), "doc": docs.get(f.name, "")}
+            elif f.name != "enabled":
+                ranges[f.name] = {"distribution": f"{value:g}", "doc": docs.get(f.name, "")}
+        return {
+            "env_id": env_id,
+            "robot": record.robot,
+            "summary": record.summary,
+            "observation_dim": int(env.observation_space.shape[0]),
+            "privileged_observation_dim": int(env.privileged_observation_space.shape[0]),
+            "action_dim": int(env.action_space.shape[0]),
+            "control_rate_hz": spec.control_rate_hz,
+            "physics_rate_hz": round(1.0 / spec.physics_dt, 3),
+            "episode_steps": env.config.episode_steps,
+            "joint_names": list(spec.joint_names),
+            "domain_randomization": ranges,
+        }
+    finally:
+        env.close()
+
+
+def list_robots(command: ListRobots) -> int:
+    env_ids = [command.env_id] if command.env_id else sorted(registry.ENVS)
+    described = [describe_env(env_id) for env_id in env_ids]
+    if command.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    header = f"{'env id':34} {'robot':10} {'obs':>4} {'priv':>5} {'act':>4} {'ctrl Hz':>8} {'sim Hz':>7} {'steps':>6}"
+    print(header)
+    print("-" * len(header))
+    for d in described:
+        print(
+            f"{d['env_id']:34} {d['robot']:10} {d['observation_dim']:>4} "
+            f"{d['privileged_observation_dim']:>5} {d['action_dim']:>4} "
+            f"{d['control_rate_hz']:>8g} {d['physics_rate_hz']:>7g} {d['episode_steps']:>6}"
+        )
+    for d in described:
+        print(f"\n{d['env_id']}: {d['summary']}")
+        print("  domain randomization (sampled at every reset; --no-dr turns it off):")
+        for name, entry in d["domain_randomization"].items():
+            print(f"    {name:26} {entry['distribution']:16} {entry['doc']}")
+    return 0
+
+
+# --- rollout ----------------------------------------------------------------------------
+def rollout(command: RolloutStats) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    env_ids = [command.env_id] if command.env_id else sorted(registry.ENVS)
+    for env_id in env_ids:
+        env = registry.get_record(env_id).load_class()(domain_randomization=command.dr)
+        n_steps = max(1, round(command.seconds / env.control_dt))
+        obs, info = env.reset(seed=command.seed)
+        env.action_space.seed(command.seed)
+        zero = np.zeros(env.action_space.shape, dtype=env.action_space.dtype)
+        first_dr = info["dr"]
+        total, falls, episodes = 0.0, 0, 1
+        term_sums: dict[str, float] = {}
+        start = time.perf_counter()
+        for _ in tqdm(range(n_steps), desc=env_id, unit="step", leave=False):
+            action = env.action_space.sample() if command.policy == "random" else zero
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            for name, value in info["reward_terms"].items():
+                term_sums[name] = term_sums.get(name, 0.0) + value
+            if terminated or truncated:
+                falls += int(terminated)
+                episodes += 1
+                obs, info = env.reset()
+        elapsed = time.perf_counter() - start
+        env.close()
+        sim_seconds = n_steps * env.control_dt
+        print(f"{env_id}  ({command.policy} policy, DR {'on' if command.dr else 'off'}, seed {command.seed})")
+        print(f"  {n_steps} steps = {sim_seconds:g} s simulated in {elapsed:.2f} s wall: "
+              f"{n_steps / elapsed:,.0f} steps/s, {sim_seconds / elapsed:,.0f}x real time")
+        print(f"  return {total:.3f} ({total / n_steps:.4f}/step), episodes {episodes}, "
+              f"terminations {falls}")
+        print("  reward terms (sum over the rollout):")
+        for name, value in term_sums.items():
+            print(f"    {name:20} {value:+.4f}")
+        print("  domain randomization at the first reset:")
+        for name, value in first_dr.items():
+            arr = np.atleast_1d(np.asarray(value, dtype=float))
+            shown = f"{arr[0]:.4g}" if arr.size == 1 else f"[{arr.min():.4g} .. {arr.max():.4g}] ({arr.size} values)"
+            print(f"    {name:20} {shown}")
+    return 0
+
+
+# --- view -------------------------------------------------------------------------------
+def view(command: ViewRollout) -> int:
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+    import imageio.v2 as imageio
+    from tqdm import tqdm
+
+    env = make_render_env(command)
+    fps = int(env.metadata.get("render_fps", 50))
+    n_steps = max(1, round(command.seconds * fps))
+    command.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = command.out.with_name(f".{command.out.stem}.partial{command.out.suffix}")
+    episode_return, episodes = 0.0, 1
+    try:
+        obs, _ = env.reset(seed=command.seed)
+        env.action_space.seed(command.seed)
+        zero = np.zeros(env.action_space.shape, dtype=env.action_space.dtype)
+        writer_kwargs: dict[str, Any] = {"fps": fps}
+        if tmp.suffix.lower() == ".mp4":
+            writer_kwargs.update(codec="libx264", macro_block_size=8, quality=7)
+        with imageio.get_writer(tmp, **writer_kwargs) as writer:
+            writer.append_data(env.render())
+            for _ in tqdm(range(n_steps), desc=f"render {command.env_id}", unit="step"):
+                action = env.action_space.sample() if command.policy == "random" else zero
+                obs, reward, terminated, truncated, _ = env.step(action)
+                episode_return += float(reward)
+                writer.append_data(env.render())
+                if terminated or truncated:
+                    episodes += 1
+                    obs, _ = env.reset()
+        # Write-then-rename: an interrupted render never leaves a truncated clip behind.
+        tmp.replace(command.out)
+    finally:
+        env.close()
+        tmp.unlink(missing_ok=True)
+    print(
+        f"wrote {command.out} ({n_steps + 1} frames at {fps} fps, {command.width}x{command.height}); "
+        f"policy={command.policy} return={episode_return:.2f} over {episodes} episode(s)"
+    )
+    return 0
+
+
+def make_render_env(command: ViewRollout) -> Any:
+    """Our env with its tracking camera, or any gymnasium env that renders rgb_array."""
+    if command.env_id in registry.ENVS:
+        env_cls = registry.get_record(command.env_id).load_class()
+        env = env_cls(render_mode="rgb_array", domain_randomization=command.dr)
+        env.set_render_size(command.height, command.width)
+        return env
+    return registry.make(
+        command.env_id, render_mode="rgb_array", width=command.width, height=command.height
+    )

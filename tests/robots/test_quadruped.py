@@ -1,0 +1,215 @@
+"""The quadruped: standing, sensors, PD actuation and domain randomization (real physics)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mujoco
+import numpy as np
+import pytest
+
+from sim2real.robots.quadruped import constants as consts
+from sim2real.robots.quadruped.joystick import QuadrupedJoystickConfig, QuadrupedJoystickEnv
+from sim2real.robots.quadruped.randomize import QuadrupedRandomization
+from sim2real.robots.randomization import IntUniform, InvalidRangeError, Uniform
+
+
+def make(dr: bool = True, **randomization: object) -> QuadrupedJoystickEnv:
+    config = QuadrupedJoystickConfig(
+        randomization=dataclasses.replace(QuadrupedRandomization(), enabled=dr, **randomization)
+    )
+    return QuadrupedJoystickEnv(config=config)
+
+
+def test_model_matches_go1_numbers() -> None:
+    env = make(dr=False)
+    m = env.model
+    trunk = env._ids.trunk_body
+    assert m.body_mass[trunk] == pytest.approx(5.204)
+    assert m.body_subtreemass[trunk] == pytest.approx(12.74, abs=0.02)
+    assert m.opt.timestep <= 0.002 and env.n_substeps * m.opt.timestep == pytest.approx(0.02)
+    np.testing.assert_allclose(np.abs(m.actuator_forcerange[:, 1]), consts.TORQUE_LIMITS)
+    np.testing.assert_allclose(m.actuator_gainprm[:, 0], consts.KP)
+    np.testing.assert_allclose(-m.actuator_biasprm[:, 2], consts.KD)
+    env.close()
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("dr", [False, True], ids=["no-dr", "dr"])
+def test_stands_for_five_seconds_holding_the_default_pose(seed: int, dr: bool) -> None:
+    env = make(dr=dr)
+    env.reset(seed=seed)
+    for _ in range(250):  # 5 s at 50 Hz
+        _, _, terminated, truncated, _ = env.step(np.zeros(12))
+        assert not terminated and not truncated
+    assert env.trunk_height() > 0.2
+    assert env.upvector()[2] > 0.95
+    assert np.all(env.foot_contact_forces() > consts.CONTACT_FORCE_THRESHOLD)
+    env.close()
+
+
+def test_sensors_read_physical_values_at_rest() -> None:
+    env = make(dr=False)
+    env.reset(seed=0)
+    for _ in range(100):
+        env.step(np.zeros(12))
+    # At rest the accelerometer reads the reaction to gravity, in the trunk frame.
+    np.testing.assert_allclose(env.accelerometer(), -9.81 * env.projected_gravity(), atol=0.05)
+    np.testing.assert_allclose(env.projected_gravity(), [0, 0, -1], atol=0.08)
+    np.testing.assert_allclose(env.gyro(), 0, atol=0.02)
+    # The feet carry the robot's weight (12.74 kg).
+    assert env.foot_contact_forces().sum() == pytest.approx(12.74 * 9.81, rel=0.05)
+    env.close()
+
+
+def test_torques_respect_the_motor_limits() -> None:
+    env = make(dr=True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        env.step(rng.choice([-1.0, 1.0], 12))
+        assert np.all(np.abs(env.joint_torques()) <= consts.TORQUE_LIMITS + 1e-9)
+    env.close()
+
+
+def test_motors_apply_the_pd_law_with_torque_limits() -> None:
+    env = make(dr=True, kp_scale=Uniform(1.1, 1.1), kd_scale=Uniform(0.9, 0.9))
+    env.reset(seed=0)
+    action = np.zeros(12)
+    action[2] = 0.4  # FR knee target 0.2 rad above the default pose
+    for _ in range(5):
+        env.step(action)
+    mujoco.mj_forward(env.model, env.data)  # forces at the current state, not the last substep's
+    target = env.data.ctrl
+    expected = 1.1 * consts.KP * (target - env.joint_pos()) - 0.9 * consts.KD * env.joint_vel()
+    expected = np.clip(expected, -consts.TORQUE_LIMITS, consts.TORQUE_LIMITS)
+    np.testing.assert_allclose(env.joint_torques(), expected, rtol=1e-9, atol=1e-9)
+    assert target[2] == pytest.approx(consts.DEFAULT_POSE[2] + env.config.action_scale * 0.4)
+    env.close()
+
+
+def test_sampled_randomization_lies_in_its_ranges() -> None:
+    ranges = QuadrupedRandomization()
+    env = make(dr=True)
+    for seed in range(30):
+        _, info = env.reset(seed=seed)
+        dr = info["dr"]
+        for name in ("floor_friction", "link_mass_scale", "trunk_added_mass", "trunk_com_offset",
+                     "joint_damping_scale", "armature_scale", "frictionloss_scale", "kp_scale",
+                     "kd_scale", "latency_steps"):
+            assert getattr(ranges, name).contains(dr[name]), f"{name}={dr[name]}"
+        # ...and is what the physics uses.
+        ids = env._ids
+        assert env.model.geom_friction[ids.floor_geom, 0] == dr["floor_friction"]
+        np.testing.assert_allclose(
+            env.model.actuator_gainprm[ids.actuators, 0], consts.KP * dr["kp_scale"]
+        )
+        np.testing.assert_allclose(
+            env.model.body_mass[ids.trunk_body], consts.TRUNK_MASS + dr["trunk_added_mass"]
+        )
+    env.close()
+
+
+def test_randomization_never_compounds_and_off_restores_nominal() -> None:
+    env = make(dr=True)
+    nominal_mass = env._nominal.body_mass.copy()
+    for seed in range(10):
+        env.reset(seed=seed)
+    _, info = env.reset(seed=3)
+    again = make(dr=True)
+    _, info_fresh = again.reset(seed=3)
+    np.testing.assert_array_equal(env.model.body_mass, again.model.body_mass)
+    assert info["dr"]["floor_friction"] == info_fresh["dr"]["floor_friction"]
+    off = make(dr=False)
+    off.reset(seed=3)
+    np.testing.assert_array_equal(off.model.body_mass, nominal_mass)
+    for e in (env, again, off):
+        e.close()
+
+
+def _trajectory(env: QuadrupedJoystickEnv, seed: int) -> np.ndarray:
+    env.reset(seed=seed)
+    rng = np.random.default_rng(0)
+    states = []
+    for _ in range(60):
+        env.step(rng.uniform(-1, 1, 12))
+        states.append(env.data.qpos.copy())
+    return np.array(states)
+
+
+def test_friction_changes_the_physics() -> None:
+    slippery = make(dr=True, floor_friction=Uniform(0.4, 0.4))
+    grippy = make(dr=True, floor_friction=Uniform(1.0, 1.0))
+    a, b = _trajectory(slippery, seed=1), _trajectory(grippy, seed=1)
+    # Same seed, same actions, same everything but friction: different trajectories.
+    assert np.abs(a - b).max() > 1e-3
+    np.testing.assert_array_equal(a, _trajectory(slippery, seed=1))
+
+
+def test_latency_delays_the_command_by_whole_control_steps() -> None:
+    action = np.full(12, 0.5)
+    for latency in (0, 2):
+        env = make(dr=True, latency_steps=IntUniform(latency, latency))
+        env.reset(seed=0)
+        targets = []
+        for _ in range(3):
+            env.step(action)
+            targets.append(env.data.ctrl.copy())
+        moved = [not np.allclose(t, consts.DEFAULT_POSE) for t in targets]
+        assert moved == [i >= latency for i in range(3)], f"latency {latency}: {moved}"
+        env.close()
+
+
+def test_pushes_kick_the_trunk() -> None:
+    def trunk_velocities(push_speed: float) -> np.ndarray:
+        env = make(dr=True, push_interval_s=Uniform(0.1, 0.1),
+                   push_velocity=Uniform(push_speed, push_speed))
+        env.reset(seed=0)
+        velocities = []
+        for _ in range(8):
+            env.step(np.zeros(12))
+            velocities.append(env.data.qvel[:2].copy())
+        env.close()
+        return np.array(velocities)
+
+    # Identical episodes but for the push: the trunk velocity jumps by the push speed.
+    kick = np.linalg.norm(trunk_velocities(0.5) - trunk_velocities(0.0), axis=1)
+    assert kick[:4].max() < 1e-12  # first push after 0.1 s = 5 control steps
+    assert kick.max() > 0.3
+
+
+def test_observation_noise_only_with_randomization() -> None:
+    for dr in (True, False):
+        env = make(dr=dr)
+        obs, info = env.reset(seed=0)
+        clean = info["privileged_obs"][: obs.shape[0]]
+        assert np.allclose(obs, clean) is (not dr)
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("floor_friction", Uniform(1.0, 0.4), r"floor_friction: low must be <= high"),
+        ("floor_friction", Uniform(-0.1, 0.4), r"floor_friction: values must be > 0"),
+        ("link_mass_scale", Uniform(-0.5, 1.0), r"link_mass_scale: values must be > 0"),
+        ("trunk_added_mass", Uniform(-6.0, 0.0), r"trunk_added_mass: values must be > -5.204"),
+        ("latency_steps", IntUniform(-1, 1), r"latency_steps: values must be >= 0"),
+        ("latency_steps", IntUniform(0, 1.5), r"latency_steps.high must be an integer"),  # type: ignore[arg-type]
+        ("kp_scale", Uniform(float("nan"), 1.0), r"kp_scale.low must be finite"),
+        ("gyro_noise", -0.1, r"gyro_noise must be a finite number >= 0"),
+    ],
+)
+def test_invalid_ranges_name_the_field(field: str, value: object, message: str) -> None:
+    with pytest.raises(InvalidRangeError, match=message) as err:
+        QuadrupedRandomization(**{field: value})
+    assert f"QuadrupedRandomization.{field}" in str(err.value)
+
+
+def test_invalid_task_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"QuadrupedJoystickConfig.action_scale must be > 0, got 0"):
+        QuadrupedJoystickConfig(action_scale=0.0)
+    with pytest.raises(InvalidRangeError, match=r"CommandRanges.lin_vel_x: low must be <= high"):
+        from sim2real.robots.quadruped.joystick import CommandRanges
+
+        CommandRanges(lin_vel_x=Uniform(1.0, -1.0))

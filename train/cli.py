@@ -1,0 +1,56 @@
+"""The ``sim2real`` command: one console script, one subcommand per job.
+
+Each subcommand's options are generated (tyro) from the config dataclass of the module
+that implements it, so a flag is declared exactly once, next to the code that uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> (one-line help, "module:function" taking (argv, prog) and returning an exit code)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "robots": (
+        "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
+        "sim2real.robots.cli:main",
+    ),
+}
+
+
+def _usage() -> str:
+    lines = [
+        "usage: sim2real COMMAND [options]",
+        "",
+        "sim2real: train robot policies in MuJoCo under domain randomization, deploy them.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:10} {help_}" for name, (help_, _) in SUBCOMMANDS.items()]
+    lines += ["", "Run `sim2real COMMAND --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def _load(entry_point: str) -> Callable[[list[str], str], int]:
+    module_name, _, attr = entry_point.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(
+            f"sim2real: unknown command {name!r}; choose from: {', '.join(SUBCOMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    return _load(SUBCOMMANDS[name][1])(rest, f"sim2real {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
