@@ -46,7 +46,7 @@ class QuadrupedEnv(MujocoRobotEnv):
             name: self._sensor_slice(name)
             for name in ("gyro", "accelerometer", "local_linvel", "upvector", "orientation")
         }
-        self._touch = [self._sensor_slice(n) for n in consts.TOUCH_SENSORS]
+        self._touch_idx = np.array([self._sensor_slice(n).start for n in consts.TOUCH_SENSORS])
         self._foot_pos = [self._sensor_slice(f"{leg}_foot_pos") for leg in consts.LEG_NAMES]
         self._home_key = self._id(mujoco.mjtObj.mjOBJ_KEY, "home")
         self.n_joints = len(consts.JOINT_NAMES)
@@ -90,8 +90,7 @@ class QuadrupedEnv(MujocoRobotEnv):
 
     def foot_contact_forces(self) -> np.ndarray:
         """Normal force on each foot (touch sensor), N, in constants.LEG_NAMES order."""
-        sd = self.data.sensordata
-        return np.array([sd[s][0] for s in self._touch])
+        return self.data.sensordata[self._touch_idx]
 
     def joint_torques(self) -> np.ndarray:
         """Torque each motor applies (the PD output after its torque limit), N m."""

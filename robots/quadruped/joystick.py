@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -362,13 +363,16 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
 
     # --- reward ----------------------------------------------------------------------
     def _reward_terms(self, action: np.ndarray, fell: bool) -> dict[str, float]:
+        # Scalar math on Python floats: on 3-vectors it is several times faster than numpy
+        # calls, and this runs every control step.
         cfg = self.config
         w = self._weights
-        linvel = self.local_linvel()
-        gyro = self.gyro()
-        gravity = self.projected_gravity()
+        vx, vy, vz = self.local_linvel().tolist()
+        wx, wy, wz = self.gyro().tolist()
+        gx, gy, _ = self.projected_gravity().tolist()
+        cx, cy, cyaw = self._command.tolist()
         torques = self.joint_torques()
-        cmd = self._command
+        action_change = action - self._last_action
 
         contact = self.foot_contact_forces() > consts.CONTACT_FORCE_THRESHOLD
         # A touchdown is a foot in contact now (or last step: filters one-step chatter)
@@ -376,22 +380,20 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         contact_filtered = contact | self._last_contact
         touchdown = (self._air_time > 0) & contact_filtered
         self._air_time += self.control_dt
-        air_time_reward = float(np.sum((self._air_time - cfg.air_time_target) * touchdown))
-        if np.linalg.norm(cmd[:2]) < 0.1 and abs(cmd[2]) < 0.1:
-            air_time_reward = 0.0
+        air_time_reward = float((self._air_time - cfg.air_time_target) @ touchdown)
+        if math.hypot(cx, cy) < 0.1 and abs(cyaw) < 0.1:
+            air_time_reward = 0.0  # standing still: no reward for stepping
         self._air_time *= ~contact_filtered
         self._last_contact = contact
 
         raw = {
-            "tracking_lin_vel": float(
-                np.exp(-np.sum((cmd[:2] - linvel[:2]) ** 2) / cfg.tracking_sigma)
-            ),
-            "tracking_ang_vel": float(np.exp(-((cmd[2] - gyro[2]) ** 2) / cfg.tracking_sigma)),
-            "lin_vel_z": float(linvel[2] ** 2),
-            "ang_vel_xy": float(gyro[0] ** 2 + gyro[1] ** 2),
-            "orientation": float(gravity[0] ** 2 + gravity[1] ** 2),
-            "torques": float(np.dot(torques, torques)),
-            "action_rate": float(np.sum((action - self._last_action) ** 2)),
+            "tracking_lin_vel": math.exp(-((cx - vx) ** 2 + (cy - vy) ** 2) / cfg.tracking_sigma),
+            "tracking_ang_vel": math.exp(-((cyaw - wz) ** 2) / cfg.tracking_sigma),
+            "lin_vel_z": vz * vz,
+            "ang_vel_xy": wx * wx + wy * wy,
+            "orientation": gx * gx + gy * gy,
+            "torques": float(torques @ torques),
+            "action_rate": float(action_change @ action_change),
             "feet_air_time": air_time_reward,
             "termination": float(fell),
         }
