@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium import spaces
 
@@ -223,6 +224,9 @@ class HandCubeRotateEnv(HandEnv):
         self.config = cfg
         self._dr = cfg.randomization
         self._ids = ModelIds.from_model(self.model)
+        # MuJoCo skips the centre-of-mass transform of a body compiled with its inertial
+        # frame equal to its body frame ("sameframe"); cube CoM randomization needs it.
+        self.model.body_sameframe[self._ids.cube_body] = mujoco.mjtSameFrame.mjSAMEFRAME_NONE
         self._nominal = NominalModel.from_model(self.model)
         self._n_links = len(consts.LINK_BODIES)
         self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
@@ -289,6 +293,8 @@ class HandCubeRotateEnv(HandEnv):
         else:
             self._dynamics = self._nominal_dynamics()
         apply_dynamics(self.model, self._nominal, self._dynamics, self._ids)
+        # Recompute what MuJoCo derives from masses (subtree masses, constraint weights).
+        mujoco.mj_setConst(self.model, self.data)
         self._dynamics_vector = self._dynamics.as_vector()
         self._delay.reset(self._dynamics.latency_steps)
 
