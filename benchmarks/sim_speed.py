@@ -1,6 +1,6 @@
 """Env steps/s of our robots next to gymnasium's Ant-v5, single and vectorized, in one run.
 
-    python benchmarks/sim_speed.py                # full table (about 2 minutes on 2 cores)
+    python benchmarks/sim_speed.py                # full table (about 5 minutes on 2 cores)
     python benchmarks/sim_speed.py --steps 500    # quick look
 
 Every env is stepped with the same pre-drawn uniform random actions through ``gym.make``
@@ -91,13 +91,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="steps per env per measurement")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    parser.add_argument("--envs-per-worker", type=int, default=4, help="envs each worker steps per call")
+    parser.add_argument("--envs-per-worker", type=int, default=8, help="envs each worker steps per call")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measure each number this many times, interleaved, and report the median")
     parser.add_argument("--only", type=str, default=None,
                         help="measure only cases whose label contains this text (Ant-v5 always runs)")
     parser.add_argument("--json", type=str, default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
-    if args.steps < 1 or args.workers < 1 or args.envs_per_worker < 1:
-        parser.error("--steps, --workers and --envs-per-worker must be >= 1")
+    if min(args.steps, args.workers, args.envs_per_worker, args.repeats) < 1:
+        parser.error("--steps, --workers, --envs-per-worker and --repeats must be >= 1")
 
     num_envs = args.workers * args.envs_per_worker
     vec_steps = max(1, args.steps // args.envs_per_worker)
@@ -105,28 +107,45 @@ def main() -> None:
     cases = [c for c in CASES if args.only is None or args.only in c[0] or c[1] == "Ant-v5"]
     for label, env_id, kwargs in cases:
         print(f"measuring {label} ...", flush=True)
-        single = single_env_rate(env_id, kwargs, args.steps)
-        ours = ours_rate(env_id, kwargs, vec_steps, num_envs, args.workers)
-        reference = gym_async_rate(env_id, kwargs, vec_steps, args.workers)
+        # Interleaved repeats: a background hiccup hits one sample, not one column.
+        samples = [
+            (single_env_rate(env_id, kwargs, args.steps),
+             ours_rate(env_id, kwargs, vec_steps, num_envs, args.workers),
+             gym_async_rate(env_id, kwargs, vec_steps, args.workers))
+            for _ in range(args.repeats)
+        ]
+        single, ours, reference = (float(np.median(column)) for column in zip(*samples))
+        # Scaling from each repeat's adjacent measurements, then the median: the machine's
+        # speed drifts between repeats, and a ratio of medians would mix two moments.
+        ours_scaling = [o / s for s, o, _ in samples]
+        reference_scaling = [r / s for s, _, r in samples]
         rows.append({"case": label, "env_id": env_id, "single": single,
                      f"ours_x{num_envs}": ours, f"gym_async_x{args.workers}": reference,
-                     "ours_scaling": ours / single, "gym_async_scaling": reference / single})
+                     "ours_scaling": float(np.median(ours_scaling)),
+                     "ours_scaling_range": [min(ours_scaling), max(ours_scaling)],
+                     "gym_async_scaling": float(np.median(reference_scaling)),
+                     "samples": samples})
 
     ant = next(r for r in rows if r["env_id"] == "Ant-v5")
     print(f"\nsim_speed: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.workers} workers, {args.steps} steps per env per measurement, random actions\n")
+          f"{args.workers} workers, {args.steps} steps per env per measurement, "
+          f"median of {args.repeats}, random actions\n")
     header = (f"| env | single steps/s | vs Ant-v5 single | ours x{num_envs} envs / {args.workers} workers "
-              f"| ours scaling | gym async x{args.workers} | gym async scaling |")
+              f"| ours scaling (range) | gym async x{args.workers} | gym async scaling |")
     print(header)
     print("|" + "---|" * 7)
     for r in rows:
         print(f"| {r['case']} | {r['single']:,.0f} | {r['single'] / ant['single']:.2f}x "
               f"| {r[f'ours_x{num_envs}']:,.0f} | {r['ours_scaling']:.2f}x "
+              f"({r['ours_scaling_range'][0]:.2f}-{r['ours_scaling_range'][1]:.2f}) "
               f"| {r[f'gym_async_x{args.workers}']:,.0f} | {r['gym_async_scaling']:.2f}x |")
     quad = rows[0]
-    print(f"\nquadruped (DR) per-step speed vs Ant-v5: {quad['single'] / ant['single']:.2f}x (target >= 1.0)")
+    per_step = [q[0] / a[0] for q, a in zip(quad["samples"], ant["samples"])]
+    print(f"\nquadruped (DR) per-step speed vs Ant-v5: {quad['single'] / ant['single']:.2f}x "
+          f"(repeats {min(per_step):.2f}-{max(per_step):.2f}; target >= 1.0)")
     print(f"quadruped (DR) vectorized scaling on {args.workers} workers: {quad['ours_scaling']:.2f}x "
-          f"(target >= 1.7 on 2 cores)")
+          f"(repeats {quad['ours_scaling_range'][0]:.2f}-{quad['ours_scaling_range'][1]:.2f}; "
+          f"target >= 1.7 on 2 cores)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"workers": args.workers, "num_envs": num_envs, "steps": args.steps, "rows": rows}, f, indent=2)
