@@ -114,7 +114,7 @@ def main() -> None:
              gym_async_rate(env_id, kwargs, vec_steps, args.workers))
             for _ in range(args.repeats)
         ]
-        single, ours, reference = (float(np.median(column)) for column in zip(*samples))
+        single, ours, reference = (float(np.median(column)) for column in zip(*samples, strict=False))
         # Scaling from each repeat's adjacent measurements, then the median: the machine's
         # speed drifts between repeats, and a ratio of medians would mix two moments.
         ours_scaling = [o / s for s, o, _ in samples]
@@ -140,7 +140,7 @@ def main() -> None:
               f"({r['ours_scaling_range'][0]:.2f}-{r['ours_scaling_range'][1]:.2f}) "
               f"| {r[f'gym_async_x{args.workers}']:,.0f} | {r['gym_async_scaling']:.2f}x |")
     quad = rows[0]
-    per_step = [q[0] / a[0] for q, a in zip(quad["samples"], ant["samples"])]
+    per_step = [q[0] / a[0] for q, a in zip(quad["samples"], ant["samples"], strict=False)]
     print(f"\nquadruped (DR) per-step speed vs Ant-v5: {quad['single'] / ant['single']:.2f}x "
           f"(repeats {min(per_step):.2f}-{max(per_step):.2f}; target >= 1.0)")
     print(f"quadruped (DR) vectorized scaling on {args.workers} workers: {quad['ours_scaling']:.2f}x "

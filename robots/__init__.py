@@ -4,7 +4,14 @@ Importing this package registers ``sim2real/QuadrupedJoystick-v0`` and
 ``sim2real/HandCubeRotate-v0`` with gymnasium.
 """
 
-from sim2real.robots.registry import ENVS, EnvRecord, UnknownEnvError, get_record, make, register_all
+from sim2real.robots.registry import (
+    ENVS,
+    EnvRecord,
+    UnknownEnvError,
+    get_record,
+    make,
+    register_all,
+)
 
 register_all()
 

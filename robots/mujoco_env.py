@@ -73,6 +73,11 @@ class ActionDelay:
         return self._queue[-1 - self.latency]
 
 
+def flatten_names(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, ...]:
+    """``(("gyro", ("x", "y")),)`` -> ``("gyro/x", "gyro/y")``: observation entry names."""
+    return tuple(f"{group}/{item}" for group, items in groups for item in items)
+
+
 def uniform_noise(rng: np.random.Generator, scale: np.ndarray) -> np.ndarray:
     """Additive noise U(-scale, scale) per element (Playground's observation noise model)."""
     return scale * (2.0 * rng.random(scale.shape) - 1.0)

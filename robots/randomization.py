@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:  # importing mujoco fixes its GL backend; keep this module import-light
+    import mujoco
 
 
 class InvalidRangeError(ValueError):
@@ -119,7 +122,7 @@ def field_docs(config_cls: type) -> dict[str, str]:
     class_def = next(node for node in tree.body if isinstance(node, ast.ClassDef))
     docs: dict[str, str] = {}
     body = class_def.body
-    for node, following in zip(body, body[1:]):
+    for node, following in zip(body, body[1:], strict=False):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
@@ -129,3 +132,51 @@ def field_docs(config_cls: type) -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(following.value.value.split())
     return docs
+
+
+class ModelSnapshot:
+    """Base for a frozen dataclass whose fields are named like MjModel arrays.
+
+    Taken once at load (:meth:`from_model`) and written back (:meth:`restore`) before every
+    randomization, so that episodes never compound each other's samples.
+    """
+
+    @classmethod
+    def from_model(cls, model: mujoco.MjModel) -> Self:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        return cls(**{f.name: getattr(model, f.name).copy() for f in fields})
+
+    def restore(self, model: mujoco.MjModel) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            getattr(model, f.name)[:] = getattr(self, f.name)
+
+
+def scale_position_gains(
+    model: mujoco.MjModel,
+    nominal_gainprm: np.ndarray,
+    nominal_biasprm: np.ndarray,
+    actuators: np.ndarray,
+    kp_scale: np.ndarray,
+    kd_scale: np.ndarray | None = None,
+) -> None:
+    """Scale the stiffness (and damping) of MuJoCo position actuators.
+
+    A position actuator's force is gain*ctrl + bias1*q + bias2*qdot with gain = kp,
+    bias1 = -kp and bias2 = -kv: scaling both kp terms together keeps it a PD law.
+    """
+    kp = nominal_gainprm[actuators, 0] * kp_scale
+    model.actuator_gainprm[actuators, 0] = kp
+    model.actuator_biasprm[actuators, 1] = -kp
+    if kd_scale is not None:
+        model.actuator_biasprm[actuators, 2] = nominal_biasprm[actuators, 2] * kd_scale
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def with_randomization_switch(config: ConfigT, enabled: bool | None) -> ConfigT:
+    """``config`` with ``config.randomization.enabled`` set, or unchanged when None."""
+    if enabled is None:
+        return config
+    randomization = dataclasses.replace(config.randomization, enabled=enabled)  # type: ignore[attr-defined]
+    return dataclasses.replace(config, randomization=randomization)  # type: ignore[type-var]

@@ -137,7 +137,7 @@ def _reset_all(
     envs: list[gym.Env], rows: range, buffers: dict[str, np.ndarray], seeds: list[int | None]
 ) -> dict[int, dict[str, Any]]:
     infos = {}
-    for env, row in zip(envs, rows):
+    for env, row in zip(envs, rows, strict=True):
         obs, info = env.reset(seed=seeds[row])
         _write_reset(buffers, row, obs, info)
         infos[row] = info
@@ -151,7 +151,7 @@ def _step_all(
     actions = buffers["actions"]
     has_privileged = layout.privileged_dim > 0
     reset_infos = {}
-    for env, row in zip(envs, rows):
+    for env, row in zip(envs, rows, strict=True):
         obs, reward, terminated, truncated, info = env.step(actions[row])
         buffers["rewards"][row] = reward
         buffers["terminated"][row] = terminated

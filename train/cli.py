@@ -7,6 +7,7 @@ that implements it, so a flag is declared exactly once, next to the code that us
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
+    # mujoco picks its OpenGL backend when first imported; on a headless machine offscreen
+    # rendering (`robots view`) needs EGL, so choose it before any subcommand imports mujoco.
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:
         print(

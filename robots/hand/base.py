@@ -55,7 +55,7 @@ class HandEnv(MujocoRobotEnv):
         )
         tips = [self._sensor_slice(n) for n in consts.FINGERTIP_POS_SENSORS]
         # Consecutive sensors let fingertip_positions() return one reshaped view.
-        if any(a.stop != b.start for a, b in zip(tips, tips[1:])):
+        if any(a.stop != b.start for a, b in zip(tips, tips[1:], strict=False)):
             raise ValueError("fingertip position sensors must be consecutive in the XML")
         self._tip_pos = slice(tips[0].start, tips[-1].stop)
         self._home_key = self._id(mujoco.mjtObj.mjOBJ_KEY, "home")

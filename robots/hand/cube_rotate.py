@@ -21,7 +21,13 @@ from sim2real.robots.hand.randomize import (
     nominal_dynamics,
     sample_dynamics,
 )
-from sim2real.robots.mujoco_env import ActionDelay, DeploymentSpec, uniform_noise
+from sim2real.robots.mujoco_env import (
+    ActionDelay,
+    DeploymentSpec,
+    flatten_names,
+    uniform_noise,
+)
+from sim2real.robots.randomization import with_randomization_switch
 
 ENV_ID = "sim2real/HandCubeRotate-v0"
 
@@ -139,10 +145,6 @@ _PRIVILEGED_EXTRA_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _names(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, ...]:
-    return tuple(f"{group}/{item}" for group, items in groups for item in items)
-
-
 def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product of (w, x, y, z) quaternions."""
     aw, ax, ay, az = a
@@ -216,11 +218,7 @@ class HandCubeRotateEnv(HandEnv):
     ) -> None:
         super().__init__(render_mode=render_mode)
         cfg = config or HandCubeRotateConfig()
-        if domain_randomization is not None:
-            cfg = dataclasses.replace(
-                cfg,
-                randomization=dataclasses.replace(cfg.randomization, enabled=domain_randomization),
-            )
+        cfg = with_randomization_switch(cfg, domain_randomization)
         self.config = cfg
         self._dr = cfg.randomization
         self._ids = ModelIds.from_model(self.model)
@@ -240,13 +238,13 @@ class HandCubeRotateEnv(HandEnv):
         self._noise_scale = dr.observation_noise_scale * np.concatenate(noise_parts)
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
         actor_groups = _PROPRIO_GROUPS + (_CUBE_POSE_GROUPS if cfg.observe_cube_pose else ())
-        self.observation_names = _names(actor_groups)
+        self.observation_names = flatten_names(actor_groups)
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
         )
         self.privileged_observation_names = (
-            _names(_PROPRIO_GROUPS + _CUBE_POSE_GROUPS)
-            + _names(_PRIVILEGED_EXTRA_GROUPS)
+            flatten_names(_PROPRIO_GROUPS + _CUBE_POSE_GROUPS)
+            + flatten_names(_PRIVILEGED_EXTRA_GROUPS)
             + HandDynamics.vector_names(n, self._n_links)
         )
         self.privileged_observation_space = spaces.Box(

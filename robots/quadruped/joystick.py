@@ -10,7 +10,12 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from sim2real.robots.mujoco_env import ActionDelay, DeploymentSpec, uniform_noise
+from sim2real.robots.mujoco_env import (
+    ActionDelay,
+    DeploymentSpec,
+    flatten_names,
+    uniform_noise,
+)
 from sim2real.robots.quadruped import constants as consts
 from sim2real.robots.quadruped.base import QuadrupedEnv
 from sim2real.robots.quadruped.randomize import (
@@ -22,7 +27,7 @@ from sim2real.robots.quadruped.randomize import (
     nominal_dynamics,
     sample_dynamics,
 )
-from sim2real.robots.randomization import InvalidRangeError, Uniform
+from sim2real.robots.randomization import InvalidRangeError, Uniform, with_randomization_switch
 
 ENV_ID = "sim2real/QuadrupedJoystick-v0"
 
@@ -139,10 +144,6 @@ _ACTOR_OBS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _names(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[str, ...]:
-    return tuple(f"{group}/{item}" for group, items in groups for item in items)
-
-
 class QuadrupedJoystickEnv(QuadrupedEnv):
     """Joystick locomotion for a Go1-class quadruped.
 
@@ -194,11 +195,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
     ) -> None:
         super().__init__(render_mode=render_mode)
         cfg = config or QuadrupedJoystickConfig()
-        if domain_randomization is not None:
-            cfg = dataclasses.replace(
-                cfg,
-                randomization=dataclasses.replace(cfg.randomization, enabled=domain_randomization),
-            )
+        cfg = with_randomization_switch(cfg, domain_randomization)
         self.config = cfg
         self._dr = cfg.randomization
         self._ids = ModelIds.from_model(self.model)
@@ -215,7 +212,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             ]
         )
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
-        self.observation_names = _names(_ACTOR_OBS_GROUPS)
+        self.observation_names = flatten_names(_ACTOR_OBS_GROUPS)
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
         )

@@ -14,7 +14,13 @@ import mujoco
 import numpy as np
 
 from sim2real.robots.quadruped import constants as consts
-from sim2real.robots.randomization import IntUniform, InvalidRangeError, Uniform
+from sim2real.robots.randomization import (
+    IntUniform,
+    InvalidRangeError,
+    ModelSnapshot,
+    Uniform,
+    scale_position_gains,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +186,7 @@ class ModelIds:
     actuators: np.ndarray
 
     @classmethod
-    def from_model(cls, model: mujoco.MjModel) -> "ModelIds":
+    def from_model(cls, model: mujoco.MjModel) -> ModelIds:
         def lookup(obj: mujoco.mjtObj, name: str) -> int:
             idx = mujoco.mj_name2id(model, obj, name)
             if idx < 0:
@@ -200,7 +206,7 @@ class ModelIds:
 
 
 @dataclasses.dataclass(frozen=True)
-class NominalModel:
+class NominalModel(ModelSnapshot):
     """Copies of every model array that randomization writes, taken once at load."""
 
     geom_friction: np.ndarray
@@ -213,17 +219,12 @@ class NominalModel:
     actuator_gainprm: np.ndarray
     actuator_biasprm: np.ndarray
 
-    @classmethod
-    def from_model(cls, model: mujoco.MjModel) -> "NominalModel":
-        return cls(**{f.name: getattr(model, f.name).copy() for f in dataclasses.fields(cls)})
-
 
 def apply_dynamics(
     model: mujoco.MjModel, nominal: NominalModel, sample: QuadrupedDynamics, ids: ModelIds
 ) -> None:
     """Write ``sample`` into ``model`` (in place), starting from the nominal values."""
-    for f in dataclasses.fields(nominal):
-        getattr(model, f.name)[:] = getattr(nominal, f.name)
+    nominal.restore(model)
 
     model.geom_friction[ids.floor_geom, 0] = sample.floor_friction
 
@@ -244,10 +245,7 @@ def apply_dynamics(
     model.dof_armature[dofs] = nominal.dof_armature[dofs] * sample.armature_scale
     model.dof_frictionloss[dofs] = nominal.dof_frictionloss[dofs] * sample.frictionloss_scale
 
-    # MuJoCo position actuator: force = gain*ctrl + bias0 + bias1*q + bias2*qdot with
-    # gain = kp, bias1 = -kp, bias2 = -kd; scaling both kp terms keeps the PD form.
-    acts = ids.actuators
-    kp = nominal.actuator_gainprm[acts, 0] * sample.kp_scale
-    model.actuator_gainprm[acts, 0] = kp
-    model.actuator_biasprm[acts, 1] = -kp
-    model.actuator_biasprm[acts, 2] = nominal.actuator_biasprm[acts, 2] * sample.kd_scale
+    scale_position_gains(
+        model, nominal.actuator_gainprm, nominal.actuator_biasprm, ids.actuators,
+        sample.kp_scale, sample.kd_scale,
+    )
