@@ -5,15 +5,16 @@ gymnasium's AsyncVectorEnv runs one process per env, pickles every step's info d
 through a pipe and leaves the main process idle; on our 2-core machines a vectorized
 quadruped steps *slower* than a single env that way (benchmarks/sim_speed.py). Here:
 - each worker steps a slice of envs in a loop and writes observations, rewards, done flags,
-  privileged observations and reward terms straight into shared memory; the pipe carries
-  only a one-word command and the (rare) reset infos;
+  privileged observations and reward terms straight into shared memory; a pipe carries
+  only the (rare) reset infos, reset seeds and errors;
 - the calling process steps its own slice instead of waiting, so N cores need N-1 workers;
-- waits poll the pipe for a short while before blocking: on these VMs waking a process
-  blocked in a pipe read costs more than an env step, and polling keeps the handoff in
-  microseconds, while the fallback to blocking leaves the cores free when the caller is
-  busy with something else (a SAC update). Episodes autoreset in the same step
-(gymnasium's SAME_STEP mode): the returned observation of a finished env is its new
-episode's first one and ``infos["final_obs"]`` holds the last one.
+- the handoff is a pair of semaphores per worker, tried in a spin loop for a few ms before
+  blocking: on these VMs waking a process blocked in a read costs about as much as an env
+  step, while the fallback to blocking leaves the cores free when the caller is busy with
+  something else (a SAC update).
+
+Episodes autoreset in the same step (gymnasium's SAME_STEP mode): the returned observation
+of a finished env is its new episode's first one and ``infos["final_obs"]`` holds the last.
 """
 
 from __future__ import annotations
@@ -70,27 +71,43 @@ class _SharedBuffers:
 
 
 class WorkerError(RuntimeError):
-    """An env raised inside a worker process; carries the worker's traceback."""
+    """An env raised inside a worker process, or a worker died; carries its traceback."""
 
 
-# How long a wait polls before it blocks, s. Longer than a worker's slice of env steps at
+# How long a wait spins before it blocks, s. Longer than a worker's slice of env steps at
 # the rates we run (a few ms), short enough not to steal a core from a busy caller for long.
 SPIN_SECONDS = 0.005
 
+# Commands, written to a worker's control word before its `go` semaphore is released.
+_STEP, _RESET, _CLOSE = 1, 2, 3
+# What a worker left in the pipe, written to its reply word before `done` is released.
+_NO_REPLY, _REPLY, _ERROR = 0, 1, 2
 
-def _wait(conn: Connection, spin_seconds: float) -> None:
-    """Return once ``conn`` has a message: poll for ``spin_seconds``, then block."""
-    if conn.poll():
-        return
+
+def _acquire(semaphore: Any, spin_seconds: float, alive: Any) -> bool:
+    """Acquire ``semaphore``: spin on a non-blocking try, then block in short slices.
+
+    Returns False when ``alive()`` turns false while blocked (the other side died).
+    Semaphores rather than pipe reads for the handoff: a try-acquire is one atomic
+    operation, and it orders the shared-memory writes made before the release.
+    """
+    if semaphore.acquire(False):
+        return True
     deadline = time.perf_counter() + spin_seconds
     while time.perf_counter() < deadline:
-        if conn.poll():
-            return
-    conn.poll(None)
+        if semaphore.acquire(False):
+            return True
+    while not semaphore.acquire(timeout=0.1):
+        if not alive():
+            return False
+    return True
 
 
 def _worker(
     conn: Connection,
+    go: Any,
+    done: Any,
+    control: Any,
     env_id: str,
     env_kwargs: dict[str, Any],
     first: int,
@@ -102,25 +119,34 @@ def _worker(
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import sim2real.robots  # noqa: F401  (registers our envs in this process)
 
+    parent = mp.parent_process()
+    parent_alive = parent.is_alive if parent is not None else (lambda: True)
     buffers = _SharedBuffers(layout, raw).arrays
     envs: list[gym.Env] = []
     rows = range(first, first + count)
     try:
         envs = [gym.make(env_id, **env_kwargs) for _ in rows]
         conn.send(("ready", None))
-        while True:
-            _wait(conn, SPIN_SECONDS)
-            command, payload = conn.recv()
-            if command == "step":
-                conn.send(("ok", _step_all(envs, rows, buffers, layout)))
-            elif command == "reset":
-                conn.send(("ok", _reset_all(envs, rows, buffers, payload)))
-            elif command == "close":
+        while _acquire(go, SPIN_SECONDS, parent_alive):
+            command = control[0]
+            if command == _CLOSE:
                 break
-    except (KeyboardInterrupt, EOFError):
+            if command == _STEP:
+                reply = _step_all(envs, rows, buffers, layout)
+            else:
+                reply = _reset_all(envs, rows, buffers, conn.recv())
+            # Release first, then send: a large reply must not fill the pipe while the
+            # parent still waits on `done` (it reads the pipe only after acquiring).
+            control[1] = _REPLY if reply else _NO_REPLY
+            done.release()
+            if reply:
+                conn.send(reply)
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     except Exception:  # noqa: BLE001 - reported to the parent with the traceback
-        conn.send(("error", traceback.format_exc()))
+        control[1] = _ERROR
+        done.release()
+        conn.send(traceback.format_exc())
     finally:
         for env in envs:
             env.close()
@@ -220,11 +246,16 @@ class SubprocVectorEnv(VectorEnv):
         self._local_rows = range(0, counts[0])
         self._local_envs: list[gym.Env] = []
         first = counts[0]
+        self._go: list[Any] = []
+        self._done: list[Any] = []
+        self._control: list[Any] = []
         for worker, count in enumerate(counts[1:]):
             parent, child = ctx.Pipe()
+            go, done, control = ctx.Semaphore(0), ctx.Semaphore(0), ctx.RawArray("i", 2)
             process = ctx.Process(
                 target=_worker,
-                args=(child, env_id, env_kwargs, first, count, layout, self._buffers.raw),
+                args=(child, go, done, control, env_id, env_kwargs, first, count, layout,
+                      self._buffers.raw),
                 daemon=True,
                 name=f"sim2real-env-worker-{worker}",
             )
@@ -232,13 +263,21 @@ class SubprocVectorEnv(VectorEnv):
             child.close()
             self._conns.append(parent)
             self._processes.append(process)
+            self._go.append(go)
+            self._done.append(done)
+            self._control.append(control)
             first += count
         from sim2real.robots.registry import make
 
         self._local_envs = [make(env_id, **env_kwargs) for _ in self._local_rows]
         for conn in self._conns:
-            _wait(conn, 60.0)
-            self._receive(conn)
+            try:
+                status, payload = conn.recv()
+            except EOFError:
+                status, payload = "error", "the worker exited while making its envs"
+            if status != "ready":
+                self.close()
+                raise WorkerError(f"a {env_id} worker failed to start:\n{payload}")
 
     def _probe(self, env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> _Layout:
         from sim2real.robots.registry import make
@@ -262,34 +301,37 @@ class SubprocVectorEnv(VectorEnv):
         finally:
             env.close()
 
-    def _receive(self, conn: Connection) -> Any:
-        try:
-            status, payload = conn.recv()
-        except EOFError:
-            self.close()
-            raise WorkerError(f"a {self.env_id} worker process died") from None
-        if status == "error":
-            self.close()
-            raise WorkerError(f"a {self.env_id} env failed in its worker:\n{payload}")
-        return payload
-
-    def _run(self, command: str, payload: Any) -> dict[int, dict[str, Any]]:
-        """Send ``command`` to every worker, do this process's slice, gather the results."""
-        for conn in self._conns:
-            conn.send((command, payload))
+    def _run(self, command: int, seeds: list[int | None] | None = None) -> dict[int, dict[str, Any]]:
+        """Start ``command`` in every worker, do this process's slice, gather the results."""
+        for conn, go, control in zip(self._conns, self._go, self._control, strict=True):
+            control[0] = command
+            go.release()
+            if command == _RESET:
+                conn.send(seeds)
         buffers = self._buffers.arrays
         local_error: BaseException | None = None
         reset_infos: dict[int, dict[str, Any]] = {}
         try:
-            if command == "step":
+            if command == _STEP:
                 reset_infos = _step_all(self._local_envs, self._local_rows, buffers, self._layout)
             else:
-                reset_infos = _reset_all(self._local_envs, self._local_rows, buffers, payload)
+                reset_infos = _reset_all(self._local_envs, self._local_rows, buffers, seeds)
         except BaseException as err:  # gather the workers first so the protocol stays in step
             local_error = err
-        for conn in self._conns:
-            _wait(conn, SPIN_SECONDS)
-            reset_infos.update(self._receive(conn))
+        worker_error = None
+        for conn, done, control, process in zip(
+            self._conns, self._done, self._control, self._processes, strict=True
+        ):
+            if not _acquire(done, SPIN_SECONDS, process.is_alive):
+                worker_error = f"worker {process.name} died (exit code {process.exitcode})"
+                continue
+            if control[1] == _REPLY:
+                reset_infos.update(conn.recv())
+            elif control[1] == _ERROR:
+                worker_error = f"an env failed in worker {process.name}:\n{conn.recv()}"
+        if worker_error is not None:
+            self.close()
+            raise WorkerError(f"{self.env_id}: {worker_error}")
         if local_error is not None:
             raise local_error
         return reset_infos
@@ -302,8 +344,11 @@ class SubprocVectorEnv(VectorEnv):
         else:
             if len(seed) != self.num_envs:
                 raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seed)}")
+            for i, s in enumerate(seed):
+                if s is not None and (isinstance(s, bool) or not isinstance(s, int)):
+                    raise ValueError(f"seed[{i}] must be an int or None, got {s!r}")
             seeds = list(seed)
-        reset_infos = self._run("reset", seeds)
+        reset_infos = self._run(_RESET, seeds)
         buffers = self._buffers.arrays
         infos: dict[str, Any] = {"reset_infos": reset_infos}
         if self._layout.privileged_dim:
@@ -319,7 +364,7 @@ class SubprocVectorEnv(VectorEnv):
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
         buffers = self._buffers.arrays
         buffers["actions"][:] = actions
-        reset_infos = self._run("step", None)
+        reset_infos = self._run(_STEP)
         done = buffers["terminated"] | buffers["truncated"]
         infos: dict[str, Any] = {"_final": done.copy(), "reset_infos": reset_infos}
         if done.any():
@@ -345,15 +390,15 @@ class SubprocVectorEnv(VectorEnv):
         if self._closed:
             return
         self._closed = True
-        for conn in self._conns:
-            try:
-                conn.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
+        for go, control, process in zip(self._go, self._control, self._processes, strict=True):
+            if process.is_alive():
+                control[0] = _CLOSE
+                go.release()
         for process in self._processes:
             process.join(timeout=5)
             if process.is_alive():
                 process.terminate()
+                process.join(timeout=5)
         for conn in self._conns:
             conn.close()
         for env in self._local_envs:

@@ -10,7 +10,7 @@ import pytest
 
 import sim2real.robots  # noqa: F401
 from sim2real.robots.quadruped.joystick import QuadrupedJoystickConfig
-from sim2real.robots.vector import SubprocVectorEnv, WorkerError
+from sim2real.robots.vector import _RESET, SubprocVectorEnv, WorkerError
 
 QUAD = "sim2real/QuadrupedJoystick-v0"
 
@@ -77,6 +77,11 @@ def test_bad_actions_and_sizes_are_rejected() -> None:
             vec.step(np.zeros((2, 3)))
         # The env still works after the rejected call.
         vec.step(np.zeros((2, 1), np.float32))
+        with pytest.raises(ValueError, match=r"seed\[1\] must be an int or None, got 'x'"):
+            vec.reset(seed=[0, "x"])  # type: ignore[list-item]
+        with pytest.raises(ValueError, match="seed list must have 2 entries, got 3"):
+            vec.reset(seed=[0, 1, 2])
+        vec.reset(seed=[0, None])
     finally:
         vec.close()
 
@@ -84,10 +89,22 @@ def test_bad_actions_and_sizes_are_rejected() -> None:
 def test_worker_failure_surfaces_with_its_traceback() -> None:
     vec = SubprocVectorEnv("Pendulum-v1", 2, num_workers=1)
     try:
-        vec.reset(seed=0)
-        vec._conns[0].send(("reset", "not-a-seed-list"))  # a worker-side crash
-        with pytest.raises(WorkerError, match="failed in its worker"):
-            vec._receive(vec._conns[0])
+        # Row 0 is reset in this process, row 1 in the worker: only the worker's env fails
+        # (past reset()'s own seed check, which would refuse this before any env sees it).
+        with pytest.raises(WorkerError, match=r"(?s)an env failed in worker .*Traceback.*Seed"):
+            vec._run(_RESET, [0, "not-a-seed"])  # type: ignore[list-item]
     finally:
         vec.close()
     assert all(not p.is_alive() for p in vec._processes)
+
+
+def test_a_killed_worker_raises_instead_of_hanging() -> None:
+    vec = SubprocVectorEnv("Pendulum-v1", 2, num_workers=1)
+    try:
+        vec.reset(seed=0)
+        vec._processes[0].kill()
+        vec._processes[0].join(timeout=5)
+        with pytest.raises(WorkerError, match="died"):
+            vec.step(np.zeros((2, 1), np.float32))
+    finally:
+        vec.close()
