@@ -7,7 +7,9 @@ Every env is stepped with the same pre-drawn uniform random actions through ``gy
 (so every env pays the same gymnasium wrapper overhead), resetting on episode end.
 "single" steps one env in this process. "ours xN" is sim2real.robots.vector.SubprocVectorEnv
 with N envs over one worker process per core; "gym async" is gymnasium's AsyncVectorEnv
-with one process per env (the reference). Scaling = vectorized steps/s / single steps/s.
+with one process per env (the reference). "ceiling" runs one process per core stepping its
+envs with no synchronisation at all: what this machine's cores deliver in parallel, which
+no lockstep vector env can beat. Scaling = vectorized steps/s / single steps/s.
 Targets (issue 2): quadruped with DR at least as fast per step as Ant-v5 (ratio >= 1), and
 vectorized stepping scaling >= 1.7x on 2 cores.
 """
@@ -78,6 +80,31 @@ def ours_rate(env_id: str, kwargs: dict[str, Any], steps: int, num_envs: int, wo
     return vector_rate(SubprocVectorEnv(env_id, num_envs, num_workers=workers - 1, env_kwargs=kwargs), steps)
 
 
+def _independent_worker(args: tuple[str, dict[str, Any], int, int]) -> float:
+    env_id, kwargs, num_envs, steps = args
+    # Spawned workers import this module, and with it sim2real.robots (registering our envs).
+    envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+    for i, env in enumerate(envs):
+        env.reset(seed=i)
+    actions = random_actions(envs[0].action_space, steps, num_envs)
+    start = time.perf_counter()
+    for batch in actions:
+        for env, action in zip(envs, batch, strict=True):
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+    return steps * num_envs / (time.perf_counter() - start)
+
+
+def independent_rate(env_id: str, kwargs: dict[str, Any], steps: int, num_envs: int, workers: int) -> float:
+    """The machine's ceiling: ``workers`` processes stepping their envs with no lockstep."""
+    import multiprocessing as mp
+
+    per_worker = max(1, num_envs // workers)
+    with mp.get_context("spawn").Pool(workers) as pool:
+        return float(sum(pool.map(_independent_worker, [(env_id, kwargs, per_worker, steps)] * workers)))
+
+
 def gym_async_rate(env_id: str, kwargs: dict[str, Any], steps: int, num_envs: int) -> float:
     vec = gym.vector.AsyncVectorEnv(
         [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)],
@@ -111,19 +138,25 @@ def main() -> None:
         samples = [
             (single_env_rate(env_id, kwargs, args.steps),
              ours_rate(env_id, kwargs, vec_steps, num_envs, args.workers),
-             gym_async_rate(env_id, kwargs, vec_steps, args.workers))
+             gym_async_rate(env_id, kwargs, vec_steps, args.workers),
+             independent_rate(env_id, kwargs, vec_steps, num_envs, args.workers))
             for _ in range(args.repeats)
         ]
-        single, ours, reference = (float(np.median(column)) for column in zip(*samples, strict=False))
+        single, ours, reference, ceiling = (
+            float(np.median(column)) for column in zip(*samples, strict=True)
+        )
         # Scaling from each repeat's adjacent measurements, then the median: the machine's
         # speed drifts between repeats, and a ratio of medians would mix two moments.
-        ours_scaling = [o / s for s, o, _ in samples]
-        reference_scaling = [r / s for s, _, r in samples]
+        ours_scaling = [o / s for s, o, _, _ in samples]
+        reference_scaling = [r / s for s, _, r, _ in samples]
+        ceiling_scaling = [c / s for s, _, _, c in samples]
         rows.append({"case": label, "env_id": env_id, "single": single,
                      f"ours_x{num_envs}": ours, f"gym_async_x{args.workers}": reference,
                      "ours_scaling": float(np.median(ours_scaling)),
                      "ours_scaling_range": [min(ours_scaling), max(ours_scaling)],
                      "gym_async_scaling": float(np.median(reference_scaling)),
+                     "independent": ceiling,
+                     "independent_scaling": float(np.median(ceiling_scaling)),
                      "samples": samples})
 
     ant = next(r for r in rows if r["env_id"] == "Ant-v5")
@@ -131,14 +164,16 @@ def main() -> None:
           f"{args.workers} workers, {args.steps} steps per env per measurement, "
           f"median of {args.repeats}, random actions\n")
     header = (f"| env | single steps/s | vs Ant-v5 single | ours x{num_envs} envs / {args.workers} workers "
-              f"| ours scaling (range) | gym async x{args.workers} | gym async scaling |")
+              f"| ours scaling (range) | gym async x{args.workers} | gym async scaling "
+              f"| ceiling: {args.workers} free-running processes |")
     print(header)
-    print("|" + "---|" * 7)
+    print("|" + "---|" * 8)
     for r in rows:
         print(f"| {r['case']} | {r['single']:,.0f} | {r['single'] / ant['single']:.2f}x "
               f"| {r[f'ours_x{num_envs}']:,.0f} | {r['ours_scaling']:.2f}x "
               f"({r['ours_scaling_range'][0]:.2f}-{r['ours_scaling_range'][1]:.2f}) "
-              f"| {r[f'gym_async_x{args.workers}']:,.0f} | {r['gym_async_scaling']:.2f}x |")
+              f"| {r[f'gym_async_x{args.workers}']:,.0f} | {r['gym_async_scaling']:.2f}x "
+              f"| {r['independent']:,.0f} ({r['independent_scaling']:.2f}x) |")
     quad = rows[0]
     per_step = [q[0] / a[0] for q, a in zip(quad["samples"], ant["samples"], strict=False)]
     print(f"\nquadruped (DR) per-step speed vs Ant-v5: {quad['single'] / ant['single']:.2f}x "
