@@ -1,0 +1,164 @@
+"""SAC pieces against hand-computed values on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sim2real.train.networks import Actor, QEnsemble, squashed_gaussian_log_prob
+from sim2real.train.normalizer import RunningNormalizer
+from sim2real.train.replay import ReplayBuffer
+from sim2real.train.sac import (
+    SAC,
+    SACConfig,
+    actor_loss,
+    critic_loss,
+    polyak_update,
+    soft_q_target,
+    temperature_loss,
+)
+
+
+def test_log_prob_includes_the_tanh_correction() -> None:
+    u = torch.tensor([[0.5, -1.0]])
+    mean = torch.tensor([[0.0, 0.0]])
+    log_std = torch.tensor([[0.0, math.log(2.0)]])
+    # By hand: log N(0.5; 0, 1) + log N(-1; 0, 2) - log(1 - tanh(0.5)^2) - log(1 - tanh(-1)^2)
+    expected = (
+        -0.5 * 0.25 - 0.5 * math.log(2 * math.pi)
+        + -0.5 * 0.25 - math.log(2.0) - 0.5 * math.log(2 * math.pi)
+        - math.log(1 - math.tanh(0.5) ** 2) - math.log(1 - math.tanh(-1.0) ** 2)
+    )
+    got = squashed_gaussian_log_prob(u, mean, log_std)
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    # Stable where 1 - tanh(u)^2 underflows in float32.
+    far = squashed_gaussian_log_prob(torch.tensor([[30.0]]), torch.zeros(1, 1), torch.zeros(1, 1))
+    assert torch.isfinite(far).all()
+
+
+def test_soft_q_target_by_hand() -> None:
+    rewards = torch.tensor([1.0, 2.0])
+    terminated = torch.tensor([0.0, 1.0])
+    next_q = torch.tensor([[3.0, 5.0], [4.0, 1.0]])  # [critics, batch]
+    next_log_prob = torch.tensor([-1.0, 0.5])
+    y = soft_q_target(rewards, terminated, next_q, next_log_prob, alpha=0.2, gamma=0.9)
+    # env 0: 1 + 0.9 * (min(3, 4) - 0.2 * -1) = 1 + 0.9 * 3.2; env 1 terminated: just 2.
+    torch.testing.assert_close(y, torch.tensor([1.0 + 0.9 * 3.2, 2.0]))
+
+
+def test_critic_and_actor_losses_by_hand() -> None:
+    q = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    target = torch.tensor([2.0, 2.0])
+    # critic 0: mean((1-2)^2, 0) = 0.5; critic 1: mean(1, 4) = 2.5; 0.5 * (0.5 + 2.5)
+    assert critic_loss(q, target).item() == pytest.approx(1.5)
+    log_prob = torch.tensor([-1.0, 1.0])
+    # mean(0.5 * -1 - 1, 0.5 * 1 - 0) = mean(-1.5, 0.5)
+    assert actor_loss(q, log_prob, alpha=0.5).item() == pytest.approx(-0.5)
+
+
+@pytest.mark.parametrize(("log_prob", "direction"), [(-5.0, "down"), (5.0, "up")])
+def test_temperature_moves_alpha_towards_the_entropy_target(log_prob: float, direction: str) -> None:
+    # target entropy -1: a policy with entropy 5 (log pi = -5) has too much -> alpha falls;
+    # one with entropy -5 has too little -> alpha rises.
+    log_alpha = torch.tensor(0.0, requires_grad=True)
+    loss = temperature_loss(log_alpha, torch.full((4,), log_prob), target_entropy=-1.0)
+    loss.backward()
+    # d/dlog_alpha of -(log_alpha * (log_prob + H)) = -(log_prob + H)
+    assert log_alpha.grad.item() == pytest.approx(-(log_prob - 1.0))
+    step = -log_alpha.grad.item()  # gradient descent
+    assert (step < 0) if direction == "down" else (step > 0)
+
+
+def test_polyak_update_moves_the_target_by_tau() -> None:
+    source, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    before = target.weight.detach().clone()
+    polyak_update(target, source, tau=0.1)
+    torch.testing.assert_close(target.weight, 0.9 * before + 0.1 * source.weight.detach())
+
+
+def test_ensemble_matches_independent_critics() -> None:
+    torch.manual_seed(0)
+    ensemble = QEnsemble(3, 2, (8, 8), n=2)
+    obs, act = torch.randn(5, 3), torch.randn(5, 2)
+    q = ensemble(obs, act)
+    assert q.shape == (2, 5)
+    x = torch.cat([obs, act], -1)
+    for i in range(2):
+        h = x
+        for layer in ensemble.hidden:
+            h = torch.relu(h @ layer.weight[i] + layer.bias[i])
+        torch.testing.assert_close(q[i], (h @ ensemble.out.weight[i] + ensemble.out.bias[i]).squeeze(-1))
+
+
+def test_actor_actions_are_squashed_and_deterministic_is_tanh_mean() -> None:
+    torch.manual_seed(0)
+    actor = Actor(4, 3, (16, 16))
+    obs = torch.randn(64, 4) * 10
+    action, log_prob = actor(obs)
+    assert action.abs().max() <= 1.0 and log_prob.shape == (64,)
+    mean, _ = actor.distribution_params(obs)
+    torch.testing.assert_close(actor(obs, deterministic=True)[0], torch.tanh(mean))
+    torch.testing.assert_close(actor.act(obs), torch.tanh(mean))
+
+
+def test_update_reduces_critic_loss_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    sac = SAC(SACConfig(actor_hidden=(32,), critic_hidden=(32,), batch_size=32), obs_dim=3, act_dim=1)
+    batch = {
+        "obs": torch.randn(32, 3), "next_obs": torch.randn(32, 3),
+        "actions": torch.rand(32, 1) * 2 - 1, "rewards": torch.randn(32),
+        "terminated": torch.zeros(32),
+    }
+    first = sac.update(batch)["loss/critic"]
+    for _ in range(200):
+        last = sac.update(batch)["loss/critic"]
+    assert last < first
+    assert sac.updates == 201
+
+
+def test_invalid_sac_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"SACConfig.gamma must be in \[0, 1\), got 1.5"):
+        SACConfig(gamma=1.5)
+    with pytest.raises(ValueError, match=r"SACConfig.tau"):
+        SACConfig(tau=0.0)
+
+
+def test_normalizer_matches_numpy_and_freezes() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(3.0, 2.0, (1000, 4))
+    norm = RunningNormalizer(4)
+    for chunk in np.array_split(data, 7):
+        norm.update(chunk)
+    np.testing.assert_allclose(norm.mean, data.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(norm.var, data.var(0), rtol=1e-10)
+    norm.frozen = True
+    norm.update(data + 100)
+    np.testing.assert_allclose(norm.mean, data.mean(0), rtol=1e-10)
+    restored = RunningNormalizer(4)
+    restored.load_state(norm.state())
+    np.testing.assert_array_equal(restored.normalize(data[:3]), norm.normalize(data[:3]))
+    with pytest.raises(ValueError, match=r"normalizer mean must have shape \(5,\), got \(4,\)"):
+        RunningNormalizer(5).load_state(norm.state())
+
+
+def test_replay_ring_buffer_wraps_samples_and_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    buf = ReplayBuffer(5, obs_dim=2, act_dim=1, privileged_dim=3)
+    for step in range(3):  # 3 batches of 2 = 6 transitions into 5 slots
+        obs = np.full((2, 2), step, np.float32)
+        buf.add(obs, np.zeros((2, 1)), np.array([step, step]), obs + 1, np.zeros(2),
+                np.zeros((2, 3)), np.ones((2, 3)))
+    assert len(buf) == 5 and buf.position == 1
+    assert buf.arrays["rewards"][0] == 2  # the oldest row was overwritten
+    batch = buf.sample(64, np.random.default_rng(0))
+    assert batch["obs"].shape == (64, 2) and batch["next_privileged"].shape == (64, 3)
+    path = tmp_path / "replay.npz"
+    buf.save(path)
+    loaded = ReplayBuffer.load(path)
+    assert (loaded.size, loaded.position, loaded.capacity) == (5, 1, 5)
+    for name, arr in buf.arrays.items():
+        np.testing.assert_array_equal(loaded.arrays[name], arr)
+    with pytest.raises(ValueError, match="pass both"):
+        buf.add(obs, np.zeros((2, 1)), np.zeros(2), obs, np.zeros(2))

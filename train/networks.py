@@ -1,0 +1,120 @@
+"""SAC networks: a tanh-squashed Gaussian actor and an ensemble of Q-functions.
+
+Kept apart from the algorithm (sac.py), as Stable-Baselines3 keeps policies.py apart from
+sac.py: the exporter needs the actor alone, the update needs both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Log-std bounds of the actor (SB3 and CleanRL use the same): below -20 the Gaussian is a
+# point mass and log-probs explode; above 2 the tanh saturates for most samples.
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """Linear-ReLU stack: in -> hidden... -> out (no activation on the output)."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """pi(a|s): a Gaussian in pre-tanh space, squashed to [-1, 1] by tanh."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1]) if hidden else nn.Identity()
+        trunk_out = hidden[-1] if hidden else obs_dim
+        self.trunk_activation = nn.ReLU() if hidden else nn.Identity()
+        self.mean = nn.Linear(trunk_out, act_dim)
+        self.log_std = nn.Linear(trunk_out, act_dim)
+
+    def distribution_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-tanh mean and clamped log-std."""
+        features = self.trunk_activation(self.trunk(obs))
+        log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean(features), log_std
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Action in [-1, 1] and its log-probability (with the tanh change of variables).
+
+        ``deterministic``: the tanh of the mean (what the robot runs); its log-prob is
+        still reported, evaluated at that action.
+        """
+        mean, log_std = self.distribution_params(obs)
+        std = log_std.exp()
+        if deterministic:
+            pre_tanh = mean
+        else:
+            # Reparameterization trick: the sample is a differentiable function of (mean, std).
+            pre_tanh = mean + std * torch.randn_like(mean)
+        action = torch.tanh(pre_tanh)
+        return action, squashed_gaussian_log_prob(pre_tanh, mean, log_std)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action tanh(mean): the policy that gets exported and deployed."""
+        mean, _ = self.distribution_params(obs)
+        return torch.tanh(mean)
+
+
+def squashed_gaussian_log_prob(
+    pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+) -> torch.Tensor:
+    """log pi(tanh(u)) for u ~ N(mean, exp(log_std)^2), summed over action dims.
+
+    log pi(a) = log N(u) - sum log(1 - tanh(u)^2); the correction is computed as
+    2 (log 2 - u - softplus(-2u)), which equals log(1 - tanh(u)^2) without the
+    cancellation that 1 - tanh(u)^2 suffers for |u| >> 1 (SAC paper, appendix C).
+    """
+    gaussian = (
+        -0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+    )
+    correction = 2.0 * (math.log(2.0) - pre_tanh - nn.functional.softplus(-2.0 * pre_tanh))
+    return (gaussian - correction).sum(dim=-1)
+
+
+class EnsembleLinear(nn.Module):
+    """``n`` independent linear layers evaluated as one batched matmul."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        # nn.Linear's default init, per member.
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [n, batch, in] -> [n, batch, out]."""
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class QEnsemble(nn.Module):
+    """``n`` soft Q-functions Q_i(s, a), fused into batched matmuls (one kernel per layer
+    instead of one per member: faster on CPU and GPU than separate twin networks)."""
+
+    def __init__(self, in_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2) -> None:
+        super().__init__()
+        self.n = n
+        dims = (in_dim + act_dim, *hidden)
+        self.hidden = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(dims, dims[1:], strict=False))
+        self.out = EnsembleLinear(n, dims[-1], 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q-values of every member: [n, batch]."""
+        x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        return self.out(x).squeeze(-1)

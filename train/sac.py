@@ -1,0 +1,211 @@
+"""Soft Actor-Critic with automatic entropy temperature (Haarnoja et al., 2018, "Soft
+Actor-Critic Algorithms and Applications"): twin soft Q-functions with Polyak-averaged
+targets, a tanh-Gaussian actor trained by reparameterization, and alpha learned by
+minimizing J(alpha) = E[-alpha (log pi(a|s) + H_target)].
+
+The loss pieces are plain functions (tested against hand-computed values); :class:`SAC`
+owns the networks and optimizers and runs one update on a batch. Data collection and
+observation normalization live elsewhere: the batch arrives normalized.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from sim2real.train.networks import Actor, QEnsemble
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """SAC hyperparameters. Defaults follow the paper and Stable-Baselines3."""
+
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak averaging rate of the target critics: target <- (1 - tau) target + tau critic."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log(alpha)."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature."""
+    target_entropy: float | None = None
+    """H_target; None means -|A| (the paper's heuristic)."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of each critic."""
+    n_critics: int = 2
+    """Q-functions in the ensemble; the target takes their minimum (clipped double Q)."""
+    asymmetric: bool = False
+    """Critics see the env's privileged observation (info["privileged_obs"]) instead of
+    the actor's: an asymmetric actor-critic. Needs an env that provides one."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "gamma": (0.0 <= self.gamma < 1.0, "in [0, 1)"),
+            "tau": (0.0 < self.tau <= 1.0, "in (0, 1]"),
+            "actor_lr": (self.actor_lr > 0, "> 0"),
+            "critic_lr": (self.critic_lr > 0, "> 0"),
+            "alpha_lr": (self.alpha_lr >= 0, ">= 0 (0 freezes alpha)"),
+            "init_alpha": (self.init_alpha > 0, "> 0"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "n_critics": (self.n_critics >= 1, ">= 1"),
+            "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),
+            "critic_hidden": (all(w >= 1 for w in self.critic_hidden), "positive widths"),
+        }
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"SACConfig.{name} must be {allowed}, got {getattr(self, name)!r}")
+
+
+# --- the loss pieces -------------------------------------------------------------------
+def soft_q_target(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: torch.Tensor | float,
+    gamma: float,
+) -> torch.Tensor:
+    """y = r + gamma (1 - terminated) (min_i Q_i'(s', a') - alpha log pi(a'|s')).
+
+    ``next_q``: [n_critics, batch] target-critic values at a' ~ pi(.|s'). Truncated
+    transitions arrive with terminated = 0, so they bootstrap.
+    """
+    soft_value = next_q.min(dim=0).values - alpha * next_log_prob
+    return rewards + gamma * (1.0 - terminated) * soft_value
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over critics of 0.5 * MSE(Q_i, y) (SB3's form). q: [n_critics, batch]."""
+    return 0.5 * ((q - target.unsqueeze(0)) ** 2).mean(dim=1).sum()
+
+
+def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+    """E[alpha log pi(a|s) - min_i Q_i(s, a)], a reparameterized sample."""
+    return (alpha * log_prob - q.min(dim=0).values).mean()
+
+
+def temperature_loss(
+    log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float
+) -> torch.Tensor:
+    """J = E[-alpha (log pi + H_target)], with alpha parameterized as exp(log_alpha).
+
+    Its gradient raises alpha when the policy's entropy (-log pi) is below the target and
+    lowers it when above. The gradient of log_alpha carries the sign of -(log pi + H), the
+    same as for alpha itself, so optimizing log_alpha (stable, keeps alpha > 0) is what
+    SB3 and the authors' code do.
+    """
+    return -(log_alpha * (log_prob + target_entropy).detach()).mean()
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source, parameter by parameter."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+
+
+# --- the learner -------------------------------------------------------------------------
+class SAC:
+    """Networks, optimizers and one gradient update of SAC."""
+
+    def __init__(
+        self,
+        config: SACConfig,
+        obs_dim: int,
+        act_dim: int,
+        critic_obs_dim: int | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.act_dim = act_dim
+        critic_obs_dim = critic_obs_dim or obs_dim
+        self.actor = Actor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.critic = QEnsemble(critic_obs_dim, act_dim, config.critic_hidden, config.n_critics).to(
+            self.device
+        )
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(
+            math.log(config.init_alpha), device=self.device, requires_grad=True
+        )
+        self.target_entropy = (
+            float(-act_dim) if config.target_entropy is None else config.target_entropy
+        )
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.updates = 0
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.exp())
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step on critics, actor and temperature, then the target update.
+
+        ``batch``: normalized ``obs``/``next_obs`` (and ``critic_obs``/``next_critic_obs``
+        when the critics see other inputs), ``actions``, ``rewards``, ``terminated``.
+        """
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        critic_obs = batch.get("critic_obs", obs)
+        next_critic_obs = batch.get("next_critic_obs", next_obs)
+        alpha = self.log_alpha.exp().detach()
+
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(next_obs)
+            next_q = self.critic_target(next_critic_obs, next_action)
+            target = soft_q_target(
+                batch["rewards"], batch["terminated"], next_q, next_log_prob, alpha,
+                self.config.gamma,
+            )
+        q = self.critic(critic_obs, batch["actions"])
+        q_loss = critic_loss(q, target)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.critic_optimizer.step()
+
+        # Actor step: gradients flow through the critics into the action, but only the
+        # actor's parameters are stepped (the critics' grads are cleared next update).
+        action, log_prob = self.actor(obs)
+        pi_loss = actor_loss(self.critic(critic_obs, action), log_prob, alpha)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        pi_loss.backward()
+        self.actor_optimizer.step()
+
+        alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+
+        polyak_update(self.critic_target, self.critic, self.config.tau)
+        self.updates += 1
+        return {
+            "loss/critic": q_loss.item(),
+            "loss/actor": pi_loss.item(),
+            "loss/alpha": alpha_loss.item(),
+            "alpha": alpha.item(),
+            "entropy": -log_prob.detach().mean().item(),
+            "q_mean": q.detach().mean().item(),
+        }
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            "actor": self.actor_optimizer,
+            "critic": self.critic_optimizer,
+            "alpha": self.alpha_optimizer,
+        }
