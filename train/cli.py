@@ -13,6 +13,10 @@ from collections.abc import Callable, Sequence
 
 # name -> (one-line help, "module:function" taking (argv, prog) and returning an exit code)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "train a SAC policy (auto temperature) on a robot task or any Box-action gymnasium env",
+        "sim2real.train.commands:train_main",
+    ),
     "robots": (
         "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
         "sim2real.robots.cli:main",

@@ -150,7 +150,7 @@ class SAC:
 
     @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return self.log_alpha.detach().exp().item()
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on critics, actor and temperature, then the target update.

@@ -1,0 +1,88 @@
+"""Evaluate a deterministic policy: episode returns and the per-term reward breakdown."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from sim2real.robots import registry
+
+Policy = Callable[[np.ndarray], np.ndarray]
+"""Raw observations [batch, obs_dim] -> actions [batch, act_dim] in [-1, 1]."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    returns: np.ndarray
+    lengths: np.ndarray
+    reward_terms: dict[str, float]
+    """Mean over episodes of each reward term's episode sum (empty for plain gym envs)."""
+    terminated: int
+    """Episodes that ended by termination (a fall) rather than the time limit."""
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        return float(np.std(self.returns))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "episodes": int(len(self.returns)),
+            "return_mean": self.mean_return,
+            "return_std": self.std_return,
+            "length_mean": float(np.mean(self.lengths)),
+            "terminated": self.terminated,
+            "returns": [float(r) for r in self.returns],
+            "reward_terms": self.reward_terms,
+        }
+
+
+def env_kwargs(env_id: str, domain_randomization: bool) -> dict[str, Any]:
+    """Constructor kwargs: our envs take the DR switch, plain gymnasium envs nothing."""
+    return {"domain_randomization": domain_randomization} if env_id in registry.ENVS else {}
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    domain_randomization: bool = True,
+    max_steps_per_episode: int = 100_000,
+) -> EvalResult:
+    """Run ``episodes`` full episodes, seeds ``seed``, ``seed + 1``, ...; one env."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env = registry.make(env_id, **env_kwargs(env_id, domain_randomization))
+    returns, lengths, terminated = [], [], 0
+    term_sums: dict[str, float] = {}
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, length = 0.0, 0
+            for _ in range(max_steps_per_episode):
+                action = policy(obs[None].astype(np.float32))[0]
+                obs, reward, term, trunc, info = env.step(action)
+                total += float(reward)
+                length += 1
+                for name, value in info.get("reward_terms", {}).items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(value)
+                if term or trunc:
+                    terminated += int(term)
+                    break
+            returns.append(total)
+            lengths.append(length)
+    finally:
+        env.close()
+    return EvalResult(
+        returns=np.array(returns),
+        lengths=np.array(lengths),
+        reward_terms={k: v / episodes for k, v in term_sums.items()},
+        terminated=terminated,
+    )

@@ -1,0 +1,374 @@
+"""The SAC training loop: collect with vectorized envs, update, evaluate, checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim2real.robots.vector import SubprocVectorEnv
+from sim2real.train.checkpoint import (
+    flatten_optimizer,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer,
+)
+from sim2real.train.config import TrainConfig
+from sim2real.train.evaluate import env_kwargs, evaluate
+from sim2real.train.normalizer import RunningNormalizer
+from sim2real.train.replay import ReplayBuffer
+from sim2real.train.sac import SAC, SACConfig
+
+CHECKPOINT = "checkpoint.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+REPLAY = "replay.npz"
+CURVE = "learning_curve.png"
+
+
+# --- config (de)serialization ------------------------------------------------------------
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    out["out"] = str(config.out)
+    out["resume"] = None
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    sac = dict(data["sac"])
+    for key in ("actor_hidden", "critic_hidden"):
+        sac[key] = tuple(sac[key])
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in data.items() if k in fields and k not in ("sac", "out", "resume")}
+    return TrainConfig(**values, out=Path(data["out"]), sac=SACConfig(**sac))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+class Trainer:
+    """One training run in ``config.out``."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.run_dir = Path(config.out)
+        self.device = resolve_device(config.device)
+        if config.torch_threads:
+            torch.set_num_threads(config.torch_threads)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        assert config.env is not None
+        self.envs = SubprocVectorEnv(
+            config.env,
+            config.num_envs,
+            num_workers=config.num_workers,
+            env_kwargs=env_kwargs(config.env, config.domain_randomization),
+        )
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        if len(obs_space.shape) != 1 or len(act_space.shape) != 1:
+            raise ValueError(
+                f"{config.env}: SAC here needs flat Box observations and actions, got "
+                f"{obs_space} and {act_space}"
+            )
+        self.obs_dim, self.act_dim = obs_space.shape[0], act_space.shape[0]
+        # Our policies act in [-1, 1]; a gymnasium env's Box is mapped onto that range.
+        self.action_low = act_space.low.astype(np.float32)
+        self.action_high = act_space.high.astype(np.float32)
+        priv_dim = self.envs._layout.privileged_dim
+        if config.sac.asymmetric and priv_dim == 0:
+            raise ValueError(
+                f"SACConfig.asymmetric needs an env with a privileged observation; "
+                f"{config.env} has none"
+            )
+        self.privileged_dim = priv_dim if config.sac.asymmetric else 0
+        self.sac = SAC(
+            config.sac, self.obs_dim, self.act_dim,
+            critic_obs_dim=self.privileged_dim or None, device=self.device,
+        )
+        self.obs_norm = RunningNormalizer(self.obs_dim)
+        self.critic_norm = RunningNormalizer(self.privileged_dim) if self.privileged_dim else None
+        self.buffer = ReplayBuffer(
+            config.buffer_size, self.obs_dim, self.act_dim, self.privileged_dim
+        )
+        self.step = 0
+        self.episodes = 0
+        self._writer: Any = None
+
+    # --- policy --------------------------------------------------------------------------
+    def to_env_action(self, action: np.ndarray) -> np.ndarray:
+        """[-1, 1] policy action -> the env's Box (identity for our robots)."""
+        return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
+
+    def deterministic_policy(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations -> env actions with the tanh(mean) actor and frozen normalizer."""
+        with torch.no_grad():
+            x = torch.as_tensor(self._normalize(self.obs_norm, obs), device=self.device)
+            return self.to_env_action(self.sac.actor.act(x).cpu().numpy())
+
+    def _normalize(self, norm: RunningNormalizer | None, x: np.ndarray) -> np.ndarray:
+        if norm is None or not self.config.normalize_obs:
+            return np.asarray(x, np.float32)
+        return norm.normalize(x)
+
+    # --- main loop ---------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2))
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(self.run_dir / "tb"))
+        obs, infos = self.envs.reset(seed=cfg.seed + 1000 * self.episodes)
+        priv = infos.get("privileged_obs")
+        n = cfg.num_envs
+        ep_return = np.zeros(n)
+        ep_length = np.zeros(n, dtype=int)
+        ep_terms: dict[str, np.ndarray] = {}
+        recent_returns: list[float] = []
+        pending_updates = 0.0
+        last_metrics: dict[str, float] = {}
+        next_eval = self._next_multiple(cfg.eval_interval) if cfg.eval_interval else math.inf
+        next_ckpt = self._next_multiple(cfg.checkpoint_interval)
+        next_log = self._next_multiple(cfg.log_interval)
+        started, start_step = time.perf_counter(), self.step
+        bar = tqdm(total=cfg.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   desc=f"train {cfg.env}")
+        try:
+            while self.step < cfg.total_steps:
+                if self.step < cfg.learning_starts:
+                    actions = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
+                else:
+                    with torch.no_grad():
+                        x = torch.as_tensor(self._normalize(self.obs_norm, obs), device=self.device)
+                        actions = self.sac.actor(x)[0].cpu().numpy()
+                next_obs, rewards, terminated, truncated, infos = self.envs.step(self.to_env_action(actions))
+                done = terminated | truncated
+                real_next_obs = next_obs.copy()
+                next_priv = infos.get("privileged_obs")
+                real_next_priv = None if next_priv is None else next_priv.copy()
+                if done.any():
+                    real_next_obs[done] = infos["final_obs"][done]
+                    if real_next_priv is not None:
+                        real_next_priv[done] = infos["final_privileged_obs"][done]
+                self.buffer.add(
+                    obs, actions, rewards, real_next_obs, terminated.astype(np.float32),
+                    priv if self.privileged_dim else None,
+                    real_next_priv if self.privileged_dim else None,
+                )
+                self.obs_norm.update(obs)
+                if self.critic_norm is not None and priv is not None:
+                    self.critic_norm.update(priv)
+
+                ep_return += rewards
+                ep_length += 1
+                for name, values in infos.get("reward_terms", {}).items():
+                    ep_terms.setdefault(name, np.zeros(n))[:] += values
+                for i in np.flatnonzero(done):
+                    self.episodes += 1
+                    recent_returns = [*recent_returns[-19:], float(ep_return[i])]
+                    self._scalar("episode/return", ep_return[i])
+                    self._scalar("episode/length", ep_length[i])
+                    for name, sums in ep_terms.items():
+                        self._scalar(f"episode/reward_terms/{name}", sums[i])
+                        sums[i] = 0.0
+                    ep_return[i], ep_length[i] = 0.0, 0
+                obs, priv = next_obs, next_priv
+                self.step += n
+                bar.update(n)
+
+                if self.step >= cfg.learning_starts:
+                    pending_updates += n * cfg.updates_per_step
+                    while pending_updates >= 1.0:
+                        last_metrics = self._update()
+                        pending_updates -= 1.0
+
+                if self.step >= next_log:
+                    next_log = self._next_multiple(cfg.log_interval)
+                    sps = (self.step - start_step) / max(time.perf_counter() - started, 1e-9)
+                    self._scalar("time/steps_per_second", sps)
+                    for name, value in last_metrics.items():
+                        self._scalar(name, value)
+                    bar.set_postfix(
+                        ret=f"{np.mean(recent_returns):.1f}" if recent_returns else "-",
+                        alpha=f"{self.sac.alpha:.3f}", refresh=False,
+                    )
+                if self.step >= next_eval:
+                    next_eval = self._next_multiple(cfg.eval_interval)
+                    self._evaluate()
+                if self.step >= next_ckpt:
+                    next_ckpt = self._next_multiple(cfg.checkpoint_interval)
+                    self.save()
+        finally:
+            bar.close()
+        final = self._evaluate()
+        self.save()
+        self._writer.close()
+        self.plot_learning_curve()
+        return final
+
+    def _next_multiple(self, interval: int) -> int:
+        return (self.step // interval + 1) * interval
+
+    def _scalar(self, name: str, value: float) -> None:
+        self._writer.add_scalar(name, float(value), self.step)
+
+    def _update(self) -> dict[str, float]:
+        batch = self.buffer.sample(self.config.sac.batch_size, self.rng, self.device)
+        if self.config.normalize_obs:
+            batch["obs"] = self.obs_norm.normalize_torch(batch["obs"])
+            batch["next_obs"] = self.obs_norm.normalize_torch(batch["next_obs"])
+        if self.privileged_dim:
+            norm = self.critic_norm if self.config.normalize_obs else None
+            batch["critic_obs"] = norm.normalize_torch(batch["privileged"]) if norm else batch["privileged"]
+            batch["next_critic_obs"] = (
+                norm.normalize_torch(batch["next_privileged"]) if norm else batch["next_privileged"]
+            )
+        return self.sac.update(batch)
+
+    def _evaluate(self) -> dict[str, Any]:
+        cfg = self.config
+        assert cfg.env is not None
+        result = evaluate(
+            self.deterministic_policy, cfg.env, cfg.eval_episodes, seed=10_000 + cfg.seed,
+            domain_randomization=cfg.domain_randomization,
+        )
+        record = {"step": self.step, "time": time.time(), **result.as_dict()}
+        with open(self.run_dir / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self._scalar("eval/return_mean", result.mean_return)
+        for name, value in result.reward_terms.items():
+            self._scalar(f"eval/reward_terms/{name}", value)
+        tqdm.write(
+            f"step {self.step}: eval return {result.mean_return:.2f} +- {result.std_return:.2f} "
+            f"over {cfg.eval_episodes} episodes, alpha {self.sac.alpha:.4f}"
+        )
+        return record
+
+    # --- checkpoints -------------------------------------------------------------------
+    def save(self) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        for name, module in self.sac.modules().items():
+            tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+        tensors["log_alpha"] = self.sac.log_alpha.detach()
+        optimizers = {}
+        for name, optimizer in self.sac.optimizers().items():
+            opt_tensors, opt_meta = flatten_optimizer(name, optimizer.state_dict())
+            tensors.update(opt_tensors)
+            optimizers[name] = opt_meta
+        tensors["torch_rng"] = torch.get_rng_state()
+        norms = {"obs": self.obs_norm}
+        if self.critic_norm is not None:
+            norms["critic"] = self.critic_norm
+        for name, norm in norms.items():
+            tensors.update({f"norm.{name}.{k}": torch.as_tensor(v) for k, v in norm.state().items()})
+        if self.config.save_replay:
+            self.buffer.save(self.run_dir / REPLAY)
+        save_checkpoint(
+            self.run_dir / CHECKPOINT,
+            tensors,
+            {
+                "step": self.step,
+                "episodes": self.episodes,
+                "updates": self.sac.updates,
+                "env_id": self.config.env,
+                "obs_dim": self.obs_dim,
+                "act_dim": self.act_dim,
+                "privileged_dim": self.privileged_dim,
+                "action_low": self.action_low.tolist(),
+                "action_high": self.action_high.tolist(),
+                "numpy_rng": self.rng.bit_generator.state,
+                "optimizers": optimizers,
+                "config": config_to_dict(self.config),
+                "replay_saved": self.config.save_replay,
+            },
+        )
+
+    def load(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path)
+        for key, expected in (("obs_dim", self.obs_dim), ("act_dim", self.act_dim),
+                              ("privileged_dim", self.privileged_dim)):
+            if meta[key] != expected:
+                raise ValueError(f"checkpoint {path}: {key} is {meta[key]}, this run's env has {expected}")
+        for name, module in self.sac.modules().items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        with torch.no_grad():
+            self.sac.log_alpha.copy_(tensors["log_alpha"])
+        for name, optimizer in self.sac.optimizers().items():
+            optimizer.load_state_dict(unflatten_optimizer(name, tensors, meta["optimizers"][name]))
+        torch.set_rng_state(tensors["torch_rng"])
+        norms = {"obs": self.obs_norm, "critic": self.critic_norm}
+        for name, norm in norms.items():
+            if norm is not None:
+                prefix = f"norm.{name}."
+                norm.load_state({k[len(prefix):]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)})
+        self.rng.bit_generator.state = meta["numpy_rng"]
+        self.step, self.episodes, self.sac.updates = meta["step"], meta["episodes"], meta["updates"]
+        if meta.get("replay_saved") and (self.run_dir / REPLAY).is_file():
+            self.buffer = ReplayBuffer.load(self.run_dir / REPLAY)
+
+    # --- learning curve ------------------------------------------------------------------
+    def plot_learning_curve(self) -> Path | None:
+        return plot_learning_curve(self.run_dir)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def plot_learning_curve(run_dir: Path) -> Path | None:
+    """Evaluation return (mean and std band) against steps, from metrics.jsonl, as PNG."""
+    path = run_dir / METRICS
+    if not path.is_file():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = np.array([r["step"] for r in records])
+    mean = np.array([r["return_mean"] for r in records])
+    std = np.array([r["return_std"] for r in records])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, mean, marker="o")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
+    config = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
+    ax.set_title(f"SAC on {config.get('env', '?')} (seed {config.get('seed', '?')})")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return (deterministic policy)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run_dir / CURVE
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def run_training(config: TrainConfig) -> dict[str, Any]:
+    """Start or resume a run; returns the final evaluation record."""
+    if config.resume is not None:
+        run_dir = Path(config.resume)
+        saved = config_from_dict(json.loads((run_dir / CONFIG).read_text()))
+        # Everything comes from the run's own config; only the step budget may grow.
+        total = max(saved.total_steps, config.total_steps) if config.total_steps != TrainConfig.total_steps else saved.total_steps
+        config = dataclasses.replace(saved, out=run_dir, total_steps=total, resume=None)
+        trainer = Trainer(config)
+        trainer.load(run_dir / CHECKPOINT)
+    else:
+        trainer = Trainer(config)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
