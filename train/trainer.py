@@ -105,6 +105,7 @@ class Trainer:
         self.step = 0
         self.episodes = 0
         self._writer: Any = None
+        self._last_eval: dict[str, Any] | None = None
 
     # --- policy --------------------------------------------------------------------------
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
@@ -144,6 +145,7 @@ class Trainer:
         next_log = self._next_multiple(cfg.log_interval)
         started, start_step = time.perf_counter(), self.step
         bar = tqdm(total=cfg.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   mininterval=1.0,
                    desc=f"train {cfg.env}")
         try:
             while self.step < cfg.total_steps:
@@ -212,7 +214,7 @@ class Trainer:
                     self.save()
         finally:
             bar.close()
-        final = self._evaluate()
+        final = self._last_eval if self._last_eval and self._last_eval["step"] == self.step else self._evaluate()
         self.save()
         self._writer.close()
         self.plot_learning_curve()
@@ -250,6 +252,7 @@ class Trainer:
         self._scalar("eval/return_mean", result.mean_return)
         for name, value in result.reward_terms.items():
             self._scalar(f"eval/reward_terms/{name}", value)
+        self._last_eval = record
         tqdm.write(
             f"step {self.step}: eval return {result.mean_return:.2f} +- {result.std_return:.2f} "
             f"over {cfg.eval_episodes} episodes, alpha {self.sac.alpha:.4f}"
