@@ -17,6 +17,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "train a SAC policy (auto temperature) on a robot task or any Box-action gymnasium env",
         "sim2real.train.commands:train_main",
     ),
+    "eval": (
+        "evaluate a run's or an ONNX file's deterministic policy: return and reward terms",
+        "sim2real.train.commands:eval_main",
+    ),
+    "export": (
+        "export a run's deterministic actor to ONNX with deployment metadata",
+        "sim2real.train.commands:export_main",
+    ),
     "robots": (
         "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
         "sim2real.robots.cli:main",

@@ -1,9 +1,14 @@
-"""Entry points of `sim2real train` (and, as they land, eval and export)."""
+"""Entry points of `sim2real train`, `sim2real eval` and `sim2real export`."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
+from pathlib import Path
+from typing import Annotated
 
+import numpy as np
 import tyro
 
 from sim2real.train.config import TrainConfig
@@ -24,4 +29,86 @@ def train_main(argv: list[str], prog: str = "sim2real train") -> int:
         f"+- {final['return_std']:.2f} over {final['episodes']} episodes; run in {run_dir} "
         f"(checkpoint.safetensors, learning_curve.png, tb/)"
     )
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """Export a run's deterministic actor (normalization baked in) to ONNX."""
+
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """Training run directory (holds checkpoint.safetensors)."""
+    output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("policy.onnx")
+    """Where to write the ONNX model."""
+    atol: float = 1e-5
+    """Largest onnxruntime-vs-torch difference accepted on the export check."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluate the deterministic policy of a run directory or an exported ONNX file."""
+
+    source: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_ONNX")]
+    """A training run directory or a .onnx file from `sim2real export`."""
+    env: str | None = None
+    """Env id (default: the one the policy was trained on)."""
+    episodes: int = 10
+    """Episodes to run."""
+    seed: int = 0
+    """Seed of the first episode (episode i uses seed + i)."""
+    dr: bool = True
+    """Domain randomization as in training (--no-dr: the nominal robot, no noise)."""
+    json: bool = False
+    """Print the result as JSON."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+
+
+def export_main(argv: list[str], prog: str = "sim2real export") -> int:
+    config = tyro.cli(ExportConfig, args=argv, prog=prog)
+    from sim2real.train.checkpoint import CheckpointError
+    from sim2real.train.export import export_onnx
+
+    try:
+        result = export_onnx(config.run_dir, config.output, atol=config.atol)
+    except (CheckpointError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {result['path']}: {result['env_id']}, observation [batch, {result['observation_dim']}] "
+        f"-> action [batch, {result['action_dim']}], {result['training_steps']} training steps, "
+        f"onnxruntime vs torch max |diff| {result['max_abs_error']:.2e}"
+    )
+    return 0
+
+
+def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
+    config = tyro.cli(EvalConfig, args=argv, prog=prog)
+    from sim2real.robots.registry import UnknownEnvError
+    from sim2real.train.checkpoint import CheckpointError
+    from sim2real.train.evaluate import evaluate
+    from sim2real.train.export import OnnxPolicy, RunPolicy
+
+    try:
+        if config.source.suffix == ".onnx":
+            policy: OnnxPolicy | RunPolicy = OnnxPolicy(config.source)
+        else:
+            policy = RunPolicy(config.source)
+        env_id = config.env or policy.env_id
+        result = evaluate(policy, env_id, config.episodes, config.seed, config.dr)
+    except (CheckpointError, UnknownEnvError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if config.json:
+        print(json.dumps({"env_id": env_id, "source": str(config.source), **result.as_dict()}, indent=2))
+        return 0
+    print(f"{env_id} ({'DR on' if config.dr else 'DR off'}), {config.episodes} episodes from seed {config.seed}")
+    print(f"  return {result.mean_return:.3f} +- {result.std_return:.3f}, mean length "
+          f"{np.mean(result.lengths):.1f}, terminated {result.terminated}/{config.episodes}")
+    if result.reward_terms:
+        print("  reward terms (mean episode sum):")
+        for name, value in result.reward_terms.items():
+            print(f"    {name:20} {value:+.4f}")
     return 0

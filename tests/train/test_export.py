@@ -1,0 +1,130 @@
+"""ONNX export: the model contract, metadata, and agreement with torch; robots end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from sim2real.robots import get_record
+from sim2real.train.config import TrainConfig
+from sim2real.train.export import OnnxPolicy, RunPolicy, export_onnx, read_metadata
+from sim2real.train.sac import SACConfig
+from sim2real.train.trainer import run_training
+
+TINY = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64)
+
+
+def _train(out: Path, env: str, steps: int, num_envs: int = 1) -> Path:
+    run_training(TrainConfig(
+        env=env, total_steps=steps, seed=3, out=out, learning_starts=steps // 2,
+        num_envs=num_envs, num_workers=0, eval_interval=0, eval_episodes=1,
+        checkpoint_interval=steps, sac=TINY,
+    ))
+    return out
+
+
+@pytest.fixture(scope="module")
+def quadruped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("quad") / "run", "sim2real/QuadrupedJoystick-v0", 400, 2)
+
+
+def test_onnx_matches_torch_on_random_and_real_observations(quadruped_run: Path, tmp_path: Path) -> None:
+    path = tmp_path / "policy.onnx"
+    result = export_onnx(quadruped_run, path)
+    assert result["max_abs_error"] <= 1e-5
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "observation" and out.name == "action"
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic batch
+    assert inp.type.tensor_type.shape.dim[1].dim_value == 45
+
+    policy, onnx_policy = RunPolicy(quadruped_run), OnnxPolicy(path)
+    env = gym.make("sim2real/QuadrupedJoystick-v0")
+    obs, _ = env.reset(seed=0)
+    real = []
+    for _ in range(200):
+        real.append(obs)
+        obs, _, term, trunc, _ = env.step(policy(obs[None])[0])
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    random = np.random.default_rng(1).normal(0, 3, (300, 45)).astype(np.float32)
+    for batch in (np.array(real, np.float32), random, random[:1]):
+        with torch.no_grad():
+            expected = policy.module(torch.as_tensor(batch)).numpy()
+        got = onnx_policy.raw(batch)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert np.all(np.abs(got) <= 1.0)
+
+
+def test_metadata_round_trips(quadruped_run: Path, tmp_path: Path) -> None:
+    path = tmp_path / "policy.onnx"
+    export_onnx(quadruped_run, path)
+    meta = read_metadata(path)
+    env = gym.make("sim2real/QuadrupedJoystick-v0").unwrapped
+    spec = env.deployment_spec
+    assert meta["env_id"] == "sim2real/QuadrupedJoystick-v0"
+    assert json.loads(meta["observation_names"]) == list(spec.observation_names)
+    assert json.loads(meta["joint_names"]) == list(spec.joint_names)
+    assert json.loads(meta["action_offset"]) == list(spec.default_pose)
+    assert json.loads(meta["action_scale"]) == [0.5] * 12
+    assert json.loads(meta["kp"]) == [35.0] * 12 and json.loads(meta["kd"]) == [0.5] * 12
+    assert json.loads(meta["control_rate_hz"]) == 50.0
+    assert json.loads(meta["training_steps"]) == 400
+    dr = json.loads(meta["domain_randomization"])
+    assert dr["floor_friction"] == {"low": 0.4, "high": 1.0} and dr["enabled"] is True
+    assert meta["sim2real_version"]
+    assert len(json.loads(meta["observation_mean"])) == 45
+    # No pickle anywhere in the artifact: it is a plain ONNX protobuf.
+    assert b"\x80\x04" not in path.read_bytes()[:2]
+
+
+@pytest.mark.parametrize("env_id", ["sim2real/QuadrupedJoystick-v0", "sim2real/HandCubeRotate-v0"])
+def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None:
+    sim2real = shutil.which("sim2real")
+    assert sim2real
+    run, onnx_path = tmp_path / "run", tmp_path / "policy.onnx"
+    train = subprocess.run(
+        [sim2real, "train", "--env", env_id, "--total-steps", "300", "--learning-starts", "150",
+         "--num-envs", "2", "--eval-interval", "0", "--eval-episodes", "1", "--out", str(run),
+         "--sac.actor-hidden", "32", "--sac.critic-hidden", "32", "--sac.batch-size", "32",
+         "--sac.asymmetric"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert (run / "learning_curve.png").is_file()
+    export = subprocess.run([sim2real, "export", str(run), "-o", str(onnx_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert export.returncode == 0, export.stderr[-2000:]
+    evaluation = subprocess.run(
+        [sim2real, "eval", str(onnx_path), "--episodes", "1", "--no-dr", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+    report = json.loads(evaluation.stdout)
+    assert report["env_id"] == env_id and report["episodes"] == 1
+    assert set(report["reward_terms"]) == set(
+        get_record(env_id).load_config_class()().rewards.__dataclass_fields__
+    )
+
+
+def test_export_and_eval_errors_are_clear(tmp_path: Path) -> None:
+    sim2real = shutil.which("sim2real")
+    assert sim2real
+    missing = subprocess.run([sim2real, "export", str(tmp_path / "none")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no checkpoint at" in missing.stderr
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    result = subprocess.run([sim2real, "eval", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2 and "not a loadable ONNX model" in result.stderr

@@ -1,0 +1,240 @@
+"""Export the deterministic actor of a run to ONNX, and load policies back for evaluation.
+
+The ONNX graph is ``observation [batch, obs_dim] float32 -> action [batch, act_dim]
+float32 in [-1, 1]``: frozen observation normalization, the actor's tanh(mean), a clamp.
+Everything a robot controller needs besides the weights travels in ``metadata_props``
+(all values are strings; lists and dicts are JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sim2real.train.checkpoint import load_checkpoint
+from sim2real.train.networks import Actor
+from sim2real.train.trainer import CHECKPOINT
+
+INPUT_NAME = "observation"
+OUTPUT_NAME = "action"
+OPSET = 17
+METADATA_FORMAT = "sim2real.policy/1"
+
+
+class NormalizedActor(nn.Module):
+    """(obs - mean) / std, clipped, -> tanh(mean action), clamped to [-1, 1]."""
+
+    def __init__(self, actor: Actor, mean: np.ndarray, std: np.ndarray, clip: float) -> None:
+        super().__init__()
+        self.actor = actor
+        self.register_buffer("obs_mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("obs_std", torch.as_tensor(std, dtype=torch.float32))
+        self.clip = float(clip)
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        x = ((observation - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip)
+        return self.actor.act(x).clamp(-1.0, 1.0)
+
+
+class RunPolicy:
+    """The deterministic policy of a training run, read from its checkpoint."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        tensors, meta = load_checkpoint(self.run_dir / CHECKPOINT)
+        self.meta = meta
+        config = meta["config"]
+        actor = Actor(meta["obs_dim"], meta["act_dim"], tuple(config["sac"]["actor_hidden"]))
+        actor.load_state_dict({k[len("actor."):]: v for k, v in tensors.items() if k.startswith("actor.")})
+        if config["normalize_obs"]:
+            mean = tensors["norm.obs.mean"].numpy()
+            std = np.sqrt(tensors["norm.obs.var"].numpy() + float(tensors["norm.obs.eps"][0]))
+            clip = float(tensors["norm.obs.clip"][0])
+        else:
+            mean, std, clip = np.zeros(meta["obs_dim"]), np.ones(meta["obs_dim"]), float("inf")
+        self.module = NormalizedActor(actor, mean, std, clip).eval()
+        low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
+        self.action_offset = (high + low) / 2.0
+        self.action_scale = (high - low) / 2.0
+
+    @property
+    def env_id(self) -> str:
+        return str(self.meta["env_id"])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Raw observations -> env actions (the [-1, 1] output mapped to the env's Box)."""
+        with torch.no_grad():
+            action = self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        return self.action_offset + self.action_scale * action
+
+
+class OnnxPolicy:
+    """An exported policy run by onnxruntime (CPU), mapped to the env's action Box."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no ONNX model at {self.path}")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # onnxruntime-gpu warns about absent CUDA otherwise
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path} is not a loadable ONNX model: {err}") from err
+        inputs = {i.name for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+            raise ValueError(
+                f"{self.path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
+                f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}"
+            )
+        self.metadata = read_metadata(self.path)
+        missing = {"env_id", "action_scale", "action_offset"} - set(self.metadata)
+        if missing:
+            raise ValueError(f"{self.path}: metadata_props lack {sorted(missing)} (not a sim2real export)")
+        self.action_offset = np.asarray(json.loads(self.metadata["action_offset"]))
+        self.action_scale = np.asarray(json.loads(self.metadata["action_scale"]))
+
+    @property
+    def env_id(self) -> str:
+        return self.metadata["env_id"]
+
+    def raw(self, obs: np.ndarray) -> np.ndarray:
+        """The model's own output in [-1, 1]."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(obs, np.float32)})[0]
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.action_offset + self.action_scale * self.raw(obs)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
+    """metadata_props of the exported model (DESIGN.md's model-file contract)."""
+    from sim2real.robots import registry
+
+    meta, config = policy.meta, policy.meta["config"]
+    env_id = policy.env_id
+    obs_dim, act_dim = meta["obs_dim"], meta["act_dim"]
+    out: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "sim2real_version": importlib_metadata.version("sim2real"),
+        "env_id": env_id,
+        "observation_dim": obs_dim,
+        "action_dim": act_dim,
+        "training_steps": meta["step"],
+        "training_seed": config["seed"],
+        "observation_mean": policy.module.obs_mean.tolist(),
+        "observation_std": policy.module.obs_std.tolist(),
+        "observation_clip": policy.module.clip,
+        "domain_randomization_enabled": config["domain_randomization"],
+    }
+    if env_id in registry.ENVS:
+        env = registry.get_record(env_id).load_class()()
+        try:
+            spec = env.deployment_spec
+            import dataclasses
+
+            out.update(
+                observation_names=list(spec.observation_names),
+                action_names=list(spec.action_names),
+                joint_names=list(spec.joint_names),
+                # joint target = action_offset + action_scale * action (the env's own law).
+                action_scale=[spec.action_scale] * act_dim,
+                action_offset=list(spec.default_pose),
+                control_rate_hz=spec.control_rate_hz,
+                kp=list(spec.kp),
+                kd=list(spec.kd),
+                torque_limits=list(spec.torque_limits),
+                robot=spec.robot,
+                domain_randomization=dataclasses.asdict(env.config.randomization),
+            )
+        finally:
+            env.close()
+    else:
+        # A plain gymnasium env: the output maps onto its action Box.
+        out.update(
+            observation_names=[f"obs/{i}" for i in range(obs_dim)],
+            action_names=[f"action/{i}" for i in range(act_dim)],
+            joint_names=[],
+            action_scale=policy.action_scale.tolist(),
+            action_offset=policy.action_offset.tolist(),
+            control_rate_hz=None,
+            kp=[],
+            kd=[],
+            domain_randomization=None,
+        )
+    return out
+
+
+def export_onnx(run_dir: Path, out: Path, atol: float = 1e-5) -> dict[str, Any]:
+    """Write ``out`` from the run's checkpoint; checks onnxruntime against torch."""
+    import onnx
+
+    policy = RunPolicy(run_dir)
+    obs_dim = policy.meta["obs_dim"]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the torch.export one, which
+        # needs onnxscript; this small MLP exports identically through either.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            policy.module,
+            (torch.zeros(1, obs_dim),),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    try:
+        model = onnx.load(str(tmp))
+        metadata = deployment_metadata(policy)
+        del model.metadata_props[:]
+        for key, value in metadata.items():
+            prop = model.metadata_props.add()
+            prop.key = key
+            prop.value = value if isinstance(value, str) else json.dumps(value)
+        model.producer_name = "sim2real"
+        model.doc_string = f"SAC deterministic actor for {policy.env_id}, {policy.meta['step']} steps"
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))
+        max_error = verify_against_torch(policy, tmp, atol)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": str(out), "max_abs_error": max_error, **metadata}
+
+
+def verify_against_torch(policy: RunPolicy, onnx_path: Path, atol: float) -> float:
+    """Max |onnxruntime - torch| over random observations; raises beyond ``atol``."""
+    onnx_policy = OnnxPolicy(onnx_path)
+    rng = np.random.default_rng(0)
+    mean = policy.module.obs_mean.numpy()
+    std = policy.module.obs_std.numpy()
+    obs = (mean + std * rng.normal(0, 2, (256, len(mean)))).astype(np.float32)
+    with torch.no_grad():
+        expected = policy.module(torch.as_tensor(obs)).numpy()
+    error = float(np.abs(onnx_policy.raw(obs) - expected).max())
+    if error > atol:
+        raise RuntimeError(f"onnxruntime and torch disagree by {error:.3g} (> {atol:g}) on {onnx_path}")
+    return error
