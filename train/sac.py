@@ -143,9 +143,12 @@ class SAC:
         self.target_entropy = (
             float(-act_dim) if config.target_entropy is None else config.target_entropy
         )
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        # fused Adam: one kernel per step instead of a handful per parameter tensor.
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
+        self.critic_optimizer = torch.optim.Adam(
+            self.critic.parameters(), lr=config.critic_lr, fused=True
+        )
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
         self.updates = 0
 
     @property
@@ -176,12 +179,16 @@ class SAC:
         q_loss.backward()
         self.critic_optimizer.step()
 
-        # Actor step: gradients flow through the critics into the action, but only the
-        # actor's parameters are stepped (the critics' grads are cleared next update).
+        # Actor step: gradients flow through the critics into the action. The critics'
+        # parameters are frozen meanwhile, so backward skips their weight gradients
+        # (about a seventh of the update's matmul work) instead of computing and
+        # discarding them.
         action, log_prob = self.actor(obs)
+        self.critic.requires_grad_(False)
         pi_loss = actor_loss(self.critic(critic_obs, action), log_prob, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
         pi_loss.backward()
+        self.critic.requires_grad_(True)
         self.actor_optimizer.step()
 
         alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
