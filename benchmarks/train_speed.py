@@ -1,6 +1,6 @@
 """Our SAC next to Stable-Baselines3's SAC with identical settings, in one run.
 
-    pip install stable-baselines3        # the reference (not a dependency of sim2real)
+    pip install -e ".[bench]"            # stable-baselines3, the reference
     python benchmarks/train_speed.py                      # full: 20k Pendulum steps x 3 seeds
     python benchmarks/train_speed.py --steps 5000 --seeds 2 --skip-ant   # a short look
 
