@@ -104,3 +104,38 @@ def test_train_config_errors_name_the_field() -> None:
         TrainConfig()
     with pytest.raises(ValueError, match=r"TrainConfig.num_envs must be >= 1, got 0"):
         TrainConfig(env="Pendulum-v1", num_envs=0)
+
+
+def _pendulum_return_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, broken: object) -> float:
+    import sim2real.train.sac as sac_module
+
+    monkeypatch.setattr(sac_module, name, broken)
+    config = TrainConfig(
+        env="Pendulum-v1", total_steps=6000, seed=0, out=tmp_path / "run", learning_starts=1000,
+        eval_interval=0, eval_episodes=5, checkpoint_interval=6000, sac=SMALL_SAC,
+    )
+    return float(run_training(config)["return_mean"])
+
+
+@pytest.mark.slow
+def test_pendulum_test_fails_without_bootstrapping(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The learning test is sensitive: a target that drops the next-state value
+    (no bootstrapping through the target critics) leaves Pendulum unsolved."""
+    from sim2real.train import sac as sac_module
+
+    real = sac_module.soft_q_target
+
+    def no_bootstrap(rewards, terminated, next_q, next_log_prob, alpha, gamma):  # type: ignore[no-untyped-def]
+        return real(rewards, terminated, next_q, next_log_prob, alpha, 0.0)
+
+    assert _pendulum_return_with(monkeypatch, tmp_path, "soft_q_target", no_bootstrap) < -300
+
+
+@pytest.mark.slow
+def test_pendulum_test_fails_with_a_sign_flipped_temperature(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """...and so does a temperature loss with the wrong sign (alpha grows without bound)."""
+    from sim2real.train import sac as sac_module
+
+    real = sac_module.temperature_loss
+    flipped = lambda log_alpha, log_prob, target: -real(log_alpha, log_prob, target)  # noqa: E731
+    assert _pendulum_return_with(monkeypatch, tmp_path, "temperature_loss", flipped) < -300
