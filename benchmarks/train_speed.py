@@ -56,7 +56,7 @@ def our_config(env_id: str, seed: int, steps: int, learning_starts: int, out: Pa
     return TrainConfig(
         env=env_id, total_steps=steps, seed=seed, out=out, learning_starts=learning_starts,
         num_envs=1, num_workers=0, normalize_obs=False, eval_interval=0, eval_episodes=1,
-        checkpoint_interval=10**9, log_interval=10**9,
+        checkpoint_interval=10**9, log_interval=1000,
         sac=SACConfig(actor_hidden=HIDDEN, critic_hidden=HIDDEN, batch_size=BATCH),
     )
 
@@ -110,29 +110,18 @@ def sb3_updates_per_second(env_id: str, data: dict[str, np.ndarray], updates: in
 # --- part 2: learning at equal steps ----------------------------------------------------------
 def ours_run(env_id: str, seed: int, steps: int, learning_starts: int, eval_episodes: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
+        # Evaluation and checkpoint intervals beyond the run: like SB3's learn(), the
+        # timed part only collects and updates.
         trainer = Trainer(our_config(env_id, seed, steps, learning_starts, Path(tmp) / "run"))
         try:
+            trainer.open_run()
             start = time.perf_counter()
-            _train_without_side_work(trainer)
+            trainer.run_loop()
             seconds = time.perf_counter() - start
             result = evaluate(trainer.deterministic_policy, env_id, eval_episodes, seed=10_000)
         finally:
             trainer.close()
     return {"return": result.mean_return, "seconds": seconds}
-
-
-def _train_without_side_work(trainer: Trainer) -> None:
-    """Trainer.train minus evaluation/checkpoints/TensorBoard, to time what SB3's learn() does."""
-    import contextlib
-
-    from torch.utils.tensorboard import SummaryWriter
-
-    with tempfile.TemporaryDirectory() as tb, contextlib.redirect_stderr(open(os.devnull, "w")):
-        trainer._writer = SummaryWriter(tb)
-        trainer._evaluate = lambda: {"step": trainer.step}  # type: ignore[method-assign]
-        trainer.save = lambda: None  # type: ignore[method-assign]
-        trainer.plot_learning_curve = lambda: None  # type: ignore[method-assign]
-        trainer.train()
 
 
 def sb3_run(env_id: str, seed: int, steps: int, learning_starts: int, eval_episodes: int) -> dict[str, float]:

@@ -279,6 +279,11 @@ class SubprocVectorEnv(VectorEnv):
                 self.close()
                 raise WorkerError(f"a {env_id} worker failed to start:\n{payload}")
 
+    @property
+    def privileged_dim(self) -> int:
+        """Size of the envs' privileged observation (0 when they have none)."""
+        return self._layout.privileged_dim
+
     def _probe(self, env_id: str, num_envs: int, env_kwargs: dict[str, Any]) -> _Layout:
         from sim2real.robots.registry import make
 

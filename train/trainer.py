@@ -86,7 +86,7 @@ class Trainer:
         # Our policies act in [-1, 1]; a gymnasium env's Box is mapped onto that range.
         self.action_low = act_space.low.astype(np.float32)
         self.action_high = act_space.high.astype(np.float32)
-        priv_dim = self.envs._layout.privileged_dim
+        priv_dim = self.envs.privileged_dim
         if config.sac.asymmetric and priv_dim == 0:
             raise ValueError(
                 f"SACConfig.asymmetric needs an env with a privileged observation; "
@@ -125,12 +125,28 @@ class Trainer:
 
     # --- main loop ---------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        cfg = self.config
+        """The whole run: collect and update to total_steps, then a final evaluation,
+        checkpoint and learning curve. Returns the final evaluation record."""
+        self.open_run()
+        self.run_loop()
+        final = self._last_eval if self._last_eval and self._last_eval["step"] == self.step else self._evaluate()
+        self.save()
+        self._writer.close()
+        self.plot_learning_curve()
+        return final
+
+    def open_run(self) -> None:
+        """Create the run directory, its config.json and the TensorBoard writer."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIG).write_text(json.dumps(config_to_dict(cfg), indent=2))
+        (self.run_dir / CONFIG).write_text(json.dumps(config_to_dict(self.config), indent=2))
         from torch.utils.tensorboard import SummaryWriter
 
         self._writer = SummaryWriter(str(self.run_dir / "tb"))
+
+    def run_loop(self) -> None:
+        """Collect and update until total_steps, with the periodic evaluations and
+        checkpoints the config asks for (no final ones)."""
+        cfg = self.config
         obs, infos = self.envs.reset(seed=cfg.seed + 1000 * self.episodes)
         priv = infos.get("privileged_obs")
         n = cfg.num_envs
@@ -214,11 +230,6 @@ class Trainer:
                     self.save()
         finally:
             bar.close()
-        final = self._last_eval if self._last_eval and self._last_eval["step"] == self.step else self._evaluate()
-        self.save()
-        self._writer.close()
-        self.plot_learning_curve()
-        return final
 
     def _next_multiple(self, interval: int) -> int:
         return (self.step // interval + 1) * interval
@@ -327,6 +338,8 @@ class Trainer:
         return plot_learning_curve(self.run_dir)
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self.envs.close()
 
 
