@@ -131,7 +131,8 @@ def sb3_run(env_id: str, seed: int, steps: int, learning_starts: int, eval_episo
     seconds = time.perf_counter() - start
 
     def policy(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
+        # evaluate() takes [-1, 1] actions; SB3 predicts in the env's Box.
+        return model.policy.scale_action(model.predict(obs, deterministic=True)[0])
 
     result = evaluate(policy, env_id, eval_episodes, seed=10_000)
     return {"return": result.mean_return, "seconds": seconds}

@@ -11,7 +11,8 @@ import numpy as np
 from sim2real.robots import registry
 
 Policy = Callable[[np.ndarray], np.ndarray]
-"""Raw observations [batch, obs_dim] -> actions [batch, act_dim] in [-1, 1]."""
+"""Raw observations [batch, obs_dim] -> actions [batch, act_dim] in [-1, 1]; evaluate()
+maps them onto the env's action Box (the identity for our robots)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,7 @@ def evaluate(
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = registry.make(env_id, **env_kwargs(env_id, domain_randomization))
+    low, high = env.action_space.low, env.action_space.high
     returns, lengths, terminated = [], [], 0
     term_sums: dict[str, float] = {}
     try:
@@ -68,6 +70,7 @@ def evaluate(
             total, length = 0.0, 0
             for _ in range(max_steps_per_episode):
                 action = policy(obs[None].astype(np.float32))[0]
+                action = low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
                 obs, reward, term, trunc, info = env.step(action)
                 total += float(reward)
                 length += 1

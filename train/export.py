@@ -69,10 +69,9 @@ class RunPolicy:
         return str(self.meta["env_id"])
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """Raw observations -> env actions (the [-1, 1] output mapped to the env's Box)."""
+        """Raw observations -> policy actions in [-1, 1] (evaluate() maps them to the env)."""
         with torch.no_grad():
-            action = self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-        return self.action_offset + self.action_scale * action
+            return self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
 
 class OnnxPolicy:
@@ -103,8 +102,6 @@ class OnnxPolicy:
         missing = {"env_id", "action_scale", "action_offset"} - set(self.metadata)
         if missing:
             raise ValueError(f"{self.path}: metadata_props lack {sorted(missing)} (not a sim2real export)")
-        self.action_offset = np.asarray(json.loads(self.metadata["action_offset"]))
-        self.action_scale = np.asarray(json.loads(self.metadata["action_scale"]))
 
     @property
     def env_id(self) -> str:
@@ -115,7 +112,9 @@ class OnnxPolicy:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(obs, np.float32)})[0]
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return self.action_offset + self.action_scale * self.raw(obs)
+        """Policy actions in [-1, 1]. (metadata's action_scale/offset say what a robot
+        controller does with them: joint targets for our robots, the Box for gym envs.)"""
+        return self.raw(obs)
 
 
 def read_metadata(path: Path) -> dict[str, str]:

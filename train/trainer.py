@@ -113,10 +113,10 @@ class Trainer:
         return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
 
     def deterministic_policy(self, obs: np.ndarray) -> np.ndarray:
-        """Raw observations -> env actions with the tanh(mean) actor and frozen normalizer."""
+        """Raw observations -> [-1, 1] actions of the tanh(mean) actor (normalizer not updated)."""
         with torch.no_grad():
             x = torch.as_tensor(self._normalize(self.obs_norm, obs), device=self.device)
-            return self.to_env_action(self.sac.actor.act(x).cpu().numpy())
+            return self.sac.actor.act(x).cpu().numpy()
 
     def _normalize(self, norm: RunningNormalizer | None, x: np.ndarray) -> np.ndarray:
         if norm is None or not self.config.normalize_obs:

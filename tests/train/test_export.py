@@ -68,6 +68,18 @@ def test_onnx_matches_torch_on_random_and_real_observations(quadruped_run: Path,
         assert np.all(np.abs(got) <= 1.0)
 
 
+def test_onnx_and_checkpoint_evaluate_identically(quadruped_run: Path, tmp_path: Path) -> None:
+    from sim2real.train.evaluate import evaluate
+
+    path = tmp_path / "policy.onnx"
+    export_onnx(quadruped_run, path)
+    env_id = "sim2real/QuadrupedJoystick-v0"
+    from_run = evaluate(RunPolicy(quadruped_run), env_id, episodes=2, seed=5)
+    from_onnx = evaluate(OnnxPolicy(path), env_id, episodes=2, seed=5)
+    np.testing.assert_array_equal(from_run.lengths, from_onnx.lengths)
+    np.testing.assert_allclose(from_run.returns, from_onnx.returns, rtol=1e-3)
+
+
 def test_metadata_round_trips(quadruped_run: Path, tmp_path: Path) -> None:
     path = tmp_path / "policy.onnx"
     export_onnx(quadruped_run, path)
