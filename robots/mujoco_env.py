@@ -128,6 +128,11 @@ class MujocoRobotEnv(gym.Env[np.ndarray, np.ndarray]):
             raise KeyError(f"{obj.name} named {name!r} not found in the model")
         return idx
 
+    def _refresh_derived_constants(self) -> None:
+        """Recompute what MuJoCo derives from masses and inertias (subtree masses,
+        constraint weights); call after domain randomization edits the model."""
+        mujoco.mj_setConst(self.model, self.data)
+
     def _physics_step(self, ctrl: np.ndarray) -> None:
         self.data.ctrl[:] = ctrl
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)

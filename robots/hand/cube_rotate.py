@@ -291,8 +291,7 @@ class HandCubeRotateEnv(HandEnv):
         else:
             self._dynamics = self._nominal_dynamics()
         apply_dynamics(self.model, self._nominal, self._dynamics, self._ids)
-        # Recompute what MuJoCo derives from masses (subtree masses, constraint weights).
-        mujoco.mj_setConst(self.model, self.data)
+        self._refresh_derived_constants()
         self._dynamics_vector = self._dynamics.as_vector()
         self._delay.reset(self._dynamics.latency_steps)
 

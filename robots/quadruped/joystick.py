@@ -6,7 +6,6 @@ import dataclasses
 import math
 from typing import Any
 
-import mujoco
 import numpy as np
 from gymnasium import spaces
 
@@ -265,8 +264,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         else:
             self._dynamics = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())
         apply_dynamics(self.model, self._nominal, self._dynamics, self._ids)
-        # Recompute what MuJoCo derives from masses (subtree masses, constraint weights).
-        mujoco.mj_setConst(self.model, self.data)
+        self._refresh_derived_constants()
         self._dynamics_vector = self._dynamics.as_vector()
         self._delay.reset(self._dynamics.latency_steps)
 
