@@ -25,6 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "export a run's deterministic actor to ONNX with deployment metadata",
         "sim2real.train.commands:export_main",
     ),
+    "serve": (
+        "serve ONNX policies over gRPC (onnxruntime, hot reload, health, metrics, TLS)",
+        "sim2real.serve.cli:serve_main",
+    ),
     "robots": (
         "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
         "sim2real.robots.cli:main",

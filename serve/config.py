@@ -1,0 +1,96 @@
+"""`sim2real serve` configuration: one typed dataclass, the CLI is generated from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sim2real.serve.core import SafetyConfig
+from sim2real.serve.model import SessionTuning
+from sim2real.serve.security import TlsFiles
+
+
+@dataclass
+class ServeConfig:
+    """Serve ONNX policies over gRPC (sim2real.v1.PolicyService) with onnxruntime."""
+
+    model: Path | None = None
+    """One exported policy (policy.onnx). Changes to the file are hot-reloaded as new versions."""
+    model_repo: Path | None = None
+    """A model repository: DIR/NAME/VERSION/policy.onnx (Triton's layout); the highest valid
+    version of each NAME serves, new versions are picked up while running."""
+    name: str | None = None
+    """Name of the --model policy (default: the file's stem)."""
+    default_model: str | None = None
+    """Model used when a request names none (default: --name, or the first NAME in the repo)."""
+    host: str = "127.0.0.1"
+    """Address to bind. Loopback unless told otherwise; 0.0.0.0 exposes the robot's policy."""
+    port: int = 50051
+    """gRPC port (0 picks a free one; the startup line says which)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when onnxruntime can really run the model there, else CPU. cuda: fail at
+    start when CUDA cannot be used."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on http://HOST:PORT/metrics (0 picks a free port; off when unset)."""
+    poll_interval: float = 2.0
+    """Seconds between scans for new model versions (0 disables; the admin Reload call still works)."""
+    nonfinite: Literal["reject", "sanitize"] = "reject"
+    """NaN/Inf in an observation: reject with INVALID_ARGUMENT, or sanitize (NaN -> the
+    training mean, Inf -> clipped by the policy's normalizer)."""
+    max_action_delta: float | None = None
+    """Per-step limit on how far a stream's action may move from its previous one ([-1, 1] units)."""
+    tls_cert: Path | None = None
+    """PEM certificate chain of the server (enables TLS, with --tls-key)."""
+    tls_key: Path | None = None
+    """PEM private key of the server."""
+    tls_client_ca: Path | None = None
+    """PEM CA bundle: require client certificates signed by it (mutual TLS)."""
+    token_file: Path | None = None
+    """File holding the bearer token every call must carry (else $SIM2REAL_TOKEN). Admin
+    calls are refused when no token is set."""
+    max_message_bytes: int = 1 << 20
+    """Largest request accepted; bigger ones get RESOURCE_EXHAUSTED."""
+    max_concurrent_rpcs: int = 256
+    """Calls (streams count one each) beyond this are refused with RESOURCE_EXHAUSTED."""
+    grace_seconds: float = 5.0
+    """On SIGTERM: seconds in-flight calls get to finish before the server exits."""
+    intra_op_threads: int = 1
+    """onnxruntime intra-op threads (1 is fastest for small MLP policies)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.model_repo is None):
+            raise ValueError("give exactly one of --model FILE or --model-repo DIR")
+        if self.name is not None and self.model is None:
+            raise ValueError("--name applies to --model only (repository models are named by folder)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: expected 0..65535, got {self.port}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port: expected 0..65535, got {self.metrics_port}")
+        if self.poll_interval < 0:
+            raise ValueError(f"poll_interval: expected >= 0 seconds, got {self.poll_interval}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.max_message_bytes < 1024:
+            raise ValueError(f"max_message_bytes: expected >= 1024, got {self.max_message_bytes}")
+        if self.max_concurrent_rpcs < 1:
+            raise ValueError(f"max_concurrent_rpcs: expected >= 1, got {self.max_concurrent_rpcs}")
+        if self.grace_seconds < 0:
+            raise ValueError(f"grace_seconds: expected >= 0, got {self.grace_seconds}")
+        if self.intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads: expected >= 1, got {self.intra_op_threads}")
+        self.safety()  # validates nonfinite / max_action_delta
+
+    def safety(self) -> SafetyConfig:
+        return SafetyConfig(nonfinite=self.nonfinite, max_action_delta=self.max_action_delta)
+
+    def tuning(self) -> SessionTuning:
+        return SessionTuning(intra_op_threads=self.intra_op_threads)
+
+    def tls(self) -> TlsFiles | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)

@@ -1,0 +1,202 @@
+"""Observation in, safe action out: the server's logic, free of gRPC plumbing.
+
+The servicers (server.py) only translate between this and the wire; everything a robot
+depends on (input checks, clamping, rate limiting, withholding NaN) lives here and is
+tested directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import grpc
+import numpy as np
+
+from sim2real.serve.model import LoadedModel
+from sim2real.serve.repository import ModelNotFoundError, ModelRepository
+from sim2real.v1 import policy_pb2
+
+NonFinitePolicy = Literal["reject", "sanitize"]
+
+
+class RequestError(Exception):
+    """A request that gets no action: a gRPC status code and a message naming the field."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """What the server does to keep actions safe for hardware."""
+
+    nonfinite: NonFinitePolicy = "reject"
+    """NaN/Inf in an observation: 'reject' (INVALID_ARGUMENT) or 'sanitize' (NaN -> the
+    training mean of that entry, +-Inf -> the edge of the policy's normalizer clip)."""
+    max_action_delta: float | None = None
+    """Per-step limit on |action - previous action| within a stream (in the [-1, 1] action
+    units), like a max relative joint target. None: no limit."""
+
+    def __post_init__(self) -> None:
+        if self.nonfinite not in ("reject", "sanitize"):
+            raise ValueError(f"nonfinite: expected 'reject' or 'sanitize', got {self.nonfinite!r}")
+        if self.max_action_delta is not None and not (0.0 < self.max_action_delta <= 2.0):
+            raise ValueError(
+                f"max_action_delta: expected a value in (0, 2] (actions span [-1, 1]), "
+                f"got {self.max_action_delta}"
+            )
+
+
+@dataclass
+class StreamState:
+    """Per-stream memory: the previous action, for rate limiting."""
+
+    previous_action: np.ndarray | None = None
+    model_key: tuple[str, int] | None = None
+
+
+@dataclass
+class Outcome:
+    """What one request produced, for the servicer and for metrics."""
+
+    response: policy_pb2.ActResponse
+    model: LoadedModel
+    clamped: bool = False
+    rate_limited: bool = False
+    compute_ns: int = 0
+
+
+def _describe_nonfinite(obs: np.ndarray) -> str:
+    bad = np.flatnonzero(~np.isfinite(obs))
+    first = int(bad[0])
+    more = f" (and {len(bad) - 1} more non-finite values)" if len(bad) > 1 else ""
+    return f"observation[{first}] is {obs[first]}{more}; observations must be finite"
+
+
+class PolicyCore:
+    """Runs requests against a repository's serving models."""
+
+    def __init__(self, repository: ModelRepository, safety: SafetyConfig | None = None) -> None:
+        self.repository = repository
+        self.safety = safety or SafetyConfig()
+        self._sanitize_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def model(self, name: str) -> LoadedModel:
+        try:
+            return self.repository.get(name)
+        except ModelNotFoundError as err:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, err.message) from None
+
+    def act(self, request: policy_pb2.ActRequest, state: StreamState | None = None) -> Outcome:
+        """One observation -> one action in [-1, 1]. Raises RequestError for bad input."""
+        start = time.perf_counter_ns()
+        model = self.model(request.model_name)
+        obs = np.array(request.observation, dtype=np.float32)
+        if obs.shape[0] != model.obs_dim:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"observation: model {model.name!r} version {model.version} expects "
+                f"{model.obs_dim} values, got {obs.shape[0]}",
+            )
+        if not np.isfinite(obs).all():
+            if self.safety.nonfinite == "reject":
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, _describe_nonfinite(obs))
+            fill, low, high = self._sanitize_bounds(model)
+            obs = np.where(np.isnan(obs), fill, obs)
+            obs = np.where(np.isposinf(obs), high, np.where(np.isneginf(obs), low, obs)).astype(np.float32)
+
+        raw = model.run(obs[None])[0]
+        if not np.isfinite(raw).all():
+            # Never hand a robot NaN: withhold the action; the client falls back.
+            raise RequestError(
+                grpc.StatusCode.INTERNAL,
+                f"model {model.name!r} version {model.version} produced a non-finite action "
+                f"({raw.tolist()}); withheld",
+            )
+        action = np.clip(raw, -1.0, 1.0)
+        clamped = bool((action != raw).any())
+        rate_limited = False
+        if state is not None:
+            key = (model.name, model.version)
+            limit = self.safety.max_action_delta
+            if (
+                limit is not None
+                and state.previous_action is not None
+                and not request.reset_rate_limit
+                and state.previous_action.shape == action.shape
+            ):
+                limited = np.clip(action, state.previous_action - limit, state.previous_action + limit)
+                rate_limited = bool((limited != action).any())
+                action = limited
+            state.previous_action, state.model_key = action, key
+        compute_ns = time.perf_counter_ns() - start
+        response = policy_pb2.ActResponse(
+            action=action.tolist(),
+            sequence=request.sequence,
+            model_name=model.name,
+            model_version=model.version,
+            server_compute_ns=compute_ns,
+            client_time_ns=request.client_time_ns,
+            clamped=clamped,
+            rate_limited=rate_limited,
+        )
+        return Outcome(response, model, clamped, rate_limited, compute_ns)
+
+    def _sanitize_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """NaN -> the training mean; +-Inf -> the edge of the policy's normalizer clip
+        (mean +- clip * std), where the exported policy saturates anyway. Without those
+        statistics: 0 and +-1e6."""
+        key = (model.name, model.version)
+        cached = self._sanitize_cache.get(key)
+        if cached is None:
+            n = model.obs_dim
+            mean, std = model.metadata_value("observation_mean"), model.metadata_value("observation_std")
+            clip = model.metadata_value("observation_clip")
+            if isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == n and clip:
+                m, sd = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+                cached = (m, m - float(clip) * sd, m + float(clip) * sd)
+            else:
+                cached = (np.zeros(n, np.float32), np.full(n, -1e6, np.float32), np.full(n, 1e6, np.float32))
+            self._sanitize_cache[key] = cached
+        return cached
+
+    def policy_info(self, name: str) -> policy_pb2.PolicyInfo:
+        model = self.model(name)
+        meta = model.metadata_value
+
+        def floats(key: str) -> list[float]:
+            value = meta(key)
+            return [float(v) for v in value] if isinstance(value, list) else []
+
+        def strings(key: str) -> list[str]:
+            value = meta(key)
+            return [str(v) for v in value] if isinstance(value, list) else []
+
+        rate = meta("control_rate_hz")
+        steps = meta("training_steps")
+        return policy_pb2.PolicyInfo(
+            model_name=model.name,
+            model_version=model.version,
+            observation_dim=model.obs_dim,
+            action_dim=model.act_dim,
+            observation_names=strings("observation_names"),
+            action_names=strings("action_names"),
+            joint_names=strings("joint_names"),
+            action_scale=floats("action_scale"),
+            action_offset=floats("action_offset"),
+            control_rate_hz=float(rate) if isinstance(rate, int | float) else 0.0,
+            kp=floats("kp"),
+            kd=floats("kd"),
+            env_id=str(meta("env_id", "")),
+            training_steps=int(steps) if isinstance(steps, int | float) else 0,
+            sim2real_version=str(meta("sim2real_version", "")),
+            execution_provider=model.provider,
+            metadata=model.metadata,
+            model_sha256=model.sha256,
+            max_action_delta=self.safety.max_action_delta or 0.0,
+            nonfinite_policy=self.safety.nonfinite,
+        )

@@ -1,0 +1,326 @@
+"""The gRPC policy server: thin asyncio servicers over PolicyCore.
+
+asyncio (grpc.aio) rather than the thread-pool server: a policy evaluation takes tens of
+microseconds, so running it inline on the event loop costs less than handing each
+message to a worker thread and back, which is most of the sync server's per-message
+latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sim2real.serve.config import ServeConfig
+from sim2real.serve.core import PolicyCore, RequestError, StreamState
+from sim2real.serve.metrics import ServerMetrics
+from sim2real.serve.model import LoadedModel
+from sim2real.serve.repository import ModelRepository
+from sim2real.serve.security import TokenAuthInterceptor, read_token
+from sim2real.v1 import policy_pb2, policy_pb2_grpc
+
+log = logging.getLogger("sim2real.serve")
+
+POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
+ADMIN_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
+
+
+class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
+    def __init__(self, core: PolicyCore, metrics: ServerMetrics) -> None:
+        self.core = core
+        self.metrics = metrics
+        m = metrics
+        self._requests_act = m.requests.labels("Act")
+        self._requests_stream = m.requests.labels("StreamAct")
+        self._latency_children: dict[tuple[str, str], object] = {}
+
+    def _observe(self, method: str, model: LoadedModel, seconds: float, clamped: bool, limited: bool) -> None:
+        key = (method, model.name)
+        child = self._latency_children.get(key)
+        if child is None:
+            child = self._latency_children[key] = self.metrics.latency.labels(method, model.name)
+        child.observe(seconds)  # type: ignore[attr-defined]
+        if clamped:
+            self.metrics.clamped.labels(model.name).inc()
+        if limited:
+            self.metrics.rate_limited.labels(model.name).inc()
+
+    async def Act(
+        self, request: policy_pb2.ActRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ActResponse:
+        self._requests_act.inc()
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            self.metrics.errors.labels("Act", "DEADLINE_EXCEEDED").inc()
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the request ran")
+        try:
+            outcome = self.core.act(request)
+        except RequestError as err:
+            self.metrics.errors.labels("Act", err.code.name).inc()
+            await context.abort(err.code, err.message)
+        self._observe("Act", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+        return outcome.response
+
+    async def StreamAct(
+        self, request_iterator: AsyncIterator[policy_pb2.ActRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[policy_pb2.ActResponse]:
+        state = StreamState()
+        self.metrics.streams.inc()
+        # Headers now, not with the first answer: the client knows the stream is up (and
+        # its credentials accepted) before its control loop sends anything.
+        await context.send_initial_metadata(())
+        try:
+            async for request in request_iterator:
+                self._requests_stream.inc()
+                try:
+                    outcome = self.core.act(request, state)
+                except RequestError as err:
+                    # Answer this message with its error and keep the stream: the control
+                    # loop's next observation may be fine.
+                    self.metrics.errors.labels("StreamAct", err.code.name).inc()
+                    yield policy_pb2.ActResponse(
+                        sequence=request.sequence,
+                        client_time_ns=request.client_time_ns,
+                        error=policy_pb2.StepError(code=err.code.value[0], message=err.message),
+                    )
+                    continue
+                self._observe(
+                    "StreamAct", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited
+                )
+                yield outcome.response
+        finally:
+            self.metrics.streams.dec()
+
+    async def GetPolicyInfo(
+        self, request: policy_pb2.PolicyInfoRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.PolicyInfo:
+        try:
+            return self.core.policy_info(request.model_name)
+        except RequestError as err:
+            await context.abort(err.code, err.message)
+            raise  # unreachable: abort raises
+
+
+def model_statuses(repository: ModelRepository) -> list[policy_pb2.ModelStatus]:
+    out = []
+    for name, state in sorted(repository.states().items()):
+        serving = state.serving
+        out.append(policy_pb2.ModelStatus(
+            model_name=name,
+            serving_version=serving.version if serving else 0,
+            path=str(serving.path) if serving else "",
+            execution_provider=serving.provider if serving else "",
+            rejected=[
+                policy_pb2.RejectedVersion(version=v, reason=reason)
+                for v, (_, reason) in sorted(state.rejected.items())
+            ],
+        ))
+    return out
+
+
+class AdminServicer(policy_pb2_grpc.PolicyAdminServiceServicer):
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+
+    async def Reload(
+        self, request: policy_pb2.ReloadRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ReloadResponse:
+        # Loading a model takes milliseconds to seconds: off the event loop, so streams
+        # keep being served meanwhile.
+        loaded = await asyncio.to_thread(self.repository.poll, request.model_name or None)
+        return policy_pb2.ReloadResponse(models=model_statuses(self.repository), loaded=loaded)
+
+    async def ListModels(
+        self, request: policy_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ListModelsResponse:
+        return policy_pb2.ListModelsResponse(
+            models=model_statuses(self.repository), default_model=self.repository.default_name or ""
+        )
+
+
+@dataclass
+class ServerAddresses:
+    grpc_port: int
+    metrics_port: int | None
+
+
+class PolicyServer:
+    """Everything one `sim2real serve` runs: repository, gRPC server, health, metrics."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.repository = ModelRepository(
+            root=config.model_repo, model_file=config.model, name=config.name,
+            default_model=config.default_model, device=config.device, tuning=config.tuning(),
+        )
+        self.metrics = ServerMetrics()
+        self.repository.add_listener(self.metrics.on_model_loaded)
+        self.core = PolicyCore(self.repository, config.safety())
+        self.token = read_token(config.token_file)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.addresses: ServerAddresses | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> ServerAddresses:
+        config = self.config
+        # Loading is blocking work (onnxruntime session creation); fine before serving.
+        self.repository.load_initial()
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            # Two servers on one port must fail, not silently share it.
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(
+            interceptors=[TokenAuthInterceptor(self.token)],
+            options=options,
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        )
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.core, self.metrics), server)
+        policy_pb2_grpc.add_PolicyAdminServiceServicer_to_server(AdminServicer(self.repository), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"{config.host}:{config.port}"
+        tls = config.tls()
+        try:
+            port = (
+                server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
+            )
+        except RuntimeError as err:
+            raise OSError(f"cannot bind {address}: {err} (is the port in use?)") from err
+        await server.start()
+        self.server = server
+        metrics_port = None
+        if config.metrics_port is not None:
+            metrics_port = self.metrics.serve_http(config.host, config.metrics_port)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await self.health.set("", serving)
+        await self.health.set(POLICY_SERVICE, serving)
+        if config.poll_interval > 0:
+            self._poller = asyncio.create_task(self._poll_forever(config.poll_interval))
+        self.addresses = ServerAddresses(port, metrics_port)
+        return self.addresses
+
+    async def _poll_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.repository.poll)
+            except Exception:  # noqa: BLE001 - a scan error (e.g. repo deleted) must not stop serving
+                log.exception("model repository scan failed; still serving the loaded versions")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, give in-flight ones ``grace`` seconds, release everything."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(self.config.grace_seconds if grace is None else grace)
+            self.server = None
+        self.metrics.close()
+
+    def describe(self) -> str:
+        assert self.addresses is not None
+        scheme = "grpcs" if self.config.tls() else "grpc"
+        models = ", ".join(
+            f"{m.name} v{m.version} ({m.obs_dim} obs -> {m.act_dim} actions, {m.provider})"
+            for m in self.repository.serving().values()
+        )
+        lines = [f"serving {models} on {scheme}://{self.config.host}:{self.addresses.grpc_port}"]
+        if self.addresses.metrics_port is not None:
+            lines.append(f"metrics on http://{self.config.host}:{self.addresses.metrics_port}/metrics")
+        lines.append(f"auth: {'bearer token' if self.token else 'none (admin calls disabled)'}"
+                     f"{', mutual TLS' if self.config.tls_client_ca else ''}")
+        return "\n".join(lines)
+
+
+async def serve_until_signal(config: ServeConfig) -> None:
+    """`sim2real serve`: run until SIGTERM/SIGINT, then drain gracefully."""
+    server = PolicyServer(config)
+    await server.start()
+    print(server.describe(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print(f"shutting down: draining in-flight calls (up to {config.grace_seconds:g} s)", flush=True)
+    await server.stop()
+    print("stopped", flush=True)
+
+
+class BackgroundServer:
+    """A PolicyServer on its own event-loop thread: for tests, benchmarks and the demo.
+
+        with BackgroundServer(ServeConfig(model=path, port=0)) as srv:
+            PolicyClient(f"127.0.0.1:{srv.port}")
+    """
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.server = PolicyServer(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sim2real-serve", daemon=True)
+        self._started = False
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self.server.start(), self._loop)
+        try:
+            future.result(timeout=120)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            raise
+        self._started = True
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.server.addresses is not None
+        return self.server.addresses.grpc_port
+
+    @property
+    def target(self) -> str:
+        return f"{self.server.config.host}:{self.port}"
+
+    def run(self, coro: object, timeout: float = 60) -> object:
+        """Run a coroutine on the server's loop (e.g. a health change) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def stop(self, grace: float = 0.0) -> None:
+        if self._started:
+            self.run(self.server.stop(grace), timeout=grace + 30)
+            self._started = False
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate()`` until true or ``timeout``; for tests and the demo."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False
