@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("robots", "train")
+SOURCE_DIRS = ("robots", "train", "serve", "protos")
 
 
 def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
@@ -32,7 +32,9 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "sim2real/robots/quadruped/xmls/scene_flat.xml" in names
     assert "sim2real/robots/hand/xmls/scene.xml" in names
-    assert not any(n.startswith(("robots/", "train/", "tests/")) for n in names), names
+    assert {"sim2real/v1/policy_pb2.py", "sim2real/v1/policy_pb2_grpc.py", "sim2real/v1/policy.proto"} <= set(names)
+    assert "sim2real/serve/server.py" in names
+    assert not any(n.startswith(("robots/", "train/", "serve/", "protos/", "tests/")) for n in names), names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "sim2real = sim2real.train.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -50,6 +52,9 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
         "import gymnasium as gym, sim2real.robots, sim2real.train.cli as cli;"
         "from sim2real.robots.quadruped import constants;"
+        "import sim2real.serve.server, sim2real.serve.client;"
+        "from sim2real.v1 import policy_pb2_grpc;"
+        "assert sim2real.serve.server.__file__.startswith(sys.argv[1]);"
         "assert sim2real.robots.__file__.startswith(sys.argv[1]), sim2real.robots.__file__;"
         "assert constants.SCENE_XML.is_file();"
         "[gym.make(e).reset(seed=0) for e in sim2real.robots.ENVS];"
