@@ -194,3 +194,12 @@ def test_client_falls_back_within_the_deadline_and_reconnects(policy, tmp_path: 
         default.close()
         client.close()
         srv.stop()
+
+
+def test_port_in_use_fails_at_start(policy) -> None:
+    path, _ = policy
+    with _server(model=path) as first:
+        with pytest.raises(OSError, match="cannot bind .*is the port in use"):
+            _server(model=path, port=first.port).start()
+        with PolicyClient(first.target) as client:  # the first one is unaffected
+            client.act(np.zeros(OBS_DIM))
