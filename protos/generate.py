@@ -19,8 +19,8 @@ PROTO_FILES = sorted(p.relative_to(PROTO_ROOT) for p in PROTO_ROOT.glob("sim2rea
 
 def generate(out_dir: Path = PROTO_ROOT) -> list[Path]:
     """Run protoc (from grpcio-tools) on every proto; return the files written."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     out_dir.mkdir(parents=True, exist_ok=True)

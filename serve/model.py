@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +47,6 @@ class SessionTuning:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     allow_spinning: bool = False
-    cuda_graph: bool = True
-    """Capture the model as a CUDA graph on the CUDA provider (fixed batch 1 shapes)."""
 
 
 def file_sha256(path: Path) -> str:
@@ -96,9 +93,9 @@ def create_session(path: Path, device: Device, tuning: SessionTuning) -> tuple[A
 
     options = _session_options(tuning)
     if device in ("auto", "cuda") and cuda_available():
+        # CUDA graphs (onnxruntime's enable_cuda_graph) need IOBinding onto fixed device
+        # buffers; not enabled until it is measured on a GPU host.
         cuda_options: dict[str, Any] = {}
-        if tuning.cuda_graph:
-            cuda_options["enable_cuda_graph"] = "1"
         if device == "auto":
             # Probing is expected to fail on CPU-only hosts; keep onnxruntime's loud
             # library-load error out of the log (the outcome is reported below).
@@ -150,7 +147,6 @@ class LoadedModel:
     metadata: dict[str, str]
     sha256: str
     loaded_at: float = field(default_factory=time.time)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def metadata_value(self, key: str, default: Any = None) -> Any:
         """A metadata_props entry decoded from JSON (the exporter writes JSON strings)."""
@@ -158,10 +154,6 @@ class LoadedModel:
 
     def run(self, observation: np.ndarray) -> np.ndarray:
         """[batch, obs_dim] float32 -> [batch, act_dim] float32 (unclamped model output)."""
-        if self.provider == CUDA:
-            # A captured CUDA graph replays fixed buffers: one caller at a time.
-            with self._lock:
-                return self.session.run([OUTPUT_NAME], {INPUT_NAME: observation})[0]
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: observation})[0]
 
 
