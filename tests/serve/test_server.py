@@ -70,10 +70,18 @@ def test_bad_input_gets_clear_codes_and_the_server_keeps_serving(policy) -> None
             assert text in err.value.message
             np.testing.assert_allclose(client.act(good).action, reference_action(w, good), atol=1e-6)
 
-        # A deadline that has passed is honoured: the client gets DEADLINE_EXCEEDED.
-        with pytest.raises(PolicyCallError) as err:
-            client.act(good, timeout_s=1e-6)
-        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        # A 1 us deadline: each call either beats it (rarely) or ends DEADLINE_EXCEEDED;
+        # nothing else, and the server keeps serving.
+        codes = []
+        for _ in range(20):
+            try:
+                client.act(good, timeout_s=1e-6)
+                codes.append(grpc.StatusCode.OK)
+            except PolicyCallError as err:
+                codes.append(err.code)
+        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED}
+        assert grpc.StatusCode.DEADLINE_EXCEEDED in codes
+        client.act(good)
 
         # In a stream, one bad message gets its own error and the stream goes on.
         stub = policy_pb2_grpc.PolicyServiceStub(client.channel)
