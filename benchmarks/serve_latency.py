@@ -81,13 +81,13 @@ def ort_floor(onnx_path: Path, calls: int) -> dict[str, float]:
     from sim2real.serve.model import SessionTuning, load_model
 
     model = load_model(onnx_path, "floor", 1, "cpu", SessionTuning())
-    obs = np.random.default_rng(0).normal(size=(1, OBS_DIM)).astype(np.float32)
+    obs = np.random.default_rng(0).normal(size=OBS_DIM).astype(np.float32)
     for _ in range(200):
-        model.run(obs)
+        model.run_one(obs)
     times = np.empty(calls)
     for i in range(calls):
         t = time.perf_counter_ns()
-        model.run(obs)
+        model.run_one(obs)
         times[i] = time.perf_counter_ns() - t
     return summarize(times / 1e3, calls, 0, times.sum() / 1e9)
 

@@ -109,7 +109,7 @@ class PolicyCore:
             obs = np.where(np.isnan(obs), fill, obs)
             obs = np.where(np.isposinf(obs), high, np.where(np.isneginf(obs), low, obs)).astype(np.float32)
 
-        raw = model.run(obs[None])[0]
+        raw = model.run_one(obs)
         if not np.isfinite(raw).all():
             # Never hand a robot NaN: withhold the action; the client falls back.
             raise RequestError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,7 @@ class LoadedModel:
     metadata: dict[str, str]
     sha256: str
     loaded_at: float = field(default_factory=time.time)
+    _per_thread: threading.local = field(default_factory=threading.local, repr=False)
 
     def metadata_value(self, key: str, default: Any = None) -> Any:
         """A metadata_props entry decoded from JSON (the exporter writes JSON strings)."""
@@ -155,6 +157,35 @@ class LoadedModel:
     def run(self, observation: np.ndarray) -> np.ndarray:
         """[batch, obs_dim] float32 -> [batch, act_dim] float32 (unclamped model output)."""
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: observation})[0]
+
+    def run_one(self, observation: np.ndarray) -> np.ndarray:
+        """[obs_dim] float32 -> [act_dim] float32: the control-loop call.
+
+        On CPU through IOBinding onto preallocated numpy buffers, one set per thread:
+        onnxruntime then skips allocating and converting inputs and outputs per call. On the
+        2-core dev machine a 45-256-256-12 policy took 13-21 us p50 this way against
+        24-25 us through session.run (a short, loaded measurement).
+        """
+        if self.provider != CPU:
+            return self.run(observation[None])[0]
+        slot = getattr(self._per_thread, "slot", None)
+        if slot is None:
+            slot = self._per_thread.slot = self._bind()
+        inputs, outputs, binding = slot
+        inputs[0] = observation
+        self.session.run_with_iobinding(binding)
+        return outputs[0].copy()
+
+    def _bind(self) -> tuple[np.ndarray, np.ndarray, Any]:
+        import onnxruntime as ort
+
+        inputs = np.zeros((1, self.obs_dim), np.float32)
+        outputs = np.zeros((1, self.act_dim), np.float32)
+        binding = self.session.io_binding()
+        # The OrtValues wrap the numpy buffers (no copy): writing `inputs` feeds the model.
+        binding.bind_ortvalue_input(INPUT_NAME, ort.OrtValue.ortvalue_from_numpy(inputs))
+        binding.bind_ortvalue_output(OUTPUT_NAME, ort.OrtValue.ortvalue_from_numpy(outputs))
+        return inputs, outputs, binding
 
 
 def _static_dim(shape: list[Any], axis: int, what: str, path: Path) -> int | None:

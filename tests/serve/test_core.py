@@ -196,3 +196,27 @@ def test_empty_repository_fails_at_start(tmp_path: Path) -> None:
     (tmp_path / "repo" / "walk" / "1" / "policy.onnx").write_text("junk")
     with pytest.raises(ModelError, match="onnxruntime cannot load it"):
         ModelRepository(root=tmp_path / "repo", device="cpu").load_initial()
+
+
+def test_bound_single_call_equals_batched_run_across_threads(tmp_path: Path) -> None:
+    import threading
+
+    write_policy(tmp_path / "p.onnx")
+    model = load_model(tmp_path / "p.onnx", "p", 1, "cpu")
+    obs = np.random.default_rng(3).normal(size=(64, OBS_DIM)).astype(np.float32)
+    expected = model.run(obs)
+    outs: dict[int, np.ndarray] = {}
+
+    def worker(k: int) -> None:
+        outs[k] = np.stack([model.run_one(o) for o in obs])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):
+        np.testing.assert_array_equal(outs[k], expected)
+    first = model.run_one(obs[0])
+    model.run_one(obs[1])
+    np.testing.assert_array_equal(first, expected[0])  # results are copies, not the buffer
