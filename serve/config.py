@@ -8,6 +8,7 @@ from typing import Literal
 
 from sim2real.serve.core import SafetyConfig
 from sim2real.serve.model import SessionTuning
+from sim2real.serve.recorder import RecorderConfig
 from sim2real.serve.security import TlsFiles
 
 
@@ -57,6 +58,16 @@ class ServeConfig:
     """On SIGTERM: seconds in-flight calls get to finish before the server exits."""
     intra_op_threads: int = 1
     """onnxruntime intra-op threads (1 is fastest for small MLP policies)."""
+    record: Path | None = None
+    """Record every served step (observation, action, model version, latency) as MCAP logs
+    in this directory, written off the request path; steps are dropped and counted rather
+    than delay an answer."""
+    record_max_file_mb: float = 64.0
+    """Rotate to a new log file past this size."""
+    record_max_files: int = 20
+    """Keep at most this many log files (the oldest is deleted): bounded disk use."""
+    record_queue: int = 65536
+    """Steps that may wait for the writer; beyond it steps are dropped (and counted)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
@@ -83,6 +94,15 @@ class ServeConfig:
         if self.intra_op_threads < 1:
             raise ValueError(f"intra_op_threads: expected >= 1, got {self.intra_op_threads}")
         self.safety()  # validates nonfinite / max_action_delta
+        self.recorder()  # validates the record_* fields
+
+    def recorder(self) -> RecorderConfig | None:
+        if self.record is None:
+            return None
+        return RecorderConfig(
+            directory=self.record, max_file_bytes=int(self.record_max_file_mb * (1 << 20)),
+            max_files=self.record_max_files, queue_size=self.record_queue,
+        )
 
     def safety(self) -> SafetyConfig:
         return SafetyConfig(nonfinite=self.nonfinite, max_action_delta=self.max_action_delta)

@@ -24,9 +24,10 @@ from sim2real.serve.config import ServeConfig
 from sim2real.serve.core import PolicyCore, RequestError, StreamState
 from sim2real.serve.metrics import ServerMetrics
 from sim2real.serve.model import LoadedModel
+from sim2real.serve.recorder import StepRecorder
 from sim2real.serve.repository import ModelRepository
 from sim2real.serve.security import TokenAuthInterceptor, read_token
-from sim2real.v1 import policy_pb2, policy_pb2_grpc
+from sim2real.v1 import log_pb2, policy_pb2, policy_pb2_grpc
 
 log = logging.getLogger("sim2real.serve")
 
@@ -35,9 +36,10 @@ ADMIN_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].ful
 
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, core: PolicyCore, metrics: ServerMetrics) -> None:
+    def __init__(self, core: PolicyCore, metrics: ServerMetrics, recorder: StepRecorder | None = None) -> None:
         self.core = core
         self.metrics = metrics
+        self.recorder = recorder
         m = metrics
         self._requests_act = m.requests.labels("Act")
         self._requests_stream = m.requests.labels("StreamAct")
@@ -68,6 +70,8 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             self.metrics.errors.labels("Act", err.code.name).inc()
             await context.abort(err.code, err.message)
         self._observe("Act", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+        if self.recorder is not None:
+            self.recorder.submit(request, outcome.response)
         return outcome.response
 
     async def StreamAct(
@@ -96,6 +100,8 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                 self._observe(
                     "StreamAct", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited
                 )
+                if self.recorder is not None:
+                    self.recorder.submit(request, outcome.response)
                 yield outcome.response
         finally:
             self.metrics.streams.dec()
@@ -167,6 +173,8 @@ class PolicyServer:
         self.core = PolicyCore(self.repository, config.safety())
         self.token = read_token(config.token_file)
         self.health = health.aio.HealthServicer()
+        recorder_config = config.recorder()
+        self.recorder = StepRecorder(recorder_config, self._log_info) if recorder_config else None
         self.server: grpc.aio.Server | None = None
         self.addresses: ServerAddresses | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -186,7 +194,7 @@ class PolicyServer:
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.core, self.metrics), server)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.core, self.metrics, self.recorder), server)
         policy_pb2_grpc.add_PolicyAdminServiceServicer_to_server(AdminServicer(self.repository), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -230,7 +238,23 @@ class PolicyServer:
         if self.server is not None:
             await self.server.stop(self.config.grace_seconds if grace is None else grace)
             self.server = None
+        if self.recorder is not None:
+            stats = await asyncio.to_thread(self.recorder.close)
+            log.info("recording: %d steps written, %d dropped, %d failed, %d files", stats.written, stats.dropped, stats.failed, stats.files)
+            self.recorder = None
         self.metrics.close()
+
+    def _log_info(self) -> log_pb2.LogInfo:
+        """LogInfo of a recorded file: what the default model's vectors mean."""
+        info = self.core.policy_info("")
+        robot = self.repository.get("").metadata_value("robot", "")
+        return log_pb2.LogInfo(
+            source="server", env_id=info.env_id, robot=str(robot or ""),
+            control_rate_hz=info.control_rate_hz, observation_names=info.observation_names,
+            action_names=info.action_names, joint_names=info.joint_names,
+            action_scale=info.action_scale, action_offset=info.action_offset,
+            model_name=info.model_name, model_version=info.model_version, model_sha256=info.model_sha256,
+        )
 
     def describe(self) -> str:
         assert self.addresses is not None
@@ -244,6 +268,8 @@ class PolicyServer:
             lines.append(f"metrics on http://{self.config.host}:{self.addresses.metrics_port}/metrics")
         lines.append(f"auth: {'bearer token' if self.token else 'none (admin calls disabled)'}"
                      f"{', mutual TLS' if self.config.tls_client_ca else ''}")
+        if self.recorder is not None:
+            lines.append(f"recording served steps to {self.recorder.config.directory}/")
         return "\n".join(lines)
 
 

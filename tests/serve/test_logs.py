@@ -1,0 +1,167 @@
+"""MCAP trajectory logs: round trip, damaged files, and the server's recorder under load."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+
+from sim2real.serve.client import PolicyClient
+from sim2real.serve.config import ServeConfig
+from sim2real.serve.logs import (
+    INFO_TOPIC,
+    STEPS_TOPIC,
+    LogDamagedError,
+    LogError,
+    LogWriter,
+    read_log,
+)
+from sim2real.serve.recorder import RecorderConfig, StepRecorder
+from sim2real.serve.server import BackgroundServer
+from sim2real.serve.synthetic import OBS_DIM, write_policy
+from sim2real.v1 import log_pb2, policy_pb2
+
+
+def _steps(n: int) -> list[log_pb2.RobotStep]:
+    rng = np.random.default_rng(0)
+    return [
+        log_pb2.RobotStep(
+            timestamp_ns=1_000_000_000 + i * 20_000_000, sequence=i, episode=i // 100,
+            observation=rng.normal(size=45).astype(np.float32).tolist(),
+            action=rng.uniform(-1, 1, 12).astype(np.float32).tolist(),
+            joint_position=rng.normal(size=12).astype(np.float32).tolist(),
+            base_orientation=[1, 0, 0, 0], model_name="walk", model_version=3, latency_ns=150_000 + i,
+        )
+        for i in range(n)
+    ]
+
+
+def _write(path: Path, steps: list[log_pb2.RobotStep], compression: str = "zstd") -> log_pb2.LogInfo:
+    info = log_pb2.LogInfo(source="sim", env_id="sim2real/QuadrupedJoystick-v0", joint_names=["j0", "j1"],
+                           control_rate_hz=50.0, tags={"operator": "test"})
+    with LogWriter(path, info, compression=compression, chunk_size=8192) as log:  # type: ignore[arg-type]
+        for step in steps:
+            log.write(step)
+    return info
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_write_read_round_trip(tmp_path: Path, compression: str) -> None:
+    steps = _steps(500)
+    info = _write(tmp_path / "a.mcap", steps, compression)
+    log = read_log(tmp_path / "a.mcap")
+    assert log.info == info and log.steps == steps
+    # Standard MCAP readers see the same: indexed summary, embedded protobuf schemas.
+    with open(tmp_path / "a.mcap", "rb") as f:
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics.message_count == 501
+        topics = {c.topic for c in summary.channels.values()}
+        assert topics == {INFO_TOPIC, STEPS_TOPIC}
+        assert {s.name for s in summary.schemas.values()} == {"sim2real.v1.LogInfo", "sim2real.v1.RobotStep"}
+        assert all(c.compression == compression for c in summary.chunk_indexes)
+
+
+def test_truncated_file_yields_what_it_can_then_says_so(tmp_path: Path) -> None:
+    steps = _steps(2000)
+    _write(tmp_path / "a.mcap", steps)
+    data = (tmp_path / "a.mcap").read_bytes()
+    (tmp_path / "cut.mcap").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LogDamagedError) as err:
+        read_log(tmp_path / "cut.mcap")
+    assert err.value.truncated and "truncated" in str(err.value) and f"byte {len(data) // 2}" in str(err.value)
+    partial = read_log(tmp_path / "cut.mcap", allow_damaged=True)
+    assert 0 < len(partial.steps) < 2000
+    assert partial.steps == steps[: len(partial.steps)]  # what came back is exact
+    assert f"{len(partial.steps)} steps read" in str(err.value)
+
+
+def test_corrupted_chunk_is_caught_by_crc(tmp_path: Path) -> None:
+    steps = _steps(2000)
+    _write(tmp_path / "a.mcap", steps, "none")  # uncompressed: only the CRC can notice
+    data = bytearray((tmp_path / "a.mcap").read_bytes())
+    data[len(data) // 3] ^= 0x55
+    (tmp_path / "bad.mcap").write_bytes(bytes(data))
+    with pytest.raises(LogDamagedError) as err:
+        read_log(tmp_path / "bad.mcap")
+    assert not err.value.truncated and "left unread" in str(err.value)
+    partial = read_log(tmp_path / "bad.mcap", allow_damaged=True)
+    assert partial.steps == steps[: len(partial.steps)] and len(partial.steps) < 2000
+
+
+def test_not_a_log(tmp_path: Path) -> None:
+    (tmp_path / "x.mcap").write_text("hello")
+    with pytest.raises(LogError, match="not an MCAP file"):
+        read_log(tmp_path / "x.mcap")
+    with pytest.raises(FileNotFoundError):
+        read_log(tmp_path / "missing.mcap")
+
+
+def test_recorder_rotates_and_loses_nothing_it_reports_written(tmp_path: Path) -> None:
+    config = RecorderConfig(tmp_path / "rec", max_file_bytes=32 * 1024, max_files=1000, queue_size=100_000)
+    recorder = StepRecorder(config, lambda: log_pb2.LogInfo(source="server"))
+    request = policy_pb2.ActRequest(observation=[0.5] * 45, sequence=0)
+    for i in range(5000):
+        request.sequence = i
+        recorder.submit(policy_pb2.ActRequest(observation=request.observation, sequence=i, client_time_ns=i + 1),
+                        policy_pb2.ActResponse(action=[0.1] * 12, sequence=i, model_version=2))
+    stats = recorder.close()
+    assert stats.submitted == 5000 and stats.dropped == 0 and stats.failed == 0 and stats.written == 5000
+    files = recorder.paths()
+    assert len(files) == stats.files > 1  # rotated
+    sequences = [s.sequence for f in files for s in read_log(f).steps]
+    assert sequences == list(range(5000))
+
+
+def test_recorder_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    config = RecorderConfig(tmp_path / "rec", queue_size=10)
+    gate = threading.Event()
+
+    def slow_info() -> log_pb2.LogInfo:
+        gate.wait(10)  # the writer is stuck opening its file: the disk is "slow"
+        return log_pb2.LogInfo(source="server")
+
+    recorder = StepRecorder(config, slow_info)
+    for i in range(100):
+        recorder.submit(policy_pb2.ActRequest(sequence=i), policy_pb2.ActResponse(sequence=i))
+    assert recorder.stats.dropped >= 100 - 11
+    gate.set()
+    stats = recorder.close()
+    assert stats.written + stats.dropped == stats.submitted == 100
+    assert [s.sequence for s in read_log(recorder.paths()[0]).steps] == sorted(
+        s.sequence for s in read_log(recorder.paths()[0]).steps
+    )
+    assert len(read_log(recorder.paths()[0]).steps) == stats.written
+
+
+def test_server_records_every_step_it_serves_under_load(tmp_path: Path) -> None:
+    write_policy(tmp_path / "p.onnx")
+    obs = np.zeros(OBS_DIM, np.float32)
+    config = ServeConfig(model=tmp_path / "p.onnx", port=0, device="cpu", record=tmp_path / "logs", record_max_file_mb=0.05)
+    served: list[int] = []
+    with BackgroundServer(config) as srv:
+        def loop(k: int) -> None:
+            with PolicyClient(srv.target) as client, client.session(deadline_s=1.0) as session:
+                for _ in range(300):
+                    r = session.step(obs)
+                    assert not r.fallback, r.reason
+                    served.append(r.sequence)
+        threads = [threading.Thread(target=loop, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        recorder = srv.server.recorder
+        assert recorder is not None
+        srv.stop()
+    stats = recorder.stats
+    assert stats.submitted == len(served) == 1200
+    steps = [s for f in recorder.paths() for s in read_log(f).steps]
+    assert len(steps) == stats.written == stats.submitted - stats.dropped
+    assert stats.dropped == 0  # 4 x 300 steps never fill a 65536-step queue
+    assert all(s.model_name == "p" and len(s.action) == 3 and len(s.observation) == OBS_DIM for s in steps)
+    info = read_log(recorder.paths()[0]).info
+    assert info.source == "server" and list(info.joint_names) == ["joint0", "joint1", "joint2"]
