@@ -27,10 +27,12 @@ from sim2real.v1 import log_pb2
 
 INFO_TOPIC = "/sim2real/info"
 STEPS_TOPIC = "/sim2real/steps"
+EPISODES_TOPIC = "/sim2real/episodes"
 PROFILE = "sim2real"
 MESSAGE_TYPES: dict[str, type[Any]] = {
     log_pb2.LogInfo.DESCRIPTOR.full_name: log_pb2.LogInfo,
     log_pb2.RobotStep.DESCRIPTOR.full_name: log_pb2.RobotStep,
+    log_pb2.EpisodeInfo.DESCRIPTOR.full_name: log_pb2.EpisodeInfo,
 }
 Compression = Literal["zstd", "lz4", "none"]
 _COMPRESSION = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
@@ -107,8 +109,12 @@ class LogWriter:
         step_schema = self._writer.register_schema(
             log_pb2.RobotStep.DESCRIPTOR.full_name, "protobuf", _file_descriptor_set(log_pb2.RobotStep)
         )
+        episode_schema = self._writer.register_schema(
+            log_pb2.EpisodeInfo.DESCRIPTOR.full_name, "protobuf", _file_descriptor_set(log_pb2.EpisodeInfo)
+        )
         self._info_channel = self._writer.register_channel(INFO_TOPIC, "protobuf", info_schema)
         self._step_channel = self._writer.register_channel(STEPS_TOPIC, "protobuf", step_schema)
+        self._episode_channel = self._writer.register_channel(EPISODES_TOPIC, "protobuf", episode_schema)
         self._writer.add_message(self._info_channel, 0, info.SerializeToString(), 0, 0)
         self.steps_written = 0
         self.bytes_payload = 0
@@ -120,6 +126,9 @@ class LogWriter:
         self._writer.add_message(self._step_channel, t, data, t, self.steps_written)
         self.steps_written += 1
         self.bytes_payload += len(data)
+
+    def write_episode(self, episode: log_pb2.EpisodeInfo, timestamp_ns: int = 0) -> None:
+        self._writer.add_message(self._episode_channel, timestamp_ns, episode.SerializeToString(), timestamp_ns, 0)
 
     def write_serialized(self, data: bytes, timestamp_ns: int) -> None:
         """A RobotStep already serialized (the server's recorder builds bytes off-thread)."""
@@ -173,10 +182,11 @@ class Log:
     path: Path
     info: log_pb2.LogInfo
     steps: list[log_pb2.RobotStep] = field(default_factory=list)
+    episodes: dict[int, log_pb2.EpisodeInfo] = field(default_factory=dict)
 
 
-def iter_log(path: Path) -> Iterator[log_pb2.LogInfo | log_pb2.RobotStep]:
-    """Every message in file order (LogInfo and RobotStep), validating CRCs as it goes."""
+def iter_log(path: Path) -> Iterator[log_pb2.LogInfo | log_pb2.RobotStep | log_pb2.EpisodeInfo]:
+    """Every message in file order, validating CRCs as it goes."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such log file")
@@ -230,15 +240,18 @@ def read_log(path: Path, allow_damaged: bool = False) -> Log:
     which case the readable part comes back (check ``len(log.steps)``)."""
     info: log_pb2.LogInfo | None = None
     steps: list[log_pb2.RobotStep] = []
+    episodes: dict[int, log_pb2.EpisodeInfo] = {}
     try:
         for message in iter_log(path):
-            if isinstance(message, log_pb2.LogInfo):
-                info = message
-            else:
+            if isinstance(message, log_pb2.RobotStep):
                 steps.append(message)
+            elif isinstance(message, log_pb2.EpisodeInfo):
+                episodes[message.episode] = message
+            else:
+                info = message
     except LogDamagedError:
         if not allow_damaged or info is None:
             raise
     if info is None:
         raise LogError(f"{path}: no {INFO_TOPIC} message (not a sim2real log, or empty)")
-    return Log(Path(path), info, steps)
+    return Log(Path(path), info, steps, episodes)

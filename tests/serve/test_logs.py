@@ -12,6 +12,7 @@ from mcap.reader import make_reader
 from sim2real.serve.client import PolicyClient
 from sim2real.serve.config import ServeConfig
 from sim2real.serve.logs import (
+    EPISODES_TOPIC,
     INFO_TOPIC,
     STEPS_TOPIC,
     LogDamagedError,
@@ -58,10 +59,10 @@ def test_write_read_round_trip(tmp_path: Path, compression: str) -> None:
     with open(tmp_path / "a.mcap", "rb") as f:
         reader = make_reader(f)
         summary = reader.get_summary()
-        assert summary is not None and summary.statistics.message_count == 501
+        assert summary is not None and summary.statistics.message_count == 501  # info + steps
         topics = {c.topic for c in summary.channels.values()}
-        assert topics == {INFO_TOPIC, STEPS_TOPIC}
-        assert {s.name for s in summary.schemas.values()} == {"sim2real.v1.LogInfo", "sim2real.v1.RobotStep"}
+        assert topics == {INFO_TOPIC, STEPS_TOPIC, EPISODES_TOPIC}
+        assert {s.name for s in summary.schemas.values()} == {"sim2real.v1.LogInfo", "sim2real.v1.RobotStep", "sim2real.v1.EpisodeInfo"}
         assert all(c.compression == compression for c in summary.chunk_indexes)
 
 

@@ -45,8 +45,18 @@ class LogInfo(_message.Message):
     tags: _containers.ScalarMap[str, str]
     def __init__(self, source: _Optional[str] = ..., env_id: _Optional[str] = ..., robot: _Optional[str] = ..., control_rate_hz: _Optional[float] = ..., observation_names: _Optional[_Iterable[str]] = ..., action_names: _Optional[_Iterable[str]] = ..., joint_names: _Optional[_Iterable[str]] = ..., action_scale: _Optional[_Iterable[float]] = ..., action_offset: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., dynamics_json: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class EpisodeInfo(_message.Message):
+    __slots__ = ("episode", "seed", "dynamics_json")
+    EPISODE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DYNAMICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    episode: int
+    seed: int
+    dynamics_json: str
+    def __init__(self, episode: _Optional[int] = ..., seed: _Optional[int] = ..., dynamics_json: _Optional[str] = ...) -> None: ...
+
 class RobotStep(_message.Message):
-    __slots__ = ("timestamp_ns", "sequence", "episode", "observation", "action", "joint_position", "joint_velocity", "base_orientation", "base_angular_velocity", "model_name", "model_version", "latency_ns", "reward", "terminated", "truncated", "fallback", "base_position")
+    __slots__ = ("timestamp_ns", "sequence", "episode", "observation", "action", "joint_position", "joint_velocity", "base_orientation", "base_angular_velocity", "model_name", "model_version", "latency_ns", "reward", "terminated", "truncated", "fallback", "base_position", "base_linear_velocity", "joint_target")
     TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EPISODE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +74,8 @@ class RobotStep(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_FIELD_NUMBER: _ClassVar[int]
     BASE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    BASE_LINEAR_VELOCITY_FIELD_NUMBER: _ClassVar[int]
+    JOINT_TARGET_FIELD_NUMBER: _ClassVar[int]
     timestamp_ns: int
     sequence: int
     episode: int
@@ -81,4 +93,6 @@ class RobotStep(_message.Message):
     truncated: bool
     fallback: bool
     base_position: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, timestamp_ns: _Optional[int] = ..., sequence: _Optional[int] = ..., episode: _Optional[int] = ..., observation: _Optional[_Iterable[float]] = ..., action: _Optional[_Iterable[float]] = ..., joint_position: _Optional[_Iterable[float]] = ..., joint_velocity: _Optional[_Iterable[float]] = ..., base_orientation: _Optional[_Iterable[float]] = ..., base_angular_velocity: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., latency_ns: _Optional[int] = ..., reward: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ..., fallback: _Optional[bool] = ..., base_position: _Optional[_Iterable[float]] = ...) -> None: ...
+    base_linear_velocity: _containers.RepeatedScalarFieldContainer[float]
+    joint_target: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, timestamp_ns: _Optional[int] = ..., sequence: _Optional[int] = ..., episode: _Optional[int] = ..., observation: _Optional[_Iterable[float]] = ..., action: _Optional[_Iterable[float]] = ..., joint_position: _Optional[_Iterable[float]] = ..., joint_velocity: _Optional[_Iterable[float]] = ..., base_orientation: _Optional[_Iterable[float]] = ..., base_angular_velocity: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., latency_ns: _Optional[int] = ..., reward: _Optional[float] = ..., terminated: _Optional[bool] = ..., truncated: _Optional[bool] = ..., fallback: _Optional[bool] = ..., base_position: _Optional[_Iterable[float]] = ..., base_linear_velocity: _Optional[_Iterable[float]] = ..., joint_target: _Optional[_Iterable[float]] = ...) -> None: ...
