@@ -29,3 +29,42 @@ def serve_main(argv: list[str], prog: str = "sim2real serve") -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def replay_main(argv: list[str], prog: str = "sim2real replay") -> int:
+    from sim2real.serve.replay import ReplayConfig
+
+    try:
+        config = tyro.cli(ReplayConfig, args=argv, prog=prog)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from sim2real.robots.sim_replay import SimReplayError
+    from sim2real.serve.client import PolicyCallError
+    from sim2real.serve.logs import LogError
+    from sim2real.serve.model import ModelError
+    from sim2real.serve.replay import ReplayError
+    from sim2real.serve.replay_report import run_replay, summary_lines
+
+    try:
+        report = run_replay(config)
+    except (LogError, ReplayError, ModelError, SimReplayError, PolicyCallError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(summary_lines(report)))
+    print(f"report: {config.out}/report.json, summary.txt, {', '.join(report['plots']) or 'no plots'}")
+    return 0
+
+
+def demo_main(argv: list[str], prog: str = "sim2real demo") -> int:
+    from sim2real.serve.demo import DemoConfig
+
+    try:
+        config = tyro.cli(DemoConfig, args=argv, prog=prog)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from sim2real.serve.demo import run_demo
+
+    run_demo(config)
+    return 0

@@ -29,6 +29,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "serve ONNX policies over gRPC (onnxruntime, hot reload, health, metrics, TLS)",
         "sim2real.serve.cli:serve_main",
     ),
+    "replay": (
+        "replay a trajectory log: policy vs log, sim-to-real gap, system identification",
+        "sim2real.serve.cli:replay_main",
+    ),
+    "demo": (
+        "end to end: serve the shipped quadruped policy, drive the simulated robot over gRPC, replay the log",
+        "sim2real.serve.cli:demo_main",
+    ),
     "robots": (
         "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
         "sim2real.robots.cli:main",

@@ -1,0 +1,230 @@
+"""Sim replay: put the simulator in a logged state, apply the logged actions open-loop, and
+measure how far the simulated joints drift from the logged ones (the sim-to-real gap).
+
+Also the engine of system identification (sysid.py): the same open-loop rollouts under
+candidate dynamics, scored against the log.
+
+Supported: the quadruped (floating base: a log with joint state and base pose/velocity).
+The hand's logs lack the cube's state, which dominates its joint motion, so replaying
+them would measure the missing cube rather than the hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+
+QUADRUPED = "sim2real/QuadrupedJoystick-v0"
+SUPPORTED = (QUADRUPED,)
+# Knobs system identification searches, with the training DR field each corresponds to.
+# Scalars: one value shared by all joints/links (a log rarely pins per-joint values).
+PARAMETERS = ("floor_friction", "kp_scale", "kd_scale", "joint_damping_scale", "trunk_added_mass", "latency_steps")
+
+
+class SimReplayError(ValueError):
+    """A log that cannot be replayed in simulation (unsupported robot, missing state)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """``horizon`` consecutive steps of one episode, starting at log index ``start``."""
+
+    start: int
+    horizon: int
+
+
+class SimReplayer:
+    """Open-loop replay of logged actions from logged states on one env's model."""
+
+    def __init__(self, env_id: str) -> None:
+        if env_id not in SUPPORTED:
+            raise SimReplayError(
+                f"sim replay supports {list(SUPPORTED)}; the log is from {env_id!r} "
+                "(the hand's logs lack the cube state that drives its joints)"
+            )
+        from sim2real.robots import registry
+
+        self.env_id = env_id
+        self.env = registry.make(env_id, domain_randomization=False)
+        self.robot: Any = self.env.unwrapped
+        self.env.reset(seed=0)
+        self.spec = self.robot.deployment_spec
+        self.n_joints = len(self.spec.joint_names)
+        self.nominal = self.robot._dynamics  # the nominal draw (DR off)
+        self.ranges = self.robot.config.randomization
+        self.set_parameters({})
+
+    def close(self) -> None:
+        self.env.close()
+
+    # --- dynamics -----------------------------------------------------------------------
+    @staticmethod
+    def nominal_floor_friction() -> float:
+        from sim2real.robots import registry
+
+        env = registry.make(QUADRUPED, domain_randomization=False)
+        try:
+            return float(env.unwrapped._floor_friction_nominal())
+        finally:
+            env.close()
+
+    def nominal_parameters(self) -> dict[str, float]:
+        return {
+            "floor_friction": float(self.nominal.floor_friction), "kp_scale": 1.0, "kd_scale": 1.0,
+            "joint_damping_scale": 1.0, "trunk_added_mass": 0.0, "latency_steps": 0,
+        }
+
+    def trained_ranges(self) -> dict[str, tuple[float, float]]:
+        """The DR range the policy was trained on, per parameter (from the env config)."""
+        r = self.ranges
+        return {
+            name: (float(getattr(r, name).low), float(getattr(r, name).high)) for name in PARAMETERS
+        }
+
+    def set_parameters(self, params: dict[str, float]) -> None:
+        """Nominal dynamics with ``params`` overriding (scalars broadcast over joints)."""
+        from sim2real.robots.quadruped.randomize import apply_dynamics
+
+        unknown = set(params) - set(PARAMETERS)
+        if unknown:
+            raise SimReplayError(f"unknown dynamics parameters {sorted(unknown)}; known: {list(PARAMETERS)}")
+        p = {**self.nominal_parameters(), **params}
+        n = self.n_joints
+        dyn = dataclasses.replace(
+            self.nominal,
+            floor_friction=float(p["floor_friction"]),
+            kp_scale=np.full(n, float(p["kp_scale"])),
+            kd_scale=np.full(n, float(p["kd_scale"])),
+            joint_damping_scale=np.full(n, float(p["joint_damping_scale"])),
+            trunk_added_mass=float(p["trunk_added_mass"]),
+            latency_steps=int(round(p["latency_steps"])),
+        )
+        apply_dynamics(self.robot.model, self.robot._nominal, dyn, self.robot._ids)
+        self.robot._refresh_derived_constants()
+        self.latency = int(dyn.latency_steps)
+        self.params = p
+
+    # --- state --------------------------------------------------------------------------
+    def set_state(self, step: Any) -> None:
+        """Write a logged step's measured state into the simulator."""
+        robot = self.robot
+        root, root_v = robot._root_qpos, robot._root_qvel
+        for field in ("joint_position", "joint_velocity", "base_position", "base_orientation",
+                      "base_linear_velocity", "base_angular_velocity"):
+            if not len(getattr(step, field)):
+                raise SimReplayError(f"sim replay needs {field} in every step; step {step.sequence} has none")
+        data = robot.data
+        data.qpos[robot._qpos_slice] = step.joint_position
+        data.qvel[robot._qvel_slice] = step.joint_velocity
+        data.qpos[root : root + 3] = step.base_position
+        data.qpos[root + 3 : root + 7] = step.base_orientation
+        data.qvel[root_v : root_v + 3] = step.base_linear_velocity
+        data.qvel[root_v + 3 : root_v + 6] = step.base_angular_velocity
+        data.act[:] = 0
+        mujoco.mj_forward(robot.model, data)
+
+    def rollout(self, steps: Sequence[Any], actions: np.ndarray, window: Window) -> np.ndarray:
+        """Joint positions [horizon, n] after each of ``horizon`` open-loop steps from
+        ``steps[window.start]``; the action reaching the motors at step t is the logged
+        action of step t - latency (zeros before the episode began, like ActionDelay)."""
+        self.set_state(steps[window.start])
+        episode = steps[window.start].episode
+        out = np.empty((window.horizon, self.n_joints))
+        for h in range(window.horizon):
+            t = window.start + h - self.latency
+            applied = actions[t] if t >= 0 and steps[t].episode == episode else np.zeros(self.n_joints)
+            self.robot._physics_step(self.spec.joint_targets(np.clip(applied, -1.0, 1.0)))
+            out[h] = self.robot.joint_pos()
+        return out
+
+
+def choose_windows(steps: Sequence[Any], horizon: int, count: int, rng: np.random.Generator) -> list[Window]:
+    """Up to ``count`` windows of ``horizon`` steps that stay inside one episode (and do not
+    run past a fall), spread over the log."""
+    episodes = np.array([s.episode for s in steps])
+    ended = np.array([s.terminated for s in steps])
+    valid = [
+        i for i in range(len(steps) - horizon)
+        if episodes[i + horizon] == episodes[i] and not ended[i : i + horizon].any()
+    ]
+    if not valid:
+        raise SimReplayError(
+            f"no window of {horizon} steps fits inside one episode of the log ({len(steps)} steps); "
+            "use a shorter horizon"
+        )
+    if len(valid) <= count:
+        return [Window(i, horizon) for i in valid]
+    picks = np.sort(rng.choice(len(valid), size=count, replace=False))
+    return [Window(valid[i], horizon) for i in picks]
+
+
+def logged_joint_positions(steps: Sequence[Any], window: Window) -> np.ndarray:
+    """What the log says the joints did after each of the window's actions."""
+    return np.array([steps[window.start + h + 1].joint_position for h in range(window.horizon)])
+
+
+def gap_report(
+    replayer: SimReplayer, steps: Sequence[Any], actions: np.ndarray, windows: list[Window]
+) -> dict[str, Any]:
+    """Per-joint divergence between simulated and logged joints over the horizon."""
+    errors = np.stack([
+        replayer.rollout(steps, actions, w) - logged_joint_positions(steps, w) for w in windows
+    ])  # [windows, horizon, joints]
+    abs_err = np.abs(errors)
+    by_horizon = abs_err.mean(axis=(0, 2))
+    per_joint = abs_err.mean(axis=(0, 1))
+    final = abs_err[:, -1, :].mean(axis=0)
+    return {
+        "windows": len(windows),
+        "horizon": int(errors.shape[1]),
+        "parameters": dict(replayer.params),
+        "mean_abs_error_rad": float(abs_err.mean()),
+        "mean_abs_error_by_horizon_rad": by_horizon.tolist(),
+        "per_joint": [
+            {"name": n, "mean_abs_error_rad": float(m), "final_abs_error_rad": float(f)}
+            for n, m, f in zip(replayer.spec.joint_names, per_joint, final, strict=True)
+        ],
+    }
+
+
+def score(replayer: SimReplayer, steps: Sequence[Any], actions: np.ndarray, windows: list[Window]) -> float:
+    """Mean squared joint-position error over all windows and horizon steps (rad^2)."""
+    total = 0.0
+    for w in windows:
+        total += float(((replayer.rollout(steps, actions, w) - logged_joint_positions(steps, w)) ** 2).mean())
+    return total / len(windows)
+
+
+def fixed_dynamics_config(params: dict[str, float]) -> Any:
+    """A QuadrupedJoystickConfig whose 'randomization' always draws exactly ``params``
+    (other parameters nominal, no pushes, no observation noise): the known, perturbed
+    robot that tests and demos record logs from."""
+    from sim2real.robots.quadruped.joystick import QuadrupedJoystickConfig
+    from sim2real.robots.quadruped.randomize import QuadrupedRandomization
+    from sim2real.robots.randomization import IntUniform, Uniform
+
+    unknown = set(params) - set(PARAMETERS)
+    if unknown:
+        raise SimReplayError(f"unknown dynamics parameters {sorted(unknown)}; known: {list(PARAMETERS)}")
+    base = QuadrupedJoystickConfig()
+    nominal_friction = SimReplayer.nominal_floor_friction()
+
+    def fixed(value: float) -> Uniform:
+        return Uniform(float(value), float(value))
+
+    latency = int(params.get("latency_steps", 0))
+    randomization = QuadrupedRandomization(
+        floor_friction=fixed(params.get("floor_friction", nominal_friction)),
+        link_mass_scale=fixed(1.0), trunk_added_mass=fixed(params.get("trunk_added_mass", 0.0)),
+        trunk_com_offset=fixed(0.0), joint_damping_scale=fixed(params.get("joint_damping_scale", 1.0)),
+        armature_scale=fixed(1.0), frictionloss_scale=fixed(1.0),
+        kp_scale=fixed(params.get("kp_scale", 1.0)), kd_scale=fixed(params.get("kd_scale", 1.0)),
+        latency_steps=IntUniform(latency, latency), observation_noise_scale=0.0,
+        push_velocity=fixed(0.0),
+    )
+    return dataclasses.replace(base, randomization=randomization)

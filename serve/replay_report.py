@@ -1,0 +1,239 @@
+"""`sim2real replay`: run the analyses on a log and write report.json, summary.txt and PNGs.
+
+Everything is written into a temporary sibling directory and renamed into place at the
+end, so an interrupted run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim2real.serve.logs import Log, read_log
+from sim2real.serve.replay import (
+    LogArrays,
+    PolicyComparison,
+    ReplayConfig,
+    ReplayError,
+    check_sizes,
+    out_of_distribution,
+    replay_local,
+    replay_server,
+)
+
+
+def _metadata_array(model: Any, key: str) -> np.ndarray | None:
+    value = model.metadata_value(key) if model is not None else None
+    return np.asarray(value, np.float32) if isinstance(value, list) else None
+
+
+def _policy_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> tuple[dict[str, Any] | None, np.ndarray | None]:
+    if config.model is None and config.server is None:
+        return None, None
+    action_names = list(log.info.action_names) or [f"action/{i}" for i in range(arrays.action.shape[1])]
+    obs_names = list(log.info.observation_names)
+    if config.model is not None:
+        from sim2real.serve.model import load_model
+
+        model = load_model(config.model, config.model.stem, 1, "cpu")
+        check_sizes(arrays, model.obs_dim, model.act_dim, f"model {config.model}", log.path)
+        start = time.perf_counter()
+        replayed = replay_local(arrays, model)
+        seconds = time.perf_counter() - start
+        section: dict[str, Any] = {"source": str(config.model), "steps_per_second": len(arrays.action) / seconds}
+        mean, std = _metadata_array(model, "observation_mean"), _metadata_array(model, "observation_std")
+    else:
+        from sim2real.serve.client import PolicyClient
+        from sim2real.serve.security import read_token
+
+        token = read_token(config.token_file)
+        with PolicyClient(config.server, token=token, tls_ca=config.tls_ca) as client:  # type: ignore[arg-type]
+            info = client.info()
+            check_sizes(arrays, info.observation_dim, info.action_dim, f"server {config.server} ({info.model_name})", log.path)
+            with client.session(deadline_s=config.deadline_ms / 1e3) as session:
+                served = replay_server(arrays, session, config.realtime)
+        replayed = served.pop("actions")
+        section = {"source": f"server {config.server}", "model": info.model_name, "model_version": info.model_version,
+                   "realtime": config.realtime, **served}
+        mean = np.asarray(json.loads(info.metadata["observation_mean"]), np.float32) if "observation_mean" in info.metadata else None
+        std = np.asarray(json.loads(info.metadata["observation_std"]), np.float32) if "observation_std" in info.metadata else None
+    comparison = PolicyComparison(replayed, arrays.action, action_names, config.window)  # type: ignore[arg-type]
+    section.update(comparison.report())
+    section["out_of_distribution"] = out_of_distribution(arrays.observation, mean, std, obs_names, config.ood_z)
+    return section, replayed
+
+
+def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str, Any] | None:
+    from sim2real.robots.sim_replay import SUPPORTED, SimReplayer, choose_windows, gap_report
+
+    steps = log.steps
+    if not config.sim:
+        return None
+    if log.info.env_id not in SUPPORTED:
+        return {"skipped": f"sim replay supports {list(SUPPORTED)}, the log is from {log.info.env_id or 'an unknown env'}"}
+    if not len(steps[0].base_orientation) or not len(steps[0].joint_position):
+        return {"skipped": "the log has no joint/base state (recorded by a server: observations and actions only)"}
+    rng = np.random.default_rng(config.seed)
+    replayer = SimReplayer(log.info.env_id)
+    try:
+        windows = choose_windows(steps, config.horizon, config.windows, rng)
+        section: dict[str, Any] = {"nominal": gap_report(replayer, steps, arrays.action, windows)}
+        if config.sysid:
+            from sim2real.robots.sysid import identify
+
+            fit = identify(replayer, steps, arrays.action, windows, rounds=config.sysid_rounds,
+                           population=config.sysid_population, seed=config.seed)
+            section["sysid"] = fit.as_dict()
+            replayer.set_parameters(fit.best)
+            section["fitted"] = gap_report(replayer, steps, arrays.action, windows)
+        truth = [json.loads(e.dynamics_json) for e in log.episodes.values() if e.dynamics_json]
+        if truth:
+            section["logged_dynamics"] = truth[0] if len(truth) == 1 else {"episodes": len(truth), "first": truth[0]}
+        return section
+    finally:
+        replayer.close()
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    lines = [f"log: {report['log']} ({report['steps']} steps, {report['episodes']} episodes, source {report['source']})"]
+    policy = report.get("policy")
+    if policy:
+        lines.append(f"policy vs log ({policy['source']}): action RMSE {policy['rmse']:.4f}, max |error| {policy['max_abs_error']:.4f}")
+        worst = max(policy["per_joint"], key=lambda j: j["rmse"])
+        lines.append(f"  worst joint: {worst['name']} (RMSE {worst['rmse']:.4f}); worst window: steps "
+                     f"{policy['worst_windows'][0]['start_step']}-{policy['worst_windows'][0]['end_step']}")
+        ood = policy["out_of_distribution"]
+        if ood.get("available"):
+            lines.append(f"  observations beyond {ood['z_limit']:g} training std: {ood['steps_flagged']} steps "
+                         f"({100 * ood['fraction_flagged']:.1f}%)")
+        if "latency_p50_us" in policy:
+            lines.append(f"  server latency p50 {policy['latency_p50_us']:.0f} us, p99 {policy['latency_p99_us']:.0f} us, "
+                         f"deadline misses {policy['deadline_misses']}, fallbacks {policy['fallbacks']}")
+    sim = report.get("sim")
+    if sim and "skipped" in sim:
+        lines.append(f"sim replay: skipped ({sim['skipped']})")
+    elif sim:
+        nominal = sim["nominal"]
+        lines.append(f"sim-to-real gap (nominal sim, {nominal['windows']} windows x {nominal['horizon']} steps): "
+                     f"mean joint error {nominal['mean_abs_error_rad']:.4f} rad, at the horizon "
+                     f"{nominal['mean_abs_error_by_horizon_rad'][-1]:.4f} rad")
+        if "sysid" in sim:
+            fit = sim["sysid"]
+            lines.append(f"system identification: error {fit['nominal_mse_rad2']:.2e} -> {fit['best_mse_rad2']:.2e} rad^2 "
+                         f"({100 * fit['improvement_over_nominal']:.0f}% lower)")
+            for p in fit["parameters"]:
+                where = "inside" if p["inside_trained_range"] else "OUTSIDE"
+                lines.append(f"  {p['name']:20} {p['fit']:8.3f}  {where} trained range "
+                             f"[{p['trained_range'][0]:g}, {p['trained_range'][1]:g}]  (sensitivity {p['sensitivity']:.2f})")
+            lines.append("  best fit inside the trained ranges: " + ("yes" if fit["all_inside_trained_ranges"] else "NO"))
+    return lines
+
+
+def _plots(directory: Path, report: dict[str, Any], arrays: LogArrays, replayed: np.ndarray | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if replayed is not None:
+        names = [j["name"] for j in report["policy"]["per_joint"]]
+        n = len(names)
+        cols = 4
+        rows = int(np.ceil(n / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.2 * rows), sharex=True, squeeze=False)
+        span = slice(0, min(len(arrays.action), 500))
+        t = np.arange(len(arrays.action))[span]
+        for i, ax in enumerate(axes.flat):
+            if i >= n:
+                ax.axis("off")
+                continue
+            ax.plot(t, arrays.action[span, i], label="logged", lw=1.2)
+            ax.plot(t, replayed[span, i], label="replayed", lw=1.0, ls="--")
+            ax.set_title(names[i], fontsize=8)
+            ax.set_ylim(-1.05, 1.05)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(f"logged vs replayed actions (first {len(t)} steps)")
+        fig.tight_layout()
+        fig.savefig(directory / "actions.png", dpi=90)
+        plt.close(fig)
+        written.append("actions.png")
+    sim = report.get("sim")
+    if sim and "nominal" in sim:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        h = np.arange(1, sim["nominal"]["horizon"] + 1)
+        ax.plot(h, sim["nominal"]["mean_abs_error_by_horizon_rad"], label="nominal sim")
+        if "fitted" in sim:
+            ax.plot(h, sim["fitted"]["mean_abs_error_by_horizon_rad"], label="identified dynamics")
+        ax.set_xlabel("open-loop steps from a logged state")
+        ax.set_ylabel("mean |joint error| (rad)")
+        ax.set_title("sim-to-real gap over the horizon")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(directory / "gap.png", dpi=90)
+        plt.close(fig)
+        written.append("gap.png")
+    if sim and "sysid" in sim:
+        params = sim["sysid"]["parameters"]
+        fig, axes = plt.subplots(len(params), 1, figsize=(6, 0.9 * len(params) + 0.8), squeeze=False)
+        for ax, p in zip(axes.flat, params, strict=True):
+            lo, hi = p["search_bounds"]
+            ax.axvspan(*p["trained_range"], color="tab:green", alpha=0.25, label="trained range")
+            ax.axvline(p["fit"], color="tab:red" if not p["inside_trained_range"] else "tab:blue", lw=2, label="fit")
+            ax.set_xlim(lo, hi)
+            ax.set_yticks([])
+            ax.set_ylabel(p["name"], rotation=0, ha="right", va="center", fontsize=8)
+        axes.flat[0].legend(fontsize=7, loc="upper right")
+        fig.suptitle("identified dynamics vs the ranges the policy trained on")
+        fig.tight_layout()
+        fig.savefig(directory / "sysid.png", dpi=90)
+        plt.close(fig)
+        written.append("sysid.png")
+    return written
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished report into place: the old one (if any) is swapped out whole."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_replay(config: ReplayConfig) -> dict[str, Any]:
+    log = read_log(config.log, allow_damaged=config.allow_damaged)
+    arrays = LogArrays.from_log(log)
+    if config.model is None and config.server is None and not config.sim:
+        raise ReplayError("nothing to do: give --model or --server, or leave sim replay on")
+    report: dict[str, Any] = {
+        "log": str(config.log), "source": log.info.source, "env_id": log.info.env_id,
+        "steps": len(log.steps), "episodes": len(set(arrays.episode.tolist())),
+    }
+    policy, replayed = _policy_section(config, log, arrays)
+    if policy is not None:
+        report["policy"] = policy
+    sim = _sim_section(config, log, arrays)
+    if sim is not None:
+        report["sim"] = sim
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        report["plots"] = _plots(tmp, report, arrays, replayed)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=float))
+        (tmp / "summary.txt").write_text("\n".join(summary_lines(report)) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report

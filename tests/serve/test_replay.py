@@ -1,0 +1,127 @@
+"""`sim2real replay`: offline evaluation, sim-to-real gap, system identification, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim2real.robots.sim_replay import (
+    QUADRUPED,
+    SimReplayer,
+    choose_windows,
+    fixed_dynamics_config,
+    gap_report,
+)
+from sim2real.robots.sysid import identify
+from sim2real.serve.cli import replay_main
+from sim2real.serve.config import ServeConfig
+from sim2real.serve.controller import local_policy, run_controller
+from sim2real.serve.logs import LogWriter, read_log
+from sim2real.serve.replay import LogArrays, ReplayConfig, ReplayError, worst_windows
+from sim2real.serve.replay_report import run_replay
+from sim2real.serve.server import BackgroundServer
+from sim2real.serve.synthetic import write_policy
+from sim2real.v1 import log_pb2
+
+
+@pytest.fixture(scope="module")
+def quad_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("quad")
+    write_policy(tmp / "p.onnx", obs_dim=45, act_dim=12, seed=7, gain=0.3)
+    run_controller(QUAD_ENV, local_policy(tmp / "p.onnx"), episodes=2, max_steps=120, seed=1,
+                   log_path=tmp / "sim.mcap", progress=False)
+    return tmp / "sim.mcap", tmp / "p.onnx"
+
+
+QUAD_ENV = QUADRUPED
+
+
+def test_same_policy_replays_with_zero_error(quad_log, tmp_path: Path) -> None:
+    log, model = quad_log
+    report = run_replay(ReplayConfig(log=log, model=model, out=tmp_path / "r", windows=4, horizon=10))
+    assert report["policy"]["rmse"] < 1e-6 and report["policy"]["max_abs_error"] < 1e-5
+    assert len(report["policy"]["per_joint"]) == 12
+    assert report["sim"]["nominal"]["windows"] == 4
+    assert (tmp_path / "r" / "actions.png").stat().st_size > 0 and (tmp_path / "r" / "gap.png").is_file()
+    saved = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert saved["policy"]["steps"] == report["steps"]
+
+
+def test_other_policy_shows_error_and_worst_window(quad_log, tmp_path: Path) -> None:
+    log, _ = quad_log
+    write_policy(tmp_path / "other.onnx", obs_dim=45, act_dim=12, seed=99)
+    report = run_replay(ReplayConfig(log=log, model=tmp_path / "other.onnx", out=tmp_path / "r", sim=False))
+    assert report["policy"]["rmse"] > 0.05
+    assert "sim" not in report
+
+
+def test_replay_against_a_server_matches_local(quad_log, tmp_path: Path) -> None:
+    log, model = quad_log
+    with BackgroundServer(ServeConfig(model=model, port=0, device="cpu")) as srv:
+        report = run_replay(ReplayConfig(log=log, server=srv.target, out=tmp_path / "r", sim=False))
+    policy = report["policy"]
+    assert policy["rmse"] < 1e-6 and policy["fallbacks"] == 0 and policy["deadline_misses"] == 0
+    assert policy["latency_p50_us"] > 0
+
+
+def test_bad_inputs_fail_clearly_and_write_nothing(quad_log, tmp_path: Path, capsys) -> None:
+    log, _ = quad_log
+    write_policy(tmp_path / "small.onnx", obs_dim=6, act_dim=3)
+    with pytest.raises(ReplayError, match="observation size: .* has 45 values per step, model .* expects 6"):
+        run_replay(ReplayConfig(log=log, model=tmp_path / "small.onnx", out=tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+    with LogWriter(tmp_path / "empty.mcap", log_pb2.LogInfo(source="sim")):
+        pass
+    with pytest.raises(ReplayError, match="no steps"):
+        run_replay(ReplayConfig(log=tmp_path / "empty.mcap", out=tmp_path / "r"))
+    assert replay_main([str(tmp_path / "missing.mcap"), "--out", str(tmp_path / "r")]) == 2
+    assert "no such log file" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_worst_windows_finds_the_burst() -> None:
+    error = np.zeros((300, 2))
+    error[200:220] = 1.0
+    (first, *_) = worst_windows(error, window=20)
+    assert first["start_step"] == 200 and first["mean_abs_error"] == pytest.approx(1.0)
+
+
+def test_nominal_log_replays_with_no_gap(tmp_path: Path) -> None:
+    write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12, seed=3, gain=0.3)
+    run_controller(QUAD_ENV, local_policy(tmp_path / "p.onnx"), max_steps=80, seed=2,
+                   domain_randomization=False, log_path=tmp_path / "nominal.mcap", progress=False)
+    log = read_log(tmp_path / "nominal.mcap")
+    replayer = SimReplayer(QUAD_ENV)
+    try:
+        windows = choose_windows(log.steps, 15, 5, np.random.default_rng(0))
+        gap = gap_report(replayer, log.steps, LogArrays.from_log(log).action, windows)
+    finally:
+        replayer.close()
+    # Same model, same state, same actions: only float32 rounding of the logged state.
+    assert gap["mean_abs_error_rad"] < 1e-3
+
+
+@pytest.mark.slow
+def test_sysid_recovers_known_perturbed_dynamics(tmp_path: Path) -> None:
+    truth = {"floor_friction": 0.36, "kp_scale": 0.8, "latency_steps": 1}
+    write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12, seed=11, gain=0.3)
+    run_controller(QUAD_ENV, local_policy(tmp_path / "p.onnx"), episodes=3, max_steps=150, seed=4,
+                   env_kwargs={"config": fixed_dynamics_config(truth)}, log_path=tmp_path / "perturbed.mcap",
+                   progress=False)
+    log = read_log(tmp_path / "perturbed.mcap")
+    replayer = SimReplayer(QUAD_ENV)
+    try:
+        windows = choose_windows(log.steps, 20, 12, np.random.default_rng(0))
+        fit = identify(replayer, log.steps, LogArrays.from_log(log).action, windows,
+                       parameters=["floor_friction", "kp_scale", "latency_steps"], progress=False)
+    finally:
+        replayer.close()
+    assert fit.best["latency_steps"] == 1
+    assert abs(fit.best["kp_scale"] - 0.8) < 0.08
+    assert abs(fit.best["floor_friction"] - 0.36) < 0.15
+    assert fit.best_error < 0.05 * fit.nominal_error
+    assert not fit.inside_trained_ranges()["floor_friction"]  # 0.36 < the trained 0.4
+
