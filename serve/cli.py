@@ -41,6 +41,7 @@ def replay_main(argv: list[str], prog: str = "sim2real replay") -> int:
         return 2
     from sim2real.robots.sim_replay import SimReplayError
     from sim2real.serve.client import PolicyCallError
+    from sim2real.serve.importers import TableImportError
     from sim2real.serve.logs import LogError
     from sim2real.serve.model import ModelError
     from sim2real.serve.replay import ReplayError
@@ -48,7 +49,7 @@ def replay_main(argv: list[str], prog: str = "sim2real replay") -> int:
 
     try:
         report = run_replay(config)
-    except (LogError, ReplayError, ModelError, SimReplayError, PolicyCallError, FileNotFoundError) as err:
+    except (LogError, ReplayError, ModelError, SimReplayError, PolicyCallError, TableImportError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print("\n".join(summary_lines(report)))

@@ -9,6 +9,7 @@ normalizer statistics in the model metadata).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,13 @@ class ReplayConfig:
     """Also identify the dynamics parameters that best explain the log (a minute or two)."""
     sysid_rounds: int = 8
     sysid_population: int = 24
+    mapping: list[str] = dataclasses.field(default_factory=list)
+    """For a .csv/.npz LOG: FIELD=PATTERN entries, e.g. observation=obs_* action=act_*
+    joint_position=q_* timestamp_s=time (see sim2real.serve.importers)."""
+    env_id: str = ""
+    """For a .csv/.npz LOG: the env it came from (enables sim replay for the quadruped)."""
+    rate_hz: float | None = None
+    """For a .csv/.npz LOG without timestamps: the control rate."""
     allow_damaged: bool = False
     """Use the readable part of a truncated or corrupted log instead of stopping."""
     seed: int = 0

@@ -6,6 +6,7 @@ end, so an interrupted run never leaves a half-written report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -211,6 +212,16 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 def run_replay(config: ReplayConfig) -> dict[str, Any]:
+    if Path(config.log).suffix.lower() in (".csv", ".npz"):
+        from sim2real.serve.importers import import_table
+
+        with tempfile.TemporaryDirectory() as tmp:
+            imported = Path(tmp) / "imported.mcap"
+            import_table(config.log, config.mapping, imported, env_id=config.env_id, rate_hz=config.rate_hz)
+            report = run_replay(dataclasses.replace(config, log=imported))
+            shutil.copy(imported, Path(config.out) / "imported.mcap")
+            report["imported_from"] = str(config.log)
+            return report
     log = read_log(config.log, allow_damaged=config.allow_damaged)
     arrays = LogArrays.from_log(log)
     if config.model is None and config.server is None and not config.sim:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,37 @@ def test_sysid_recovers_known_perturbed_dynamics(tmp_path: Path) -> None:
     assert fit.best_error < 0.05 * fit.nominal_error
     assert not fit.inside_trained_ranges()["floor_friction"]  # 0.36 < the trained 0.4
 
+
+
+def test_csv_and_npz_import_with_a_column_mapping(quad_log, tmp_path: Path) -> None:
+    from sim2real.serve.importers import TableImportError, import_table
+
+    log_path, model = quad_log
+    log = read_log(log_path)
+    arrays = LogArrays.from_log(log)
+    q = np.array([s.joint_position for s in log.steps])
+    header = ["time"] + [f"obs_{i}" for i in range(45)] + [f"act_{i}" for i in range(12)] + [f"q_{i}" for i in range(12)]
+    rows = np.column_stack([arrays.timestamp_ns / 1e9, arrays.observation, arrays.action, q])
+    csv_path = tmp_path / "robot.csv"
+    csv_path.write_text(",".join(header) + "\n" + "\n".join(",".join(repr(float(v)) for v in r) for r in rows) + "\n")
+    mapping = ["observation=obs_*", "action=act_*", "joint_position=q_*", "timestamp_s=time"]
+    n = import_table(csv_path, mapping, tmp_path / "from_csv.mcap")
+    back = read_log(tmp_path / "from_csv.mcap")
+    assert n == len(log.steps) and back.info.source == "import"
+    np.testing.assert_allclose([s.observation for s in back.steps], arrays.observation, atol=1e-6)
+    np.testing.assert_allclose([s.joint_position for s in back.steps], q, atol=1e-6)
+    assert [s.timestamp_ns for s in back.steps][:3] == list(arrays.timestamp_ns[:3])
+
+    np.savez(tmp_path / "robot.npz", o=arrays.observation, a=arrays.action)
+    report = run_replay(ReplayConfig(log=tmp_path / "robot.npz", model=model, out=tmp_path / "r",
+                                     mapping=["observation=o", "action=a"], rate_hz=50.0))
+    assert report["policy"]["rmse"] < 1e-6 and (tmp_path / "r" / "imported.mcap").is_file()
+
+    for bad, text in (
+        (["observation=nope_*", "action=act_*"], "matches no column"),
+        (["action=act_*"], "lacks ['observation']"),
+        (["observation=obs_*", "action=act_*", "torque=tau_*"], "unknown"),
+    ):
+        with pytest.raises(TableImportError, match=re.escape(text)):
+            import_table(csv_path, bad, tmp_path / "x.mcap")
+    assert not (tmp_path / "x.mcap").exists()
