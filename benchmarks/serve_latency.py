@@ -103,9 +103,10 @@ def serve_echo(port: int) -> None:
         async def Act(self, request: Any, context: Any) -> Any:
             return policy_pb2.ActResponse(action=request.observation[:ACT_DIM], sequence=request.sequence)
 
-        async def StreamAct(self, request_iterator: Any, context: Any) -> Any:
-            async for request in request_iterator:
-                yield policy_pb2.ActResponse(action=request.observation[:ACT_DIM], sequence=request.sequence)
+        async def StreamAct(self, request_iterator: Any, context: Any) -> None:
+            # The same read/write style as our servicer, so the floor is like for like.
+            while (request := await context.read()) is not grpc.aio.EOF:
+                await context.write(policy_pb2.ActResponse(action=request.observation[:ACT_DIM], sequence=request.sequence))
 
     async def main() -> None:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])

@@ -137,7 +137,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     summary = {
         "return": s["return_mean"], "steps": s["steps"], "fell": bool(s["falls"]),
         "latency_p50_us": s["latency_p50_us"], "latency_p99_us": s["latency_p99_us"],
-        "deadline_misses": misses, "fallbacks": s["fallbacks"], "server_exit_code": code,
+        "deadline_misses": misses, "fallbacks": s["fallbacks"], "server_exit_code": code, "server_pid": proc.pid,
         "server_recorded_steps": server_steps, "log": str(sim_log), "report": str(out / "replay"),
         "seconds": time.perf_counter() - t0,
     }
