@@ -40,8 +40,9 @@ class SysidResult:
     nominal_error: float
     trained_ranges: dict[str, tuple[float, float]]
     sensitivity: dict[str, float]
-    """Error increase (relative) when each parameter alone moves 10% of its search span from
-    the fit: how firmly the log pins it down (near 0 = the log says little about it)."""
+    """Error increase (relative) when each parameter alone moves 10% of its search span
+    (latency: one step) from the fit: how firmly the log pins it down (near 0 = the log
+    says little about it)."""
     history: list[float] = field(default_factory=list)
     """Best error after each round."""
 
@@ -86,8 +87,8 @@ def identify(
     windows: list[Window],
     *,
     parameters: Sequence[str] = PARAMETERS,
-    rounds: int = 8,
-    population: int = 24,
+    rounds: int = 12,
+    population: int = 32,
     seed: int = 0,
     progress: bool = True,
 ) -> SysidResult:
@@ -142,7 +143,8 @@ def identify(
     best = _round({**nominal, **dict(zip(names, best_x.tolist(), strict=True))})
     sensitivity = {}
     for i, name in enumerate(names):
-        step = 0.1 * (high[i] - low[i])
+        # Latency is an integer: move it by one step; the rest by a tenth of their span.
+        step = 1.0 if name == "latency_steps" else 0.1 * (high[i] - low[i])
         bumped = [np.clip(best_x + d * np.eye(len(names))[i], low, high) for d in (-step, step)]
         worse = max(evaluate(b) for b in bumped)
         sensitivity[name] = float((worse - best_err) / max(best_err, 1e-12))

@@ -205,8 +205,10 @@ class ReplayConfig:
     """Sim-replay windows sampled from the log."""
     sysid: bool = False
     """Also identify the dynamics parameters that best explain the log (a minute or two)."""
-    sysid_rounds: int = 8
-    sysid_population: int = 24
+    sysid_rounds: int = 12
+    """Cross-entropy rounds of the system identification."""
+    sysid_population: int = 32
+    """Candidates per round."""
     mapping: list[str] = dataclasses.field(default_factory=list)
     """For a .csv/.npz LOG: FIELD=PATTERN entries, e.g. observation=obs_* action=act_*
     joint_position=q_* timestamp_s=time (see sim2real.serve.importers)."""

@@ -105,7 +105,6 @@ def test_nominal_log_replays_with_no_gap(tmp_path: Path) -> None:
     assert gap["mean_abs_error_rad"] < 1e-3
 
 
-@pytest.mark.slow
 def test_sysid_recovers_known_perturbed_dynamics(tmp_path: Path) -> None:
     truth = {"floor_friction": 0.36, "kp_scale": 0.8, "latency_steps": 1}
     write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12, seed=11, gain=0.3)
@@ -117,12 +116,16 @@ def test_sysid_recovers_known_perturbed_dynamics(tmp_path: Path) -> None:
     try:
         windows = choose_windows(log.steps, 20, 12, np.random.default_rng(0))
         fit = identify(replayer, log.steps, LogArrays.from_log(log).action, windows,
-                       parameters=["floor_friction", "kp_scale", "latency_steps"], progress=False)
+                       parameters=["floor_friction", "kp_scale", "latency_steps"], rounds=10, population=24,
+                       progress=False)
     finally:
         replayer.close()
+    # Stated tolerances (docs/results.md): latency exact, Kp scale +-0.05, friction +-0.08.
+    # The replay itself is not bit-exact (solver warm start and float32 logs leave ~4 mrad
+    # RMS at the true values), so the fit is as good as the log allows, not perfect.
     assert fit.best["latency_steps"] == 1
-    assert abs(fit.best["kp_scale"] - 0.8) < 0.08
-    assert abs(fit.best["floor_friction"] - 0.36) < 0.15
+    assert abs(fit.best["kp_scale"] - 0.8) < 0.05
+    assert abs(fit.best["floor_friction"] - 0.36) < 0.08
     assert fit.best_error < 0.05 * fit.nominal_error
     assert not fit.inside_trained_ranges()["floor_friction"]  # 0.36 < the trained 0.4
 
