@@ -26,7 +26,7 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "sim2real.train.cli", "demo", "--out", str(out), "--steps", "150",
-         "--no-realtime"],
+         "--no-realtime", "--deadline-ms", "500"],  # CI machines stall; the default 10 ms is for real runs
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
