@@ -32,6 +32,12 @@ SEARCH_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+# Below this sensitivity a parameter is reported as not pinned down by the log, and left
+# out of the inside/outside-the-trained-ranges verdict: a 10%-of-span change that moves the
+# error by under 10% means the fit's value is mostly noise.
+IDENTIFIED_SENSITIVITY = 0.1
+
+
 @dataclass
 class SysidResult:
     best: dict[str, float]
@@ -54,8 +60,12 @@ class SysidResult:
             out[name] = bool(low - tol <= value <= high + tol)
         return out
 
+    def identified(self) -> dict[str, bool]:
+        return {name: self.sensitivity[name] >= IDENTIFIED_SENSITIVITY for name in self.best}
+
     def as_dict(self) -> dict[str, Any]:
         inside = self.inside_trained_ranges()
+        identified = self.identified()
         return {
             "best": self.best,
             "best_mse_rad2": self.best_error,
@@ -65,11 +75,15 @@ class SysidResult:
                 {
                     "name": name, "fit": self.best[name], "trained_range": list(self.trained_ranges[name]),
                     "inside_trained_range": inside[name], "sensitivity": self.sensitivity[name],
+                    "identified": identified[name],
                     "search_bounds": list(SEARCH_BOUNDS[name]),
                 }
                 for name in self.best
             ],
-            "all_inside_trained_ranges": all(inside.values()),
+            # Over the parameters the log pins down; None when it pins down none.
+            "all_inside_trained_ranges": (
+                all(inside[n] for n in inside if identified[n]) if any(identified.values()) else None
+            ),
             "history": self.history,
         }
 

@@ -130,8 +130,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     print(f"      server stopped (exit {code}); it recorded {server_steps} steps")
     print("[4/4] replaying the log: policy vs log, sim-to-real gap" + (", system identification" if config.sysid else ""))
     report = run_replay(ReplayConfig(
-        log=sim_log, model=model, out=out / "replay", sysid=config.sysid, sysid_rounds=6,
-        sysid_population=20, windows=12, horizon=20, seed=config.seed,
+        log=sim_log, model=model, out=out / "replay", sysid=config.sysid, sysid_rounds=8,
+        sysid_population=24, windows=12, horizon=20, seed=config.seed,
     ))
     s = run.summary()
     summary = {

@@ -205,6 +205,10 @@ class ReplayConfig:
     """Sim-replay windows sampled from the log."""
     sysid: bool = False
     """Also identify the dynamics parameters that best explain the log (a minute or two)."""
+    sysid_parameters: tuple[str, ...] = ("floor_friction", "kp_scale", "joint_damping_scale", "latency_steps")
+    """Dynamics parameters to identify (the others stay nominal; also kd_scale,
+    trunk_added_mass). Fewer is firmer: Kp scale and trunk mass trade off against each
+    other on a robot that mostly stands, as do Kd and joint damping."""
     sysid_rounds: int = 12
     """Cross-entropy rounds of the system identification."""
     sysid_population: int = 32

@@ -89,7 +89,8 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
         if config.sysid:
             from sim2real.robots.sysid import identify
 
-            fit = identify(replayer, steps, arrays.action, windows, rounds=config.sysid_rounds,
+            fit = identify(replayer, steps, arrays.action, windows, parameters=config.sysid_parameters,
+                           rounds=config.sysid_rounds,
                            population=config.sysid_population, seed=config.seed)
             section["sysid"] = fit.as_dict()
             replayer.set_parameters(fit.best)
@@ -129,11 +130,20 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             fit = sim["sysid"]
             lines.append(f"system identification: error {fit['nominal_mse_rad2']:.2e} -> {fit['best_mse_rad2']:.2e} rad^2 "
                          f"({100 * fit['improvement_over_nominal']:.0f}% lower)")
+            truth = sim.get("logged_dynamics", {})
+            truth = truth.get("first", truth) if isinstance(truth, dict) else {}
             for p in fit["parameters"]:
                 where = "inside" if p["inside_trained_range"] else "OUTSIDE"
+                if not p["identified"]:
+                    where = "not pinned down by this log; value uncertain, not judged against"
+                actual = truth.get(p["name"]) if isinstance(truth, dict) else None
+                # A simulated log knows the truth (per-joint values: their mean).
+                known = f"  (log's true value {float(np.mean(actual)):.3f})" if actual is not None else ""
                 lines.append(f"  {p['name']:20} {p['fit']:8.3f}  {where} trained range "
-                             f"[{p['trained_range'][0]:g}, {p['trained_range'][1]:g}]  (sensitivity {p['sensitivity']:.2f})")
-            lines.append("  best fit inside the trained ranges: " + ("yes" if fit["all_inside_trained_ranges"] else "NO"))
+                             f"[{p['trained_range'][0]:g}, {p['trained_range'][1]:g}]  (sensitivity {p['sensitivity']:.2f}){known}")
+            verdict = fit["all_inside_trained_ranges"]
+            lines.append("  identified parameters inside the trained ranges: "
+                         + ("n/a (the log pins down none)" if verdict is None else "yes" if verdict else "NO"))
     return lines
 
 
@@ -187,12 +197,14 @@ def _plots(directory: Path, report: dict[str, Any], arrays: LogArrays, replayed:
         for ax, p in zip(axes.flat, params, strict=True):
             lo, hi = p["search_bounds"]
             ax.axvspan(*p["trained_range"], color="tab:green", alpha=0.25, label="trained range")
-            ax.axvline(p["fit"], color="tab:red" if not p["inside_trained_range"] else "tab:blue", lw=2, label="fit")
+            color = "tab:gray" if not p["identified"] else "tab:blue" if p["inside_trained_range"] else "tab:red"
+            ax.axvline(p["fit"], color=color, lw=2, ls="-" if p["identified"] else ":", label="fit")
             ax.set_xlim(lo, hi)
             ax.set_yticks([])
             ax.set_ylabel(p["name"], rotation=0, ha="right", va="center", fontsize=8)
         axes.flat[0].legend(fontsize=7, loc="upper right")
-        fig.suptitle("identified dynamics vs the ranges the policy trained on")
+        fig.suptitle("identified dynamics vs the ranges the policy trained on\n"
+                     "(dotted grey: not pinned down by this log)", fontsize=9)
         fig.tight_layout()
         fig.savefig(directory / "sysid.png", dpi=90)
         plt.close(fig)
