@@ -1,71 +1,95 @@
-"""`sim2real serve`: the gRPC policy server's command line."""
+"""Entry points of `sim2real serve`, `sim2real replay` and `sim2real demo`.
+
+Each parses its typed config with tyro; a config that fails validation, and an expected
+failure at run time (bad model, bad log, port in use), is one `error:` line and exit 2.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import tyro
 
-from sim2real.serve.config import ServeConfig
+ConfigT = TypeVar("ConfigT")
 
 
-def serve_main(argv: list[str], prog: str = "sim2real serve") -> int:
+def _run(
+    config_cls: type[ConfigT], argv: list[str], prog: str, body: Callable[[ConfigT], int],
+    expected: Callable[[], tuple[type[BaseException], ...]],
+) -> int:
     try:
-        config = tyro.cli(ServeConfig, args=argv, prog=prog)
+        config = tyro.cli(config_cls, args=argv, prog=prog)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from sim2real.serve.model import DeviceUnavailableError, ModelError
-    from sim2real.serve.server import serve_until_signal
-
     try:
-        asyncio.run(serve_until_signal(config))
-    except (ModelError, DeviceUnavailableError, OSError, ValueError) as err:
+        return body(config)
+    except expected() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+
+
+def serve_main(argv: list[str], prog: str = "sim2real serve") -> int:
+    from sim2real.serve.config import ServeConfig
+
+    def body(config: ServeConfig) -> int:
+        from sim2real.serve.server import serve_until_signal
+
+        logging.basicConfig(
+            level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        asyncio.run(serve_until_signal(config))
+        return 0
+
+    def expected() -> tuple[type[BaseException], ...]:
+        from sim2real.serve.model import DeviceUnavailableError, ModelError
+
+        return (ModelError, DeviceUnavailableError, OSError, ValueError)
+
+    return _run(ServeConfig, argv, prog, body, expected)
 
 
 def replay_main(argv: list[str], prog: str = "sim2real replay") -> int:
     from sim2real.serve.replay import ReplayConfig
 
-    try:
-        config = tyro.cli(ReplayConfig, args=argv, prog=prog)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from sim2real.robots.sim_replay import SimReplayError
-    from sim2real.serve.client import PolicyCallError
-    from sim2real.serve.importers import TableImportError
-    from sim2real.serve.logs import LogError
-    from sim2real.serve.model import ModelError
-    from sim2real.serve.replay import ReplayError
-    from sim2real.serve.replay_report import run_replay, summary_lines
+    def body(config: ReplayConfig) -> int:
+        from sim2real.serve.replay_report import run_replay, summary_lines
 
-    try:
         report = run_replay(config)
-    except (LogError, ReplayError, ModelError, SimReplayError, PolicyCallError, TableImportError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(summary_lines(report)))
-    print(f"report: {config.out}/report.json, summary.txt, {', '.join(report['plots']) or 'no plots'}")
-    return 0
+        print("\n".join(summary_lines(report)))
+        print(f"report: {config.out}/report.json, summary.txt, {', '.join(report['plots']) or 'no plots'}")
+        return 0
+
+    def expected() -> tuple[type[BaseException], ...]:
+        from sim2real.robots.sim_replay import SimReplayError
+        from sim2real.serve.client import PolicyCallError
+        from sim2real.serve.importers import TableImportError
+        from sim2real.serve.logs import LogError
+        from sim2real.serve.model import ModelError
+        from sim2real.serve.replay import ReplayError
+
+        return (LogError, ReplayError, ModelError, SimReplayError, PolicyCallError, TableImportError,
+                FileNotFoundError)
+
+    return _run(ReplayConfig, argv, prog, body, expected)
 
 
 def demo_main(argv: list[str], prog: str = "sim2real demo") -> int:
     from sim2real.serve.demo import DemoConfig
 
-    try:
-        config = tyro.cli(DemoConfig, args=argv, prog=prog)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from sim2real.serve.demo import run_demo
+    def body(config: DemoConfig) -> int:
+        from sim2real.serve.demo import run_demo
 
-    run_demo(config)
-    return 0
+        run_demo(config)
+        return 0
+
+    def expected() -> tuple[type[BaseException], ...]:
+        from sim2real.serve.model import ModelError
+
+        return (ModelError, RuntimeError, OSError)
+
+    return _run(DemoConfig, argv, prog, body, expected)
