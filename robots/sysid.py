@@ -90,7 +90,8 @@ class SysidResult:
 
 def _round(params: dict[str, float]) -> dict[str, float]:
     out = dict(params)
-    out["latency_steps"] = float(int(round(out["latency_steps"])))
+    if "latency_steps" in out:
+        out["latency_steps"] = float(int(round(out["latency_steps"])))
     return out
 
 

@@ -71,6 +71,12 @@ def make_channel(
         ("grpc.initial_reconnect_backoff_ms", 50),
         ("grpc.min_reconnect_backoff_ms", 50),
         ("grpc.max_reconnect_backoff_ms", 2000),
+        # Notice a silently dead link (Wi-Fi roam, pulled cable) in about 2 s instead of
+        # TCP's minutes: ping every second, give up after one unanswered second.
+        ("grpc.keepalive_time_ms", 1000),
+        ("grpc.keepalive_timeout_ms", 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
@@ -229,7 +235,10 @@ class ControlSession:
             stub = policy_pb2_grpc.PolicyServiceStub(channel)
             try:
                 call = stub.StreamAct(self._requests(outbox), metadata=self.client.metadata, wait_for_ready=False)
-                self._call = call
+                with self._cond:
+                    self._call = call
+                    if self._closed:  # close() ran while this stream was being opened
+                        call.cancel()
                 # The stream is up once the server has sent its headers.
                 call.initial_metadata()
                 if call.done():  # refused or unreachable: iterating raises the RpcError
@@ -294,7 +303,7 @@ class ControlSession:
             code = _CODE_NAMES.get(response.error.code, str(response.error.code))
             return self._fallback(seq, f"server error {code}: {response.error.message}", latency)
         action = np.asarray(response.action, np.float32)
-        self.last_action = action
+        self.last_action = action.copy()  # the caller may modify the array it gets
         return ActResult(
             action=action, sequence=seq, fallback=False, latency_s=latency,
             server_compute_s=response.server_compute_ns * 1e-9, model_name=response.model_name,
@@ -302,10 +311,12 @@ class ControlSession:
         )
 
     def close(self) -> None:
-        self._closed = True
-        self._outbox.put(_CLOSE)
-        if self._call is not None:
-            self._call.cancel()
+        with self._cond:
+            self._closed = True
+            self._outbox.put(_CLOSE)
+            call = self._call
+        if call is not None:
+            call.cancel()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> ControlSession:

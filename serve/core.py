@@ -84,7 +84,7 @@ class PolicyCore:
     def __init__(self, repository: ModelRepository, safety: SafetyConfig | None = None) -> None:
         self.repository = repository
         self.safety = safety or SafetyConfig()
-        self._sanitize_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._sanitize_cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def model(self, name: str) -> LoadedModel:
         try:
@@ -133,6 +133,10 @@ class PolicyCore:
                 limit is not None
                 and previous is not None
                 and not request.reset_rate_limit
+                # The previous action came from this model (a stream may switch models; a
+                # hot-reloaded version of the same model stays limited, the point of it).
+                and state.model_key is not None
+                and state.model_key[0] == model.name
                 and len(previous) == len(values)
             ):
                 limited = np.clip(np.asarray(values), previous - limit, previous + limit)
@@ -158,7 +162,7 @@ class PolicyCore:
         """NaN -> the training mean; +-Inf -> the edge of the policy's normalizer clip
         (mean +- clip * std), where the exported policy saturates anyway. Without those
         statistics: 0 and +-1e6."""
-        key = (model.name, model.version)
+        key = model.sha256  # a re-written file keeps its version number in single-file mode
         cached = self._sanitize_cache.get(key)
         if cached is None:
             n = model.obs_dim

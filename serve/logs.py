@@ -120,9 +120,17 @@ class LogWriter:
         self.bytes_payload = 0
         self._closed = False
 
+    @staticmethod
+    def _check_time(t: int) -> None:
+        # MCAP times are unsigned 64-bit; a bad value would fail half-way through a record
+        # and cost the whole file, so it is refused before anything is written.
+        if not 0 <= t < 2**64:
+            raise ValueError(f"timestamp_ns: expected 0 <= t < 2**64 (MCAP time), got {t}")
+
     def write(self, step: log_pb2.RobotStep) -> None:
         data = step.SerializeToString()
         t = step.timestamp_ns
+        self._check_time(t)
         self._writer.add_message(self._step_channel, t, data, t, self.steps_written)
         self.steps_written += 1
         self.bytes_payload += len(data)
@@ -131,7 +139,8 @@ class LogWriter:
         self._writer.add_message(self._episode_channel, timestamp_ns, episode.SerializeToString(), timestamp_ns, 0)
 
     def write_serialized(self, data: bytes, timestamp_ns: int) -> None:
-        """A RobotStep already serialized (the server's recorder builds bytes off-thread)."""
+        """A RobotStep already serialized."""
+        self._check_time(timestamp_ns)
         self._writer.add_message(self._step_channel, timestamp_ns, data, timestamp_ns, self.steps_written)
         self.steps_written += 1
         self.bytes_payload += len(data)

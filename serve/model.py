@@ -109,7 +109,7 @@ def create_session(path: Path, device: Device, tuning: SessionTuning) -> tuple[A
                 return session, CUDA
             reason = f"onnxruntime fell back to {session.get_providers()}"
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
-            reason = str(err).strip().splitlines()[0]
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         finally:
             ort.set_default_logger_severity(2)
         if device == "cuda":
@@ -226,7 +226,7 @@ def load_model(
     act_dim = _static_dim(outputs[OUTPUT_NAME].shape, 1, "output 'action'", path)
     obs_dim = obs_dim or _int_metadata(metadata, "observation_dim", path)
     declared = metadata.get("observation_dim")
-    if declared is not None and int(_metadata_value(declared)) != obs_dim:
+    if declared is not None and _int_metadata(metadata, "observation_dim", path) != obs_dim:
         raise ModelError(
             f"{path}: metadata observation_dim={declared} but the graph input takes {obs_dim}"
         )
@@ -240,7 +240,7 @@ def load_model(
         out = session.run([OUTPUT_NAME], {INPUT_NAME: probe[:1]})[0]
         out_batch = session.run([OUTPUT_NAME], {INPUT_NAME: probe})[0] if provider == CPU else out
     except Exception as err:  # noqa: BLE001
-        first = str(err).strip().splitlines()[0]
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(f"{path}: the probe observation (shape [1, {obs_dim}]) fails: {first}") from err
     if out.ndim != 2 or out.shape[0] != 1:
         raise ModelError(f"{path}: probe output has shape {list(out.shape)}, expected [1, act_dim]")
@@ -252,7 +252,7 @@ def load_model(
     if not np.all(np.isfinite(out)):
         raise ModelError(f"{path}: the probe observation produced non-finite actions {out[0].tolist()}")
     declared_act = metadata.get("action_dim")
-    if declared_act is not None and int(_metadata_value(declared_act)) != act_dim:
+    if declared_act is not None and _int_metadata(metadata, "action_dim", path) != act_dim:
         raise ModelError(f"{path}: metadata action_dim={declared_act} but the graph outputs {act_dim}")
     return LoadedModel(
         name=name, version=version, path=path, session=session, provider=provider,
@@ -265,4 +265,7 @@ def _int_metadata(metadata: dict[str, str], key: str, path: Path) -> int:
         raise ModelError(
             f"{path}: the input's observation size is dynamic and metadata has no {key!r}"
         )
-    return int(_metadata_value(metadata[key]))
+    value = _metadata_value(metadata[key])
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+        raise ModelError(f"{path}: metadata {key} must be a positive integer, got {metadata[key]!r}")
+    return int(value)

@@ -59,12 +59,14 @@ class RecorderStats:
 class StepRecorder:
     """Queue + writer thread + rotating LogWriter."""
 
-    def __init__(self, config: RecorderConfig, info: Callable[[], log_pb2.LogInfo]) -> None:
+    def __init__(self, config: RecorderConfig, info: Callable[[str], log_pb2.LogInfo]) -> None:
+        """``info(model_name)``: the LogInfo of a file holding that model's steps (each
+        model gets its own files, so names, sizes and scales in a file are its own)."""
         self.config = config
         self._info = info
         self.stats = RecorderStats()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=config.queue_size)
-        self._writer: LogWriter | None = None
+        self._writers: dict[str, LogWriter] = {}
         self._paths: list[Path] = []
         config.directory.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="sim2real-recorder", daemon=True)
@@ -80,35 +82,44 @@ class StepRecorder:
             self.stats.dropped += 1
 
     # --- writer thread ------------------------------------------------------------------------
-    def _open(self) -> LogWriter:
+    def _open(self, model_name: str) -> LogWriter:
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        path = self.config.directory / f"{self.config.prefix}-{stamp}-{self.stats.files:05d}.mcap"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name) or "default"
+        path = self.config.directory / f"{self.config.prefix}-{safe}-{stamp}-{self.stats.files:05d}.mcap"
         self.stats.files += 1
         self._paths.append(path)
         while len(self._paths) > self.config.max_files:
             oldest = self._paths.pop(0)
             oldest.unlink(missing_ok=True)
             self.stats.deleted_files += 1
-        return LogWriter(path, self._info(), compression=self.config.compression)
+        return LogWriter(path, self._info(model_name), compression=self.config.compression)
+
+    def _close_writer(self, model_name: str) -> None:
+        writer = self._writers.pop(model_name)  # forgotten even if closing fails
+        writer.close()
 
     def _write(self, item: tuple[policy_pb2.ActRequest, policy_pb2.ActResponse, int]) -> None:
         request, response, received_ns = item
-        if self._writer is None:
-            self._writer = self._open()
+        name = response.model_name
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = self._open(name)
+        # The client's clock when it gave one; a missing or negative one (MCAP times are
+        # unsigned) falls back to the server's receive time.
+        t = request.client_time_ns if request.client_time_ns > 0 else received_ns
         step = log_pb2.RobotStep(
-            timestamp_ns=request.client_time_ns or received_ns,
+            timestamp_ns=t,
             sequence=request.sequence,
             observation=request.observation,
             action=response.action,
-            model_name=response.model_name,
+            model_name=name,
             model_version=response.model_version,
             latency_ns=response.server_compute_ns,
         )
-        self._writer.write(step)
+        writer.write(step)
         self.stats.written += 1
-        if self._writer.bytes_on_disk() >= self.config.max_file_bytes:
-            self._writer.close()
-            self._writer = None
+        if writer.bytes_on_disk() >= self.config.max_file_bytes:
+            self._close_writer(name)
 
     def _run(self) -> None:
         while True:
@@ -120,16 +131,24 @@ class StepRecorder:
             except Exception:  # noqa: BLE001 - a full disk must not kill the recorder thread
                 self.stats.failed += 1
                 log.exception("recording a step failed")
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for name in list(self._writers):
+            try:
+                self._close_writer(name)
+            except Exception:  # noqa: BLE001
+                log.exception("closing the log of %s failed", name)
 
     def paths(self) -> list[Path]:
         """Log files still on disk, oldest first."""
         return [p for p in self._paths if p.exists()]
 
     def close(self, timeout: float = 60.0) -> RecorderStats:
-        """Write everything queued so far, close the current file, stop the thread."""
-        self._queue.put(_STOP)
+        """Write everything queued so far, close the files, stop the thread. Raises
+        TimeoutError if the writer has not finished within ``timeout`` seconds."""
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            raise TimeoutError(f"the recorder's queue stayed full for {timeout:g} s") from None
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the recorder did not finish writing within {timeout:g} s")
         return self.stats

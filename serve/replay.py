@@ -147,7 +147,7 @@ def replay_server(
     """Stream every logged observation to a server; at the log's timing when ``realtime``."""
     actions = np.zeros_like(arrays.action)
     latencies = np.zeros(len(actions))
-    fallbacks = 0
+    fallback = np.zeros(len(actions), bool)
     start_wall = time.perf_counter()
     t0 = arrays.timestamp_ns[0]
     for i in tqdm(range(len(actions)), desc="replay via server", unit="step", disable=not progress, leave=False):
@@ -156,15 +156,18 @@ def replay_server(
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        r = session.step(arrays.observation[i])
+        # A new episode starts fresh: no rate limit against the previous episode's action.
+        new_episode = i == 0 or arrays.episode[i] != arrays.episode[i - 1]
+        r = session.step(arrays.observation[i], reset_rate_limit=new_episode)
         actions[i] = r.action
         latencies[i] = r.latency_s
-        fallbacks += int(r.fallback)
+        fallback[i] = r.fallback
     wall = time.perf_counter() - start_wall
     us = latencies * 1e6
     return {
         "actions": actions,
-        "fallbacks": fallbacks,
+        "fallback_mask": fallback,
+        "fallbacks": int(fallback.sum()),
         "deadline_misses": int(session.deadline_misses),
         "latency_p50_us": float(np.percentile(us, 50)),
         "latency_p99_us": float(np.percentile(us, 99)),

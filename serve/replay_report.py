@@ -61,11 +61,19 @@ def _policy_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> tuple[
             with client.session(deadline_s=config.deadline_ms / 1e3) as session:
                 served = replay_server(arrays, session, config.realtime)
         replayed = served.pop("actions")
+        fallback = served.pop("fallback_mask")
         section = {"source": f"server {config.server}", "model": info.model_name, "model_version": info.model_version,
                    "realtime": config.realtime, **served}
         mean = np.asarray(json.loads(info.metadata["observation_mean"]), np.float32) if "observation_mean" in info.metadata else None
         std = np.asarray(json.loads(info.metadata["observation_std"]), np.float32) if "observation_std" in info.metadata else None
-    comparison = PolicyComparison(replayed, arrays.action, action_names, config.window)  # type: ignore[arg-type]
+    if config.server is not None and fallback.any():
+        # Fallback actions are the client's, not the policy's: compare only real answers.
+        if fallback.all():
+            raise ReplayError(f"every step fell back ({section['fallbacks']}); is the server at {config.server} answering?")
+        section["compared_steps"] = int((~fallback).sum())
+        comparison = PolicyComparison(replayed[~fallback], arrays.action[~fallback], action_names, config.window)
+    else:
+        comparison = PolicyComparison(replayed, arrays.action, action_names, config.window)  # type: ignore[arg-type]
     section.update(comparison.report())
     section["out_of_distribution"] = out_of_distribution(arrays.observation, mean, std, obs_names, config.ood_z)
     return section, replayed

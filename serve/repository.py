@@ -181,9 +181,10 @@ class ModelRepository:
                         continue
                     try:
                         model = load_model(cand.path, name, cand.version, self.device, self.tuning)
-                    except ModelError as err:
-                        state.rejected[cand.version] = (cand.fingerprint, str(err))
-                        log.error("rejected %s version %d: %s", name, cand.version, err)
+                    except Exception as err:  # noqa: BLE001 - any failure rejects this version only
+                        reason = str(err) if isinstance(err, ModelError) else f"{cand.path}: {type(err).__name__}: {err}"
+                        state.rejected[cand.version] = (cand.fingerprint, reason)
+                        log.error("rejected %s version %d: %s", name, cand.version, reason)
                         continue
                     if serving is not None and (model.obs_dim, model.act_dim) != (serving.obs_dim, serving.act_dim):
                         # A robot's controller is built for one observation/action layout;

@@ -81,10 +81,10 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         # per message (5-20% lower echo latency on the dev machine).
         state = StreamState()
         self.metrics.streams.inc()
-        # Headers now, not with the first answer: the client knows the stream is up (and
-        # its credentials accepted) before its control loop sends anything.
-        await context.send_initial_metadata(())
         try:
+            # Headers now, not with the first answer: the client knows the stream is up
+            # (and its credentials accepted) before its control loop sends anything.
+            await context.send_initial_metadata(())
             while True:
                 request = await context.read()
                 if request is grpc.aio.EOF:
@@ -178,8 +178,7 @@ class PolicyServer:
         self.core = PolicyCore(self.repository, config.safety())
         self.token = read_token(config.token_file)
         self.health = health.aio.HealthServicer()
-        recorder_config = config.recorder()
-        self.recorder = StepRecorder(recorder_config, self._log_info) if recorder_config else None
+        self.recorder: StepRecorder | None = None
         self.server: grpc.aio.Server | None = None
         self.addresses: ServerAddresses | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -193,13 +192,21 @@ class PolicyServer:
             ("grpc.max_send_message_length", config.max_message_bytes),
             # Two servers on one port must fail, not silently share it.
             ("grpc.so_reuseport", 0),
+            # Accept the clients' 1 s keepalive pings, and ping idle connections ourselves
+            # so a dead robot's stream stops holding a max_concurrent_rpcs slot.
+            ("grpc.http2.min_ping_interval_without_data_ms", 500),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ]
         server = grpc.aio.server(
             interceptors=[TokenAuthInterceptor(self.token)],
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.core, self.metrics, self.recorder), server)
+        self._servicer = PolicyServicer(self.core, self.metrics)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(self._servicer, server)
         policy_pb2_grpc.add_PolicyAdminServiceServicer_to_server(AdminServicer(self.repository), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -213,16 +220,24 @@ class PolicyServer:
             )
         except RuntimeError as err:
             raise OSError(f"cannot bind {address}: {err} (is the port in use?)") from err
+        recorder_config = config.recorder()
+        if recorder_config is not None:
+            self.recorder = StepRecorder(recorder_config, self._log_info)
+        self._servicer.recorder = self.recorder
         await server.start()
         self.server = server
-        metrics_port = None
-        if config.metrics_port is not None:
-            metrics_port = self.metrics.serve_http(config.host, config.metrics_port)
-        serving = health_pb2.HealthCheckResponse.SERVING
-        await self.health.set("", serving)
-        await self.health.set(POLICY_SERVICE, serving)
-        if config.poll_interval > 0:
-            self._poller = asyncio.create_task(self._poll_forever(config.poll_interval))
+        try:
+            metrics_port = None
+            if config.metrics_port is not None:
+                metrics_port = self.metrics.serve_http(config.host, config.metrics_port)
+            serving = health_pb2.HealthCheckResponse.SERVING
+            await self.health.set("", serving)
+            await self.health.set(POLICY_SERVICE, serving)
+            if config.poll_interval > 0:
+                self._poller = asyncio.create_task(self._poll_forever(config.poll_interval))
+        except BaseException:
+            await self.stop(0)  # e.g. the metrics port is taken: leave nothing listening
+            raise
         self.addresses = ServerAddresses(port, metrics_port)
         return self.addresses
 
@@ -244,15 +259,19 @@ class PolicyServer:
             await self.server.stop(self.config.grace_seconds if grace is None else grace)
             self.server = None
         if self.recorder is not None:
-            stats = await asyncio.to_thread(self.recorder.close)
+            try:
+                stats = await asyncio.to_thread(self.recorder.close)
+            except TimeoutError as err:
+                log.error("recording: %s", err)
+                stats = self.recorder.stats
             log.info("recording: %d steps written, %d dropped, %d failed, %d files", stats.written, stats.dropped, stats.failed, stats.files)
             self.recorder = None
         self.metrics.close()
 
-    def _log_info(self) -> log_pb2.LogInfo:
-        """LogInfo of a recorded file: what the default model's vectors mean."""
-        info = self.core.policy_info("")
-        robot = self.repository.get("").metadata_value("robot", "")
+    def _log_info(self, model_name: str) -> log_pb2.LogInfo:
+        """LogInfo of a recorded file: what that model's vectors mean."""
+        info = self.core.policy_info(model_name)
+        robot = self.repository.get(model_name).metadata_value("robot", "")
         return log_pb2.LogInfo(
             source="server", env_id=info.env_id, robot=str(robot or ""),
             control_rate_hz=info.control_rate_hz, observation_names=info.observation_names,

@@ -220,3 +220,28 @@ def test_bound_single_call_equals_batched_run_across_threads(tmp_path: Path) -> 
     first = model.run_one(obs[0])
     model.run_one(obs[1])
     np.testing.assert_array_equal(first, expected[0])  # results are copies, not the buffer
+
+
+def test_bad_metadata_rejects_that_version_only(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write_policy(root / "a" / "1" / "policy.onnx")
+    write_policy(root / "a" / "2" / "policy.onnx", metadata={"observation_dim": "six"})
+    write_policy(root / "b" / "1" / "policy.onnx")
+    repo = ModelRepository(root=root, device="cpu")
+    repo.load_initial()
+    assert repo.get("a").version == 1 and repo.get("b").version == 1  # the scan went on
+    assert "positive integer" in repo.states()["a"].rejected[2][1]
+
+
+def test_rate_limit_is_per_model_within_a_stream(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write_policy(root / "a" / "1" / "policy.onnx", seed=1)
+    write_policy(root / "b" / "1" / "policy.onnx", seed=2)
+    repo = ModelRepository(root=root, device="cpu")
+    repo.load_initial()
+    core = PolicyCore(repo, SafetyConfig(max_action_delta=0.01))
+    state = StreamState()
+    obs = np.linspace(-1, 1, OBS_DIM)
+    core.act(_request(obs, model_name="a"), state)
+    b = core.act(_request(obs, model_name="b"), state).response
+    assert not b.rate_limited  # not limited against model a's action

@@ -103,7 +103,7 @@ def test_not_a_log(tmp_path: Path) -> None:
 
 def test_recorder_rotates_and_loses_nothing_it_reports_written(tmp_path: Path) -> None:
     config = RecorderConfig(tmp_path / "rec", max_file_bytes=32 * 1024, max_files=1000, queue_size=100_000)
-    recorder = StepRecorder(config, lambda: log_pb2.LogInfo(source="server"))
+    recorder = StepRecorder(config, lambda name: log_pb2.LogInfo(source="server"))
     request = policy_pb2.ActRequest(observation=[0.5] * 45, sequence=0)
     for i in range(5000):
         request.sequence = i
@@ -121,7 +121,7 @@ def test_recorder_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
     config = RecorderConfig(tmp_path / "rec", queue_size=10)
     gate = threading.Event()
 
-    def slow_info() -> log_pb2.LogInfo:
+    def slow_info(name: str) -> log_pb2.LogInfo:
         gate.wait(10)  # the writer is stuck opening its file: the disk is "slow"
         return log_pb2.LogInfo(source="server")
 
@@ -166,3 +166,35 @@ def test_server_records_every_step_it_serves_under_load(tmp_path: Path) -> None:
     assert all(s.model_name == "p" and len(s.action) == 3 and len(s.observation) == OBS_DIM for s in steps)
     info = read_log(recorder.paths()[0]).info
     assert info.source == "server" and list(info.joint_names) == ["joint0", "joint1", "joint2"]
+
+
+def test_bad_timestamps_are_refused_before_they_cost_the_file(tmp_path: Path) -> None:
+    with LogWriter(tmp_path / "a.mcap", log_pb2.LogInfo(source="sim")) as log:
+        log.write(log_pb2.RobotStep(timestamp_ns=5, sequence=0))
+        with pytest.raises(ValueError, match="timestamp_ns"):
+            log.write(log_pb2.RobotStep(timestamp_ns=-1, sequence=1))
+        log.write(log_pb2.RobotStep(timestamp_ns=7, sequence=2))
+    assert [s.sequence for s in read_log(tmp_path / "a.mcap").steps] == [0, 2]
+    # The recorder falls back to its own clock for a negative client time.
+    recorder = StepRecorder(RecorderConfig(tmp_path / "rec"), lambda name: log_pb2.LogInfo(source="server"))
+    recorder.submit(policy_pb2.ActRequest(sequence=1, client_time_ns=-5), policy_pb2.ActResponse(sequence=1))
+    stats = recorder.close()
+    assert stats.written == 1 and stats.failed == 0
+    assert read_log(recorder.paths()[0]).steps[0].timestamp_ns > 0
+
+
+def test_recorder_keeps_each_model_in_its_own_files(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write_policy(root / "walk" / "1" / "policy.onnx", obs_dim=OBS_DIM, act_dim=3)
+    write_policy(root / "wave" / "1" / "policy.onnx", obs_dim=4, act_dim=2)
+    config = ServeConfig(model_repo=root, port=0, device="cpu", record=tmp_path / "logs")
+    with BackgroundServer(config) as srv, PolicyClient(srv.target) as client:
+        for _ in range(3):
+            client.act(np.zeros(OBS_DIM), model_name="walk")
+            client.act(np.zeros(4), model_name="wave")
+        recorder = srv.server.recorder
+        srv.stop()
+    logs = {read_log(p).info.model_name: read_log(p) for p in recorder.paths()}
+    assert set(logs) == {"walk", "wave"}
+    assert len(logs["wave"].info.action_names) == 2 and len(logs["wave"].steps) == 3
+    assert all(len(s.observation) == OBS_DIM for s in logs["walk"].steps)

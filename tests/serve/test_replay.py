@@ -163,3 +163,15 @@ def test_csv_and_npz_import_with_a_column_mapping(quad_log, tmp_path: Path) -> N
         with pytest.raises(TableImportError, match=re.escape(text)):
             import_table(csv_path, bad, tmp_path / "x.mcap")
     assert not (tmp_path / "x.mcap").exists()
+
+
+def test_sysid_on_a_subset_without_latency(quad_log) -> None:
+    log = read_log(quad_log[0])
+    replayer = SimReplayer(QUAD_ENV)
+    try:
+        windows = choose_windows(log.steps, 5, 3, np.random.default_rng(0))
+        fit = identify(replayer, log.steps, LogArrays.from_log(log).action, windows,
+                       parameters=["kp_scale"], rounds=2, population=4, progress=False)
+    finally:
+        replayer.close()
+    assert set(fit.best) == {"kp_scale"} and fit.best_error <= fit.nominal_error
