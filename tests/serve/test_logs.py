@@ -118,24 +118,26 @@ def test_recorder_rotates_and_loses_nothing_it_reports_written(tmp_path: Path) -
 
 
 def test_recorder_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
-    config = RecorderConfig(tmp_path / "rec", queue_size=10)
-    gate = threading.Event()
+    import os
+    import signal
+    import time
 
-    def slow_info(name: str) -> log_pb2.LogInfo:
-        gate.wait(10)  # the writer is stuck opening its file: the disk is "slow"
-        return log_pb2.LogInfo(source="server")
-
-    recorder = StepRecorder(config, slow_info)
-    for i in range(100):
-        recorder.submit(policy_pb2.ActRequest(sequence=i), policy_pb2.ActResponse(sequence=i))
-    assert recorder.stats.dropped >= 100 - 11
-    gate.set()
+    recorder = StepRecorder(RecorderConfig(tmp_path / "rec", queue_size=10), lambda name: log_pb2.LogInfo())
+    os.kill(recorder._process.pid, signal.SIGSTOP)  # the writer stalls: a slow disk
+    try:
+        start = time.perf_counter()
+        for i in range(3000):
+            recorder.submit(policy_pb2.ActRequest(sequence=i, observation=[0.5] * 45),
+                            policy_pb2.ActResponse(sequence=i, action=[0.1] * 12))
+        elapsed = time.perf_counter() - start
+    finally:
+        os.kill(recorder._process.pid, signal.SIGCONT)
+    assert recorder.stats.dropped > 0
+    assert elapsed < 2.0  # submitting never waited for the stalled writer
     stats = recorder.close()
-    assert stats.written + stats.dropped == stats.submitted == 100
-    assert [s.sequence for s in read_log(recorder.paths()[0]).steps] == sorted(
-        s.sequence for s in read_log(recorder.paths()[0]).steps
-    )
-    assert len(read_log(recorder.paths()[0]).steps) == stats.written
+    assert stats.written + stats.dropped == stats.submitted == 3000 and stats.failed == 0
+    sequences = [s.sequence for s in read_log(recorder.paths()[0]).steps]
+    assert len(sequences) == stats.written and sequences == sorted(sequences)
 
 
 def test_server_records_every_step_it_serves_under_load(tmp_path: Path) -> None:
