@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -117,6 +118,9 @@ def _worker(
 ) -> None:
     # One thread per worker: BLAS/OpenMP threads would fight the other workers for cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides when the
+    # workers stop (a trainer checkpoints first), so workers ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import sim2real.robots  # noqa: F401  (registers our envs in this process)
 
     parent = mp.parent_process()

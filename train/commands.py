@@ -24,6 +24,10 @@ def train_main(argv: list[str], prog: str = "sim2real train") -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     run_dir = config.resume or config.out
+    if "interrupted_at" in final:
+        print(f"interrupted at step {final['interrupted_at']}: checkpoint saved in {run_dir}; "
+              f"continue with `sim2real train --resume {run_dir}`")
+        return 0
     print(
         f"done: {final['step']} steps, final eval return {final['return_mean']:.2f} "
         f"+- {final['return_std']:.2f} over {final['episodes']} episodes; run in {run_dir} "

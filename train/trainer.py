@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,9 @@ class Trainer:
         self.episodes = 0
         self._writer: Any = None
         self._last_eval: dict[str, Any] | None = None
+        self.stop_requested = False
+        """Set (e.g. by Ctrl-C / SIGTERM) to end the run at the next step boundary, with a
+        checkpoint, instead of losing everything since the last periodic one."""
 
     # --- policy --------------------------------------------------------------------------
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
@@ -129,6 +134,12 @@ class Trainer:
         checkpoint and learning curve. Returns the final evaluation record."""
         self.open_run()
         self.run_loop()
+        if self.stop_requested and self.step < self.config.total_steps:
+            # Interrupted: checkpoint now, skip the final evaluation (the user wants out).
+            self.save()
+            self._writer.close()
+            self.plot_learning_curve()
+            return {**(self._last_eval or {"step": self.step}), "interrupted_at": self.step}
         final = self._last_eval if self._last_eval and self._last_eval["step"] == self.step else self._evaluate()
         self.save()
         self._writer.close()
@@ -164,7 +175,7 @@ class Trainer:
                    mininterval=1.0,
                    desc=f"train {cfg.env}")
         try:
-            while self.step < cfg.total_steps:
+            while self.step < cfg.total_steps and not self.stop_requested:
                 if self.step < cfg.learning_starts:
                     actions = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
                 else:
@@ -384,7 +395,27 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         trainer.load(run_dir / CHECKPOINT)
     else:
         trainer = Trainer(config)
+    previous = _stop_on_signals(trainer)
     try:
         return trainer.train()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         trainer.close()
+
+
+def _stop_on_signals(trainer: Trainer) -> dict[int, Any]:
+    """First Ctrl-C or SIGTERM: finish the current step, checkpoint, exit cleanly (resume
+    with --resume). A second Ctrl-C interrupts at once (the last periodic checkpoint stays
+    valid: checkpoints are written atomically)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+              "(Ctrl-C again to abort without it)", flush=True)
+
+    return {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}

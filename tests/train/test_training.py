@@ -139,3 +139,30 @@ def test_pendulum_test_fails_with_a_sign_flipped_temperature(monkeypatch: pytest
     real = sac_module.temperature_loss
     flipped = lambda log_alpha, log_prob, target: -real(log_alpha, log_prob, target)  # noqa: E731
     assert _pendulum_return_with(monkeypatch, tmp_path, "temperature_loss", flipped) < -300
+
+
+def test_ctrl_c_checkpoints_at_the_current_step_and_exits_cleanly(tmp_path: Path) -> None:
+    import os
+    import re
+
+    run = tmp_path / "run"
+    sim2real = shutil.which("sim2real")
+    assert sim2real
+    args = [sim2real, "train", "--env", "Pendulum-v1", "--total-steps", "100000", "--seed", "2",
+            "--out", str(run), "--learning-starts", "200", "--checkpoint-interval", "50000",
+            "--eval-interval", "0", "--num-envs", "2",
+            "--sac.actor-hidden", "32", "--sac.critic-hidden", "32", "--sac.batch-size", "64"]
+    # Its own process group, like a terminal: Ctrl-C reaches the trainer and its env workers.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run / METRICS).exists() and not (run / "tb").is_dir():
+        time.sleep(0.2)
+    time.sleep(3.0)  # well into the run, far from a periodic checkpoint
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-2000:]
+    match = re.search(r"interrupted at step (\d+)", out)
+    assert match, out[-2000:]
+    _, meta = load_checkpoint(run / CHECKPOINT)
+    assert meta["step"] == int(match.group(1)) and 0 < meta["step"] < 50000
