@@ -49,6 +49,11 @@ class SACConfig:
     asymmetric: bool = False
     """Critics see the env's privileged observation (info["privileged_obs"]) instead of
     the actor's: an asymmetric actor-critic. Needs an env that provides one."""
+    compile: bool = False
+    """torch.compile the update's loss computations (forward and backward graphs). On CUDA
+    with mode "reduce-overhead", i.e. CUDA-graph capture, the route LeanRL measured 5.7x
+    on SAC with. Off by default: on the 2-core dev CPU it was slower than eager (15.0 vs
+    12.3 ms per update) and the first update compiles for ~15 s."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -150,10 +155,39 @@ class SAC:
         )
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
         self.updates = 0
+        self._critic_step = self._critic_losses
+        self._actor_step = self._actor_losses
+        if config.compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._critic_step = torch.compile(self._critic_losses, mode=mode)
+            self._actor_step = torch.compile(self._actor_losses, mode=mode)
 
     @property
     def alpha(self) -> float:
         return self.log_alpha.detach().exp().item()
+
+    def _critic_losses(
+        self, critic_obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+        terminated: torch.Tensor, next_obs: torch.Tensor, next_critic_obs: torch.Tensor,
+        alpha: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic loss against the soft target (the target side without gradients)."""
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(next_obs)
+            next_q = self.critic_target(next_critic_obs, next_action)
+            target = soft_q_target(rewards, terminated, next_q, next_log_prob, alpha, self.config.gamma)
+        q = self.critic(critic_obs, actions)
+        return critic_loss(q, target), q.detach().mean()
+
+    def _actor_losses(
+        self, obs: torch.Tensor, critic_obs: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Actor and temperature losses from one actor pass; their sum has exactly the
+        gradients of the two (alpha is detached in one, log pi in the other)."""
+        action, log_prob = self.actor(obs)
+        pi_loss = actor_loss(self.critic(critic_obs, action), log_prob, alpha)
+        alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+        return pi_loss + alpha_loss, pi_loss.detach(), alpha_loss.detach(), -log_prob.detach().mean()
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on critics, actor and temperature, then the target update.
@@ -166,15 +200,10 @@ class SAC:
         next_critic_obs = batch.get("next_critic_obs", next_obs)
         alpha = self.log_alpha.exp().detach()
 
-        with torch.no_grad():
-            next_action, next_log_prob = self.actor(next_obs)
-            next_q = self.critic_target(next_critic_obs, next_action)
-            target = soft_q_target(
-                batch["rewards"], batch["terminated"], next_q, next_log_prob, alpha,
-                self.config.gamma,
-            )
-        q = self.critic(critic_obs, batch["actions"])
-        q_loss = critic_loss(q, target)
+        q_loss, q_mean = self._critic_step(
+            critic_obs, batch["actions"], batch["rewards"], batch["terminated"], next_obs,
+            next_critic_obs, alpha,
+        )
         self.critic_optimizer.zero_grad(set_to_none=True)
         q_loss.backward()
         self.critic_optimizer.step()
@@ -183,17 +212,13 @@ class SAC:
         # parameters are frozen meanwhile, so backward skips their weight gradients
         # (about a seventh of the update's matmul work) instead of computing and
         # discarding them.
-        action, log_prob = self.actor(obs)
         self.critic.requires_grad_(False)
-        pi_loss = actor_loss(self.critic(critic_obs, action), log_prob, alpha)
+        total, pi_loss, alpha_loss, entropy = self._actor_step(obs, critic_obs, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
-        pi_loss.backward()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        total.backward()
         self.critic.requires_grad_(True)
         self.actor_optimizer.step()
-
-        alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
         self.alpha_optimizer.step()
 
         polyak_update(self.critic_target, self.critic, self.config.tau)
@@ -203,8 +228,8 @@ class SAC:
             "loss/actor": pi_loss.item(),
             "loss/alpha": alpha_loss.item(),
             "alpha": alpha.item(),
-            "entropy": -log_prob.detach().mean().item(),
-            "q_mean": q.detach().mean().item(),
+            "entropy": entropy.item(),
+            "q_mean": q_mean.item(),
         }
 
     def modules(self) -> dict[str, nn.Module]:
