@@ -29,21 +29,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_latency import free_port, run_clients  # noqa: E402
+from serve_latency import run_clients  # noqa: E402
 
 
 def start_server(model: Path, record: Path | None) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "sim2real.train.cli", "serve", "--model", str(model), "--port", str(port),
-           "--device", "cpu", "--poll-interval", "0", "--log-level", "warning"]
-    if record is not None:
-        cmd += ["--record", str(record)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "serving" in line:
-            return proc, port
-    raise RuntimeError(f"server failed to start (exit {proc.wait()})")
+    from sim2real.serve.server import spawn_server
+
+    args = ["--model", str(model), "--port", "0", "--device", "cpu", "--poll-interval", "0", "--log-level", "warning"]
+    proc, port, _ = spawn_server(args + (["--record", str(record)] if record is not None else []))
+    return proc, port
 
 
 def main() -> None:

@@ -14,11 +14,8 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -65,26 +62,13 @@ def shipped_policy() -> tuple[Path, dict[str, Any]]:
 
 
 def start_server(model: Path, record: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim2real.train.cli", "serve", "--model", str(model), "--port", "0",
-         "--device", "auto", "--record", str(record), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    from sim2real.serve.server import spawn_server
+
+    proc, port, lines = spawn_server(
+        ["--model", str(model), "--port", "0", "--device", "auto", "--record", str(record), "--log-level", "warning"]
     )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-            print("  " + "\n  ".join(lines))
-            return proc, int(match.group(1))
-    proc.kill()
-    raise RuntimeError("the policy server did not start:\n" + "\n".join(lines))
+    print("  " + "\n  ".join(lines))
+    return proc, port
 
 
 def stop_server(proc: subprocess.Popen[str]) -> int:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -374,3 +377,28 @@ def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.01)
             return True
         time.sleep(interval)
     return False
+
+
+def spawn_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """Start `sim2real serve ARGS` as a subprocess; return it, the port from its startup
+    line, and the lines printed up to it. Its output keeps being drained afterwards so it
+    never blocks on a full pipe. Raises RuntimeError with the output if it does not start."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim2real.train.cli", "serve", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            return proc, int(match.group(1)), lines
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("the policy server did not start:\n" + "\n".join(lines))

@@ -4,7 +4,6 @@ client's fallback when the server process dies mid-stream."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,29 +16,13 @@ import pytest
 
 from sim2real.serve.client import PolicyClient
 from sim2real.serve.model import load_model
+from sim2real.serve.server import spawn_server
 from sim2real.serve.synthetic import OBS_DIM, write_policy
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim2real.train.cli", "serve", "--port", "0", "--device", "cpu", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
-        if match:
-            # Keep draining output so the server never blocks on a full pipe.
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-            return proc, int(match.group(1))
-    proc.kill()
-    raise AssertionError(f"server did not start: {''.join(lines)}")
+    proc, port, _ = spawn_server(["--port", "0", "--device", "cpu", *args], timeout=60)
+    return proc, port
 
 
 @pytest.fixture
