@@ -116,9 +116,8 @@ def temperature_loss(
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """target <- (1 - tau) target + tau source, parameter by parameter."""
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
-        t.lerp_(s, tau)
+    """target <- (1 - tau) target + tau source, all parameters in one foreach kernel."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 # --- the learner -------------------------------------------------------------------------

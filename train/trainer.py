@@ -217,7 +217,10 @@ class Trainer:
                 self.step += n
                 bar.update(n)
 
-                if self.step >= cfg.learning_starts:
+                # Gate on the buffer, not only the step count: a run resumed without its
+                # saved replay buffer refills it with the current policy before updating,
+                # instead of fitting the critics to a handful of fresh transitions.
+                if self.step >= cfg.learning_starts and len(self.buffer) >= min(cfg.learning_starts, self.buffer.capacity):
                     pending_updates += n * cfg.updates_per_step
                     while pending_updates >= 1.0:
                         last_metrics = self._update()

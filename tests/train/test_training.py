@@ -90,6 +90,24 @@ def test_resume_after_a_crash_continues_the_run(tmp_path: Path) -> None:
     assert _alpha(run) != alpha_at_crash
 
 
+def test_resume_without_a_saved_buffer_refills_it_before_updating(tmp_path: Path) -> None:
+    """Without --save-replay the buffer starts empty on resume: updates wait until it holds
+    learning_starts transitions again (collected by the trained policy), instead of
+    fitting the critics to the first few fresh transitions."""
+    run = tmp_path / "run"
+    common = {"env": "Pendulum-v1", "seed": 0, "learning_starts": 200, "eval_interval": 0,
+              "eval_episodes": 1, "num_envs": 1, "checkpoint_interval": 600,
+              "sac": SACConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=32)}
+    run_training(TrainConfig(total_steps=600, out=run, **common))
+    _, meta = load_checkpoint(run / CHECKPOINT)
+    assert meta["step"] == 600 and meta["updates"] == 600 - 200 + 1
+    run_training(TrainConfig(total_steps=1000, out=run, resume=run, **common))
+    _, meta = load_checkpoint(run / CHECKPOINT)
+    assert meta["step"] == 1000
+    # 200 refill steps (600 -> 800) without updates, then one update per step from 800 on.
+    assert meta["updates"] == (600 - 200 + 1) + (1000 - 800 + 1)
+
+
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     sim2real = shutil.which("sim2real")
     assert sim2real
