@@ -24,6 +24,9 @@ class ListRobots:
     """Show only this env id (default: all)."""
     json: bool = False
     """Print machine-readable JSON instead of tables."""
+    config: bool = False
+    """Also list every task config key `sim2real train --env-config KEY=VALUE` can set,
+    with its default and meaning."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +111,20 @@ def main(argv: list[str], prog: str = "sim2real robots") -> int:
 
 
 # --- list -------------------------------------------------------------------------------
+def config_keys(config: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every scalar field of a task config, by dotted key: its value and docstring."""
+    docs = field_docs(type(config))
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(config_keys(value, f"{key}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[key] = {"value": value, "doc": " ".join(docs.get(f.name, "").split())}
+    return out
+
+
 def describe_env(env_id: str) -> dict[str, Any]:
     """Sizes, rates and DR ranges of one of our envs (builds it once to read its spaces)."""
     record = registry.get_record(env_id)
@@ -135,6 +152,8 @@ def describe_env(env_id: str) -> dict[str, Any]:
             "episode_steps": env.config.episode_steps,
             "joint_names": list(spec.joint_names),
             "domain_randomization": ranges,
+            "config": {k: v for k, v in config_keys(record.load_config_class()()).items()
+                       if k != registry.DR_SWITCH_KEY},
         }
     finally:
         env.close()
@@ -160,6 +179,10 @@ def list_robots(command: ListRobots) -> int:
         print("  domain randomization (sampled at every reset; --no-dr turns it off):")
         for name, entry in d["domain_randomization"].items():
             print(f"    {name:26} {entry['distribution']:16} {entry['doc']}")
+        if command.config:
+            print("  task config (sim2real train --env-config KEY=VALUE):")
+            for key, entry in d["config"].items():
+                print(f"    {key:42} {entry['value']!s:10} {entry['doc']}")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -100,3 +101,72 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
             "Ant-v5, also works)"
         )
     return gym.make(env_id, **kwargs)
+
+
+DR_SWITCH_KEY = "randomization.enabled"
+
+
+def task_config(env_id: str, overrides: Sequence[str] = ()) -> Any:
+    """The task config of one of our envs with ``KEY=VALUE`` overrides applied.
+
+    Keys are dotted paths into the config dataclass (``rewards.action_rate=-0.001``,
+    ``episode_steps=200``, ``randomization.kp_scale.low=0.9``), as MuJoCo Playground's
+    config_overrides. Values are parsed as the field's current type; the config's own
+    validation then runs, so an out-of-range value fails naming its field.
+    """
+    config = get_record(env_id).load_config_class()()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"env config override {item!r} must look like KEY=VALUE, e.g. rewards.action_rate=-0.001")
+        if key == DR_SWITCH_KEY:
+            # The DR switch of make()/the CLI decides this one; an override would be ignored.
+            raise ValueError(f"env config override {key!r}: use --dr/--no-dr to switch domain randomization")
+        config = _override(config, key.split("."), text, key, env_id)
+    return config
+
+
+def _override(node: Any, path: list[str], text: str, key: str, env_id: str) -> Any:
+    names = [f.name for f in dataclasses.fields(node)]
+    if path[0] not in names:
+        raise ValueError(
+            f"env config override {key!r}: {type(node).__name__} of {env_id} has no field "
+            f"{path[0]!r}; its fields are: {', '.join(names)}"
+        )
+    current = getattr(node, path[0])
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"env config override {key!r}: {path[0]!r} is a value, not a group")
+        return dataclasses.replace(node, **{path[0]: _override(current, path[1:], text, key, env_id)})
+    if dataclasses.is_dataclass(current):
+        fields = ", ".join(f.name for f in dataclasses.fields(current))
+        raise ValueError(f"env config override {key!r} is a group; set one of its fields: {fields}")
+    annotation = str(next(f.type for f in dataclasses.fields(node) if f.name == path[0]))
+    if annotation == "float" and isinstance(current, int) and not isinstance(current, bool):
+        current = float(current)  # a float field written with an int default
+    return dataclasses.replace(node, **{path[0]: _parse_like(current, text, key)})
+
+
+def _parse_like(current: Any, text: str, key: str) -> Any:
+    """``text`` as a value of ``current``'s type (bool, int, float or str)."""
+    try:
+        if isinstance(current, bool):
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError
+            return lowered in ("true", "1")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, str):
+            return text
+    except ValueError:
+        raise ValueError(
+            f"env config override {key!r}: expected {type(current).__name__} "
+            f"(current value {current!r}), got {text!r}"
+        ) from None
+    raise ValueError(
+        f"env config override {key!r}: fields of type {type(current).__name__} cannot be set "
+        "from the command line"
+    )

@@ -101,7 +101,9 @@ def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
         else:
             policy = RunPolicy(config.source)
         env_id = config.env or policy.env_id
-        result = evaluate(policy, env_id, config.episodes, config.seed, config.dr)
+        # The task as trained (reward weights, episode length...) unless another env is asked for.
+        overrides = policy.env_config if env_id == policy.env_id else ()
+        result = evaluate(policy, env_id, config.episodes, config.seed, config.dr, env_config=overrides)
     except (CheckpointError, UnknownEnvError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -38,6 +38,10 @@ class TrainConfig:
     """Running mean/std observation normalization (frozen for evaluation and export)."""
     domain_randomization: bool = True
     """Train with the env's domain randomization (sim2real envs only)."""
+    env_config: tuple[str, ...] = ()
+    """Task config overrides, KEY=VALUE with dotted keys (sim2real envs only), e.g.
+    rewards.action_rate=-0.001 episode_steps=200; `sim2real robots ENV_ID --config`
+    lists the keys. Saved with the run and the exported model, used by every evaluation."""
     eval_interval: int = 10_000
     """Steps between evaluations of the deterministic policy (0: only at the end)."""
     eval_episodes: int = 5
@@ -71,5 +75,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be {allowed}, got {getattr(self, name)!r}")
         if self.env is None and self.resume is None:
             raise ValueError("TrainConfig.env is required (e.g. --env Pendulum-v1) unless --resume is given")
+        if self.env_config and self.env is not None:
+            from sim2real.train.evaluate import env_kwargs
+
+            # Fail at the command line, naming the key, not in a worker process later.
+            env_kwargs(self.env, self.domain_randomization, self.env_config)
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")

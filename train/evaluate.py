@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,9 +44,22 @@ class EvalResult:
         }
 
 
-def env_kwargs(env_id: str, domain_randomization: bool) -> dict[str, Any]:
-    """Constructor kwargs: our envs take the DR switch, plain gymnasium envs nothing."""
-    return {"domain_randomization": domain_randomization} if env_id in registry.ENVS else {}
+def env_kwargs(
+    env_id: str, domain_randomization: bool, env_config: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Constructor kwargs: our envs take the DR switch and task config overrides
+    (``KEY=VALUE``, see :func:`registry.task_config`), plain gymnasium envs nothing."""
+    if env_id not in registry.ENVS:
+        if env_config:
+            raise ValueError(
+                f"env_config overrides apply to this project's envs only; {env_id} got "
+                f"{list(env_config)}"
+            )
+        return {}
+    kwargs: dict[str, Any] = {"domain_randomization": domain_randomization}
+    if env_config:
+        kwargs["config"] = registry.task_config(env_id, env_config)
+    return kwargs
 
 
 def evaluate(
@@ -56,11 +69,12 @@ def evaluate(
     seed: int,
     domain_randomization: bool = True,
     max_steps_per_episode: int = 100_000,
+    env_config: Sequence[str] = (),
 ) -> EvalResult:
     """Run ``episodes`` full episodes, seeds ``seed``, ``seed + 1``, ...; one env."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    env = registry.make(env_id, **env_kwargs(env_id, domain_randomization))
+    env = registry.make(env_id, **env_kwargs(env_id, domain_randomization, env_config))
     low, high = env.action_space.low, env.action_space.high
     returns, lengths, terminated = [], [], 0
     term_sums: dict[str, float] = {}

@@ -68,6 +68,11 @@ class RunPolicy:
     def env_id(self) -> str:
         return str(self.meta["env_id"])
 
+    @property
+    def env_config(self) -> tuple[str, ...]:
+        """The task config overrides the run trained with (``--env-config``)."""
+        return tuple(self.meta["config"].get("env_config", ()))
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Raw observations -> policy actions in [-1, 1] (evaluate() maps them to the env)."""
         with torch.no_grad():
@@ -107,6 +112,20 @@ class OnnxPolicy:
     def env_id(self) -> str:
         return self.metadata["env_id"]
 
+    @property
+    def env_config(self) -> tuple[str, ...]:
+        """The task config overrides the policy trained with (metadata ``env_config``)."""
+        text = self.metadata.get("env_config")
+        if not text:
+            return ()
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"{self.path}: metadata env_config must be a JSON list of KEY=VALUE strings, got {text!r}")
+        return tuple(items)
+
     def raw(self, obs: np.ndarray) -> np.ndarray:
         """The model's own output in [-1, 1]."""
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(obs, np.float32)})[0]
@@ -143,9 +162,10 @@ def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
         "observation_std": policy.module.obs_std.tolist(),
         "observation_clip": policy.module.clip,
         "domain_randomization_enabled": config["domain_randomization"],
+        "env_config": list(policy.env_config),
     }
     if env_id in registry.ENVS:
-        env = registry.get_record(env_id).load_class()()
+        env = registry.get_record(env_id).load_class()(config=registry.task_config(env_id, policy.env_config))
         try:
             spec = env.deployment_spec
             import dataclasses

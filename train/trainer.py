@@ -49,6 +49,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
         sac[key] = tuple(sac[key])
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in data.items() if k in fields and k not in ("sac", "out", "resume")}
+    values["env_config"] = tuple(values.get("env_config", ()))
     return TrainConfig(**values, out=Path(data["out"]), sac=SACConfig(**sac))
 
 
@@ -76,7 +77,7 @@ class Trainer:
             config.env,
             config.num_envs,
             num_workers=config.num_workers,
-            env_kwargs=env_kwargs(config.env, config.domain_randomization),
+            env_kwargs=env_kwargs(config.env, config.domain_randomization, config.env_config),
         )
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         if len(obs_space.shape) != 1 or len(act_space.shape) != 1:
@@ -269,7 +270,7 @@ class Trainer:
         assert cfg.env is not None
         result = evaluate(
             self.deterministic_policy, cfg.env, cfg.eval_episodes, seed=10_000 + cfg.seed,
-            domain_randomization=cfg.domain_randomization,
+            domain_randomization=cfg.domain_randomization, env_config=cfg.env_config,
         )
         record = {"step": self.step, "time": time.time(), **result.as_dict()}
         with open(self.run_dir / METRICS, "a") as f:

@@ -104,18 +104,22 @@ def test_metadata_round_trips(quadruped_run: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("env_id", ["sim2real/QuadrupedJoystick-v0", "sim2real/HandCubeRotate-v0"])
 def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None:
+    """train -> export -> eval of the ONNX, with task config overrides that must travel
+    along: the run's config, the model's metadata and the evaluation's episode length."""
     sim2real = shutil.which("sim2real")
     assert sim2real
+    overrides = ["episode_steps=40", "rewards.termination=-50"]
     run, onnx_path = tmp_path / "run", tmp_path / "policy.onnx"
     train = subprocess.run(
         [sim2real, "train", "--env", env_id, "--total-steps", "300", "--learning-starts", "150",
          "--num-envs", "2", "--eval-interval", "0", "--eval-episodes", "1", "--out", str(run),
          "--sac.actor-hidden", "32", "--sac.critic-hidden", "32", "--sac.batch-size", "32",
-         "--sac.asymmetric"],
+         "--sac.asymmetric", "--env-config", *overrides],
         capture_output=True, text=True, timeout=600,
     )
     assert train.returncode == 0, train.stderr[-2000:]
     assert (run / "learning_curve.png").is_file()
+    assert json.loads((run / "config.json").read_text())["env_config"] == overrides
     export = subprocess.run([sim2real, "export", str(run), "-o", str(onnx_path)],
                             capture_output=True, text=True, timeout=300)
     assert export.returncode == 0, export.stderr[-2000:]
@@ -126,6 +130,8 @@ def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None
     assert evaluation.returncode == 0, evaluation.stderr[-2000:]
     report = json.loads(evaluation.stdout)
     assert report["env_id"] == env_id and report["episodes"] == 1
+    assert json.loads(read_metadata(onnx_path)["env_config"]) == overrides
+    assert report["length_mean"] == 40 or report["terminated"] == 1  # not the default 400/1000
     assert set(report["reward_terms"]) == set(
         get_record(env_id).load_config_class()().rewards.__dataclass_fields__
     )
