@@ -53,9 +53,13 @@ class EvalConfig:
     """Evaluate the deterministic policy of a run directory or an exported ONNX file."""
 
     source: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_ONNX")]
-    """A training run directory or a .onnx file from `sim2real export`."""
+    """A training run directory, a .onnx file from `sim2real export`, or a baseline to
+    compare with: `zero` (hold the default pose / zero action) or `random` (uniform random
+    actions); a baseline needs --env."""
     env: str | None = None
     """Env id (default: the one the policy was trained on)."""
+    env_config: tuple[str, ...] | None = None
+    """Task config overrides KEY=VALUE (default: the ones the policy was trained with)."""
     episodes: int = 10
     """Episodes to run."""
     seed: int = 0
@@ -68,6 +72,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if str(self.source) in BASELINES and self.env is None:
+            raise ValueError(f"the {self.source} baseline needs --env (which env to run it in)")
+
+
+BASELINES = ("zero", "random")
 
 
 def export_main(argv: list[str], prog: str = "sim2real export") -> int:
@@ -88,6 +97,29 @@ def export_main(argv: list[str], prog: str = "sim2real export") -> int:
     return 0
 
 
+class BaselinePolicy:
+    """A reference to judge a trained policy against: the zero action (our robots hold
+    their default pose) or uniform random actions in [-1, 1]."""
+
+    def __init__(self, kind: str, env_id: str, seed: int) -> None:
+        self.kind, self.env_id = kind, env_id
+        self.env_config: tuple[str, ...] = ()
+        self.rng = np.random.default_rng(seed)
+        self.act_dim: int | None = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.act_dim is None:
+            from sim2real.robots import registry
+
+            env = registry.make(self.env_id)
+            self.act_dim = int(env.action_space.shape[0])
+            env.close()
+        shape = (obs.shape[0], self.act_dim)
+        if self.kind == "zero":
+            return np.zeros(shape, dtype=np.float32)
+        return self.rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+
+
 def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
     config = tyro.cli(EvalConfig, args=argv, prog=prog)
     from sim2real.robots.registry import UnknownEnvError
@@ -96,13 +128,20 @@ def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
     from sim2real.train.export import OnnxPolicy, RunPolicy
 
     try:
-        if config.source.suffix == ".onnx":
-            policy: OnnxPolicy | RunPolicy = OnnxPolicy(config.source)
+        policy: OnnxPolicy | RunPolicy | BaselinePolicy
+        if str(config.source) in BASELINES:
+            assert config.env is not None
+            policy = BaselinePolicy(str(config.source), config.env, config.seed)
+        elif config.source.suffix == ".onnx":
+            policy = OnnxPolicy(config.source)
         else:
             policy = RunPolicy(config.source)
         env_id = config.env or policy.env_id
-        # The task as trained (reward weights, episode length...) unless another env is asked for.
+        # The task as trained (reward weights, episode length...) unless another env or
+        # other overrides are asked for.
         overrides = policy.env_config if env_id == policy.env_id else ()
+        if config.env_config is not None:
+            overrides = config.env_config
         result = evaluate(policy, env_id, config.episodes, config.seed, config.dr, env_config=overrides)
     except (CheckpointError, UnknownEnvError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
