@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -275,6 +276,7 @@ class Trainer:
         record = {"step": self.step, "time": time.time(), **result.as_dict()}
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self.plot_learning_curve()  # a long run's curve is worth a look before it ends
         self._scalar("eval/return_mean", result.mean_return)
         for name, value in result.reward_terms.items():
             self._scalar(f"eval/reward_terms/{name}", value)
@@ -382,8 +384,12 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = run_dir / CURVE
-    fig.savefig(out, dpi=120)
+    # Redrawn after every evaluation of a long run: write aside and rename, so an image
+    # viewer watching the file never reads half a PNG.
+    tmp = out.with_name(f".{out.name}.partial")
+    fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+    os.replace(tmp, out)
     return out
 
 

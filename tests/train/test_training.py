@@ -108,6 +108,27 @@ def test_resume_without_a_saved_buffer_refills_it_before_updating(tmp_path: Path
     assert meta["updates"] == (600 - 200 + 1) + (1000 - 800 + 1)
 
 
+def test_every_evaluation_redraws_the_learning_curve(tmp_path: Path) -> None:
+    from sim2real.train.trainer import Trainer
+
+    config = TrainConfig(env="Pendulum-v1", total_steps=400, out=tmp_path / "run", num_envs=1,
+                         eval_episodes=1, learning_starts=100, num_workers=0,
+                         sac=SACConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=32))
+    trainer = Trainer(config)
+    try:
+        trainer.open_run()
+        trainer._evaluate()
+        curve = tmp_path / "run" / CURVE
+        first = curve.read_bytes()
+        assert first.startswith(b"\x89PNG")
+        trainer.step = 200
+        trainer._evaluate()
+        assert curve.read_bytes() != first  # a second point
+        assert not list((tmp_path / "run").glob(".*partial"))
+    finally:
+        trainer.close()
+
+
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     sim2real = shutil.which("sim2real")
     assert sim2real
