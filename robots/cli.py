@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +30,8 @@ class ListRobots:
 
 @dataclasses.dataclass(frozen=True)
 class ViewRollout:
-    """Render a rollout offscreen to a video (mp4/gif) for a person to look at.
+    """Render a policy offscreen to a video (mp4/gif), or to a strip of frames (png), for
+    a person to look at the gait.
 
     Needs an OpenGL backend: on a headless Linux machine MUJOCO_GL=egl (the default this
     command sets when MUJOCO_GL is unset and there is no DISPLAY) uses Mesa's EGL, which
@@ -41,11 +41,18 @@ class ViewRollout:
     env_id: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="ENV_ID")]
     """Env to roll out, e.g. sim2real/QuadrupedJoystick-v0."""
     out: Path = Path("clip.mp4")
-    """Output video; the extension picks the format (.mp4 or .gif)."""
+    """Output: .mp4 or .gif for a video, .png for a strip of --frames frames."""
     seconds: float = 5.0
-    """Length of the rollout in simulated seconds."""
-    policy: Literal["zero", "random"] = "zero"
-    """zero: hold the default pose (a standing robot); random: uniform random actions."""
+    """Simulated seconds to render; on the joystick task, per command."""
+    policy: str = "zero"
+    """zero: hold the default pose (a standing robot); random: uniform random actions; or
+    a trained policy: an .onnx file from `sim2real export` or a training run directory.
+    A trained policy runs on the task config it was trained with."""
+    command: str | None = None
+    """Joystick task: the one command to pin, [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
+    forward=0.5,0,0 (default: each of the judge's commands in turn, --seconds each)."""
+    frames: int = 8
+    """Frames in a .png strip (evenly spaced over the rollout, 4 per row)."""
     seed: int = 0
     """Reset seed (commands, domain randomization, initial state)."""
     dr: bool = True
@@ -62,8 +69,11 @@ class ViewRollout:
             value = getattr(self, name)
             if not 16 <= value <= 4096:
                 raise ValueError(f"{name} must be in 16..4096 pixels, got {value!r}")
-        if self.out.suffix.lower() not in (".mp4", ".gif"):
-            raise ValueError(f"out must end in .mp4 or .gif, got {str(self.out)!r}")
+        if self.out.suffix.lower() not in (".mp4", ".gif", ".png"):
+            raise ValueError(f"out must end in .mp4 or .gif (video) or .png (frame strip), "
+                             f"got {str(self.out)!r}")
+        if not 1 <= self.frames <= 64:
+            raise ValueError(f"frames must be in 1..64, got {self.frames!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,53 +244,31 @@ def rollout(command: RolloutStats) -> int:
 
 # --- view -------------------------------------------------------------------------------
 def view(command: ViewRollout) -> int:
-    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["MUJOCO_GL"] = "egl"
-    import imageio.v2 as imageio
-    from tqdm import tqdm
+    # Trained policies and the judge's captions live with training; imported here only,
+    # so listing robots does not load torch.
+    from sim2real.train import judge
+    from sim2real.train.commands import load_policy
+    from sim2real.train.video import policy_frames, write_frame_strip, write_video
 
-    env = make_render_env(command)
-    fps = int(env.metadata.get("render_fps", 50))
-    n_steps = max(1, round(command.seconds * fps))
-    command.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = command.out.with_name(f".{command.out.stem}.partial{command.out.suffix}")
-    episode_return, episodes = 0.0, 1
     try:
-        obs, _ = env.reset(seed=command.seed)
-        env.action_space.seed(command.seed)
-        zero = np.zeros(env.action_space.shape, dtype=env.action_space.dtype)
-        writer_kwargs: dict[str, Any] = {"fps": fps}
-        if tmp.suffix.lower() == ".mp4":
-            writer_kwargs.update(codec="libx264", macro_block_size=8, quality=7)
-        with imageio.get_writer(tmp, **writer_kwargs) as writer:
-            writer.append_data(env.render())
-            for _ in tqdm(range(n_steps), desc=f"render {command.env_id}", unit="step"):
-                action = env.action_space.sample() if command.policy == "random" else zero
-                obs, reward, terminated, truncated, _ = env.step(action)
-                episode_return += float(reward)
-                writer.append_data(env.render())
-                if terminated or truncated:
-                    episodes += 1
-                    obs, _ = env.reset()
-        # Write-then-rename: an interrupted render never leaves a truncated clip behind.
-        tmp.replace(command.out)
-    finally:
-        env.close()
-        tmp.unlink(missing_ok=True)
-    print(
-        f"wrote {command.out} ({n_steps + 1} frames at {fps} fps, {command.width}x{command.height}); "
-        f"policy={command.policy} return={episode_return:.2f} over {episodes} episode(s)"
-    )
+        policy, env_config = load_policy(command.policy, command.env_id, command.seed)
+        commands = None
+        if command.command is not None:
+            if not judge.has_judge(command.env_id):
+                raise ValueError(f"--command applies to {judge.QUADRUPED_ENV_ID} only, not {command.env_id}")
+            commands = [judge.JoystickCommand.parse(command.command)]
+        frames, fps = policy_frames(
+            policy, command.env_id, command.seed, command.dr, env_config, commands,
+            command.seconds, command.width, command.height,
+        )
+        if command.out.suffix.lower() == ".png":
+            write_frame_strip(frames, command.out, count=command.frames)
+            what = f"a strip of {min(command.frames, len(frames))} frames of {len(frames)}"
+        else:
+            write_video(frames, fps, command.out)
+            what = f"{len(frames)} frames at {fps} fps"
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {command.out} ({what}, {command.width}x{command.height}); policy={command.policy}")
     return 0
-
-
-def make_render_env(command: ViewRollout) -> Any:
-    """Our env with its tracking camera, or any gymnasium env that renders rgb_array."""
-    if command.env_id in registry.ENVS:
-        env_cls = registry.get_record(command.env_id).load_class()
-        env = env_cls(render_mode="rgb_array", domain_randomization=command.dr)
-        env.set_render_size(command.height, command.width)
-        return env
-    return registry.make(
-        command.env_id, render_mode="rgb_array", width=command.width, height=command.height
-    )

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import tyro
@@ -60,8 +60,18 @@ class EvalConfig:
     """Env id (default: the one the policy was trained on)."""
     env_config: tuple[str, ...] | None = None
     """Task config overrides KEY=VALUE (default: the ones the policy was trained with)."""
-    episodes: int = 10
-    """Episodes to run."""
+    episodes: int | None = None
+    """Episodes to run: per command on a task with a judge (default 5), else in all
+    (default 10)."""
+    commands: tuple[str, ...] | None = None
+    """Joystick commands to judge, each [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
+    'forward=0.5,0,0' 'turn=0,0,0.8' (default: stand, forward 0.5 and 1.0, backward 0.5,
+    sideways 0.4, turn 0.8, forward 0.6 + turn 0.5). Quadruped joystick task only."""
+    video: Path | None = None
+    """Also render the policy to this video (.mp4 or .gif): the first episode of each
+    command (its first --video-seconds), captioned with command and measured velocity."""
+    video_seconds: float = 6.0
+    """Seconds of each command's episode in the video."""
     seed: int = 0
     """Seed of the first episode (episode i uses seed + i)."""
     dr: bool = True
@@ -70,8 +80,12 @@ class EvalConfig:
     """Print the result as JSON."""
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
+        if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.video is not None and self.video.suffix.lower() not in (".mp4", ".gif"):
+            raise ValueError(f"video must end in .mp4 or .gif, got {str(self.video)!r}")
+        if not self.video_seconds > 0:
+            raise ValueError(f"video_seconds must be > 0, got {self.video_seconds!r}")
         if str(self.source) in BASELINES and self.env is None:
             raise ValueError(f"the {self.source} baseline needs --env (which env to run it in)")
 
@@ -120,40 +134,92 @@ class BaselinePolicy:
         return self.rng.uniform(-1.0, 1.0, shape).astype(np.float32)
 
 
+def policy_from_source(source: str | Path, env_id: str | None, seed: int) -> Any:
+    """A baseline name (zero, random: needs env_id), an .onnx file or a run directory ->
+    a policy with ``env_id`` and ``env_config`` attributes."""
+    from sim2real.train.export import OnnxPolicy, RunPolicy
+
+    if str(source) in BASELINES:
+        if env_id is None:
+            raise ValueError(f"the {source} baseline needs an env id")
+        return BaselinePolicy(str(source), env_id, seed)
+    path = Path(source)
+    if path.suffix == ".onnx":
+        return OnnxPolicy(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"policy {str(source)!r} is neither zero, random, an .onnx file nor a run directory"
+        )
+    return RunPolicy(path)
+
+
+def load_policy(source: str, env_id: str, seed: int) -> tuple[Any, tuple[str, ...]]:
+    """The policy to render in ``env_id`` and the task config to run it on (a trained
+    policy's own; a baseline's is the default task)."""
+    from sim2real.train.checkpoint import CheckpointError
+
+    try:
+        policy = policy_from_source(source, env_id, seed)
+    except CheckpointError as err:
+        raise ValueError(str(err)) from err
+    if policy.env_id != env_id:
+        raise ValueError(f"policy {source} was trained on {policy.env_id}, not {env_id}")
+    return policy, tuple(policy.env_config)
+
+
 def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
     config = tyro.cli(EvalConfig, args=argv, prog=prog)
     from sim2real.robots.registry import UnknownEnvError
+    from sim2real.train import judge
     from sim2real.train.checkpoint import CheckpointError
     from sim2real.train.evaluate import evaluate
-    from sim2real.train.export import OnnxPolicy, RunPolicy
 
     try:
-        policy: OnnxPolicy | RunPolicy | BaselinePolicy
-        if str(config.source) in BASELINES:
-            assert config.env is not None
-            policy = BaselinePolicy(str(config.source), config.env, config.seed)
-        elif config.source.suffix == ".onnx":
-            policy = OnnxPolicy(config.source)
-        else:
-            policy = RunPolicy(config.source)
+        policy = policy_from_source(config.source, config.env, config.seed)
         env_id = config.env or policy.env_id
         # The task as trained (reward weights, episode length...) unless another env or
         # other overrides are asked for.
         overrides = policy.env_config if env_id == policy.env_id else ()
         if config.env_config is not None:
             overrides = config.env_config
-        result = evaluate(policy, env_id, config.episodes, config.seed, config.dr, env_config=overrides)
+        judged = judge.has_judge(env_id)
+        commands = None
+        if config.commands is not None:
+            if not judged:
+                raise ValueError(f"--commands applies to {judge.QUADRUPED_ENV_ID} only, not {env_id}")
+            commands = [judge.JoystickCommand.parse(text) for text in config.commands]
+        episodes = config.episodes or (5 if judged else 10)
+        result = evaluate(policy, env_id, episodes, config.seed, config.dr, env_config=overrides,
+                          commands=commands, progress=not config.json)
+        if config.video is not None:
+            from sim2real.train.video import render_policy_video
+
+            render_policy_video(
+                policy, env_id, config.video, seed=config.seed, domain_randomization=config.dr,
+                env_config=overrides, commands=commands, seconds=config.video_seconds,
+            )
     except (CheckpointError, UnknownEnvError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if config.json:
         print(json.dumps({"env_id": env_id, "source": str(config.source), **result.as_dict()}, indent=2))
         return 0
-    print(f"{env_id} ({'DR on' if config.dr else 'DR off'}), {config.episodes} episodes from seed {config.seed}")
+    per = " per command" if judged else ""
+    print(f"{env_id} ({'DR on' if config.dr else 'DR off'}), {episodes} episodes{per} from seed {config.seed}")
     print(f"  return {result.mean_return:.3f} +- {result.std_return:.3f}, mean length "
-          f"{np.mean(result.lengths):.1f}, terminated {result.terminated}/{config.episodes}")
+          f"{np.mean(result.lengths):.1f}, {'falls' if judged else 'terminated'} "
+          f"{result.terminated}/{len(result.returns)}")
+    if result.task is not None:
+        print(f"\ntask metrics from simulator state (the first {judge.SETTLE_S:g} s of each "
+              f"episode not judged):\n")
+        print(result.task.format_table())
+        print("\ntargets:")
+        print(result.task.format_targets())
+        print()
     if result.reward_terms:
         print("  reward terms (mean episode sum):")
         for name, value in result.reward_terms.items():
             print(f"    {name:20} {value:+.4f}")
+    if config.video is not None:
+        print(f"wrote {config.video}")
     return 0

@@ -1,4 +1,5 @@
-"""Evaluate a deterministic policy: episode returns and the per-term reward breakdown."""
+"""Evaluate a deterministic policy: episode returns, the per-term reward breakdown and, for
+a task with a judge (train/judge.py), the task metrics measured from simulator state."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.robots import registry
+from sim2real.train import judge
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """Raw observations [batch, obs_dim] -> actions [batch, act_dim] in [-1, 1]; evaluate()
@@ -23,6 +25,9 @@ class EvalResult:
     """Mean over episodes of each reward term's episode sum (empty for plain gym envs)."""
     terminated: int
     """Episodes that ended by termination (a fall) rather than the time limit."""
+    task: judge.JudgeResult | None = None
+    """Task metrics per command, for a task with a judge (then the episodes above are the
+    judged ones: every command, pinned)."""
 
     @property
     def mean_return(self) -> float:
@@ -41,6 +46,7 @@ class EvalResult:
             "terminated": self.terminated,
             "returns": [float(r) for r in self.returns],
             "reward_terms": self.reward_terms,
+            **({"task": self.task.as_dict()} if self.task is not None else {}),
         }
 
 
@@ -70,10 +76,21 @@ def evaluate(
     domain_randomization: bool = True,
     max_steps_per_episode: int = 100_000,
     env_config: Sequence[str] = (),
+    commands: Sequence[judge.JoystickCommand] | None = None,
+    progress: bool = False,
 ) -> EvalResult:
-    """Run ``episodes`` full episodes, seeds ``seed``, ``seed + 1``, ...; one env."""
+    """Run ``episodes`` full episodes, seeds ``seed``, ``seed + 1``, ...; one env.
+
+    On a task with a judge, ``episodes`` is per command (``commands``, default the judge's
+    set) and the result carries the task metrics.
+    """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if judge.has_judge(env_id):
+        return _judged(policy, episodes, seed, domain_randomization, env_config,
+                       commands or judge.DEFAULT_COMMANDS, progress)
+    if commands:
+        raise ValueError(f"commands apply to the joystick task only; {env_id} has no commands")
     env = registry.make(env_id, **env_kwargs(env_id, domain_randomization, env_config))
     low, high = env.action_space.low, env.action_space.high
     returns, lengths, terminated = [], [], 0
@@ -102,4 +119,31 @@ def evaluate(
         lengths=np.array(lengths),
         reward_terms={k: v / episodes for k, v in term_sums.items()},
         terminated=terminated,
+    )
+
+
+def _judged(
+    policy: Policy,
+    episodes_per_command: int,
+    seed: int,
+    domain_randomization: bool,
+    env_config: Sequence[str],
+    commands: Sequence[judge.JoystickCommand],
+    progress: bool,
+) -> EvalResult:
+    result = judge.judge_joystick(
+        policy, episodes_per_command, seed, domain_randomization, env_config, commands,
+        progress=progress,
+    )
+    episodes = result.episodes
+    term_sums: dict[str, float] = {}
+    for episode in episodes:
+        for name, value in episode.reward_terms.items():
+            term_sums[name] = term_sums.get(name, 0.0) + value
+    return EvalResult(
+        returns=np.array([e.episode_return for e in episodes]),
+        lengths=np.array([e.length for e in episodes]),
+        reward_terms={k: v / len(episodes) for k, v in term_sums.items()},
+        terminated=sum(e.fell for e in episodes),
+        task=result,
     )

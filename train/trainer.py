@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from sim2real.robots.vector import SubprocVectorEnv
+from sim2real.train import judge
 from sim2real.train.checkpoint import (
     flatten_optimizer,
     load_checkpoint,
@@ -269,21 +270,39 @@ class Trainer:
     def _evaluate(self) -> dict[str, Any]:
         cfg = self.config
         assert cfg.env is not None
+        episodes = cfg.eval_episodes
+        if judge.has_judge(cfg.env):
+            # eval_episodes spread over the judge's commands (at least one each): the
+            # periodic check stays cheap, the full judge is `sim2real eval`.
+            episodes = max(1, math.ceil(cfg.eval_episodes / len(judge.DEFAULT_COMMANDS)))
         result = evaluate(
-            self.deterministic_policy, cfg.env, cfg.eval_episodes, seed=10_000 + cfg.seed,
+            self.deterministic_policy, cfg.env, episodes, seed=10_000 + cfg.seed,
             domain_randomization=cfg.domain_randomization, env_config=cfg.env_config,
         )
-        record = {"step": self.step, "time": time.time(), **result.as_dict()}
+        record = {"step": self.step, "updates": self.sac.updates, "time": time.time(),
+                  **result.as_dict()}
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.plot_learning_curve()  # a long run's curve is worth a look before it ends
         self._scalar("eval/return_mean", result.mean_return)
         for name, value in result.reward_terms.items():
             self._scalar(f"eval/reward_terms/{name}", value)
+        task_text = ""
+        if result.task is not None:
+            for name, value in result.task.summary().items():
+                self._scalar(f"eval/task/{name}", value)
+            for row in result.task.as_dict()["commands"]:
+                key = row["command"].replace(" ", "_")
+                self._scalar(f"eval/task/planar_error/{key}", row["planar_error"])
+                self._scalar(f"eval/task/yaw_error/{key}", row["yaw_error"])
+            summary = result.task.summary()
+            task_text = (f"; falls {summary['fall_rate']:.0%}, planar error (walking) "
+                         f"{summary['walking_planar_error']:.3f} m/s, yaw error (turn) "
+                         f"{summary['turn_yaw_error']:.3f} rad/s")
         self._last_eval = record
         tqdm.write(
             f"step {self.step}: eval return {result.mean_return:.2f} +- {result.std_return:.2f} "
-            f"over {cfg.eval_episodes} episodes, alpha {self.sac.alpha:.4f}"
+            f"over {len(result.returns)} episodes, alpha {self.sac.alpha:.4f}{task_text}"
         )
         return record
 
@@ -361,7 +380,9 @@ class Trainer:
 
 
 def plot_learning_curve(run_dir: Path) -> Path | None:
-    """Evaluation return (mean and std band) against steps, from metrics.jsonl, as PNG."""
+    """Evaluation return (mean and std band) against steps, from metrics.jsonl, as PNG;
+    for a task with a judge also the tracking errors and the fall rate (what the policy
+    does, which return alone does not tell)."""
     path = run_dir / METRICS
     if not path.is_file():
         return None
@@ -371,17 +392,49 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        return None
     steps = np.array([r["step"] for r in records])
     mean = np.array([r["return_mean"] for r in records])
     std = np.array([r["return_std"] for r in records])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    task = [r.get("task") for r in records]
+    judged = all(t is not None for t in task)
+    config = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
+    if judged:
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    else:
+        fig, ax0 = plt.subplots(figsize=(7, 4))
+        axes = [ax0]
+    ax = axes[0]
     ax.plot(steps, mean, marker="o")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-    config = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
-    ax.set_title(f"SAC on {config.get('env', '?')} (seed {config.get('seed', '?')})")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (deterministic policy)")
     ax.grid(alpha=0.3)
+    if judged:
+        ax = axes[1]
+        walking = [t["walking_planar_error"] for t in task]
+        ax.plot(steps, walking, marker="o", color="k", label="walking commands (mean)")
+        for i, row in enumerate(task[-1]["commands"]):
+            values = [t["commands"][i]["planar_error"] if i < len(t["commands"]) else np.nan for t in task]
+            ax.plot(steps, values, lw=0.8, alpha=0.6, label=row["command"])
+        turn = [t["turn_yaw_error"] for t in task]
+        ax.plot(steps, turn, marker="s", ls="--", color="tab:red", label="yaw-rate error, turn (rad/s)")
+        ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("planar velocity error (m/s)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        ax = axes[2]
+        ax.plot(steps, [100 * t["fall_rate"] for t in task], marker="o", color="tab:red")
+        ax.axhline(100 * judge.TARGET_FALL_RATE, color="k", ls=":", lw=1, label="target")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("falls (% of judged episodes)")
+        ax.set_ylim(-2, 102)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"SAC on {config.get('env', '?')} (seed {config.get('seed', '?')})")
     fig.tight_layout()
     out = run_dir / CURVE
     # Redrawn after every evaluation of a long run: write aside and rename, so an image

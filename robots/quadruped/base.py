@@ -7,6 +7,8 @@ name lookups.
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -104,6 +106,37 @@ class QuadrupedEnv(MujocoRobotEnv):
     def trunk_height(self) -> float:
         """Height of the trunk origin above the world origin, m."""
         return float(self.data.qpos[self._root_qpos + 2])
+
+    def trunk_position(self) -> np.ndarray:
+        """World position of the trunk origin, m (a copy)."""
+        return self.data.qpos[self._root_qpos : self._root_qpos + 3].copy()
+
+    def trunk_yaw(self) -> float:
+        """Heading of the trunk: the angle of its x axis projected on the floor, rad."""
+        r = self.data.xmat[self._trunk_body]  # row-major 3x3: column 0 is the body x axis
+        return math.atan2(float(r[3]), float(r[0]))
+
+    def heading_frame_velocity(self) -> np.ndarray:
+        """Trunk (vx, vy) in m/s in the heading frame: world velocity of the free joint
+        rotated by minus the yaw, so pitch and roll do not leak into it. What a joystick
+        command means, and what the judge measures (no sensor noise, no latency)."""
+        vx, vy = self.data.qvel[self._root_qvel : self._root_qvel + 2]
+        yaw = self.trunk_yaw()
+        c, s = math.cos(yaw), math.sin(yaw)
+        return np.array([c * vx + s * vy, -s * vx + c * vy])
+
+    def world_yaw_rate(self) -> float:
+        """Rate of turn about the world vertical, rad/s. A free joint's angular velocity
+        is in the body frame; its world z component is row 2 of R times it."""
+        r = self.data.xmat[self._trunk_body]
+        w = self.data.qvel[self._root_qvel + 3 : self._root_qvel + 6]
+        return float(r[6] * w[0] + r[7] * w[1] + r[8] * w[2])
+
+    def set_trunk_velocity(self, linear_world: np.ndarray, angular_body: np.ndarray) -> None:
+        """Overwrite the free joint's velocity (linear in the world frame, angular in the
+        trunk frame, MuJoCo's convention): for tests and pushes."""
+        self.data.qvel[self._root_qvel : self._root_qvel + 3] = linear_world
+        self.data.qvel[self._root_qvel + 3 : self._root_qvel + 6] = angular_body
 
     def foot_positions(self) -> np.ndarray:
         """World positions of the foot centres, (4, 3)."""

@@ -80,6 +80,14 @@ class QuadrupedRewardWeights:
     zero when the command is (near) standing still."""
     termination: float = -1.0
     """1 on the step the robot falls."""
+    pose: float = 0.0
+    """exp(-sum_j w_j (q_j - q0_j)^2), w = (1, 1, 0.1) per leg (abduction, hip, knee): stay
+    near the home posture (Playground go1 uses +0.5)."""
+    stand_still: float = 0.0
+    """sum |q - q0| while the command is zero: do not fidget when told to stand
+    (Playground go1 uses -1.0)."""
+    energy: float = 0.0
+    """sum |qdot * tau|: mechanical power, W (Playground go1 uses -1e-3)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +110,14 @@ class QuadrupedJoystickConfig:
     """Initial joint angles = default pose + U(-a, a), rad."""
     random_initial_yaw: bool = True
     """Start each episode facing a uniformly random heading."""
+    command_resample_s: float = 0.0
+    """Mean of the exponential interval, s, after which a new command is drawn within the
+    episode, so that one episode teaches several commands (Playground go1: 5 s). 0: one
+    command per episode."""
+    nonnegative_reward: bool = False
+    """Clip the step reward at 0 from below (Playground go1, legged_gym's
+    only_positive_rewards): the reward never punishes being alive, so ending the episode
+    early is never the cheap way out. Reported as the term ``nonnegative_clip``."""
     rewards: QuadrupedRewardWeights = QuadrupedRewardWeights()
     commands: CommandRanges = CommandRanges()
     randomization: QuadrupedRandomization = QuadrupedRandomization()
@@ -115,6 +131,7 @@ class QuadrupedJoystickConfig:
             "fall_up_z": -1.0 <= self.fall_up_z < 1.0,
             "fall_height": self.fall_height >= 0,
             "init_joint_noise": self.init_joint_noise >= 0,
+            "command_resample_s": math.isfinite(self.command_resample_s) and self.command_resample_s >= 0,
         }
         allowed = {
             "action_scale": "> 0",
@@ -124,6 +141,7 @@ class QuadrupedJoystickConfig:
             "fall_up_z": "in [-1, 1)",
             "fall_height": ">= 0",
             "init_joint_noise": ">= 0",
+            "command_resample_s": "a finite number >= 0 (0: one command per episode)",
         }
         for name, ok in checks.items():
             if not ok:
@@ -174,7 +192,13 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
 
     ## Rewards
     Named terms (see :class:`QuadrupedRewardWeights`), each weighted term in
-    ``info["reward_terms"]``; the reward is their sum.
+    ``info["reward_terms"]``; the reward is their sum. With ``nonnegative_reward`` the
+    extra term ``nonnegative_clip`` lifts a negative sum to 0.
+
+    ## Commands
+    Drawn from :class:`CommandRanges` at reset and, with ``command_resample_s`` > 0, again
+    after exponential intervals within the episode. ``reset(options={"command": (vx, vy,
+    yaw_rate)})`` pins one command for the whole episode (how ``sim2real eval`` judges).
 
     ## Episode end
     Terminates when the trunk tilts past ``fall_up_z`` or drops below ``fall_height``;
@@ -248,6 +272,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self._last_contact = np.zeros(len(consts.LEG_NAMES), dtype=bool)
         self._step_count = 0
         self._next_push_step = -1
+        self._next_command_step = -1
+        self._pose_weights = np.tile(np.array([1.0, 1.0, 0.1]), len(consts.LEG_NAMES))
 
     def _floor_friction_nominal(self) -> float:
         return float(self._nominal.geom_friction[self._ids.floor_geom, 0])
@@ -272,12 +298,23 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         yaw = rng.uniform(-np.pi, np.pi) if cfg.random_initial_yaw else 0.0
         offsets = rng.uniform(-cfg.init_joint_noise, cfg.init_joint_noise, n)
         self.set_home_state(yaw, offsets)
-        self._command = self._sample_command(rng)
+        pinned = (options or {}).get("command")
+        if pinned is not None:
+            command = np.asarray(pinned, dtype=np.float64)
+            if command.shape != (3,) or not np.all(np.isfinite(command)):
+                raise ValueError(
+                    f"options['command'] must be 3 finite numbers (vx m/s, vy m/s, yaw rate "
+                    f"rad/s), got {pinned!r}"
+                )
+            self._command = command.copy()
+        else:
+            self._command = self._sample_command(rng)
         self._last_action = np.zeros(n)
         self._air_time[:] = 0.0
         self._last_contact[:] = True
         self._step_count = 0
         self._next_push_step = self._sample_push_step(rng)
+        self._next_command_step = -1 if pinned is not None else self._sample_command_step(rng)
 
         obs, privileged = self._observe()
         info = {
@@ -295,6 +332,12 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         if rng.random() < ranges.zero_probability:
             command[:] = 0.0
         return command
+
+    def _sample_command_step(self, rng: np.random.Generator) -> int:
+        mean = self.config.command_resample_s
+        if mean <= 0:
+            return -1
+        return self._step_count + max(1, round(rng.exponential(mean) / self.control_dt))
 
     def _sample_push_step(self, rng: np.random.Generator) -> int:
         if not self._dr.enabled or self._dr.push_velocity.high <= 0:
@@ -318,14 +361,26 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             self._next_push_step = self._sample_push_step(rng)
         self._physics_step(consts.DEFAULT_POSE + self.config.action_scale * applied)
         self._step_count += 1
+        if self._step_count == self._next_command_step:
+            # A new command for the rest of the episode; the reward of this step still
+            # judges the old one (the policy acted on it).
+            new_command = self._sample_command(self.np_random)
+            self._next_command_step = self._sample_command_step(self.np_random)
+        else:
+            new_command = None
 
         fell = self.upvector()[2] < self.config.fall_up_z or self.trunk_height() < self.config.fall_height
         terms = self._reward_terms(action, fell)
         reward = float(sum(terms.values()))
+        if self.config.nonnegative_reward:
+            terms["nonnegative_clip"] = max(0.0, -reward)
+            reward += terms["nonnegative_clip"]
         self._last_action = action
+        if new_command is not None:
+            self._command = new_command
         obs, privileged = self._observe()
         truncated = self._step_count >= self.config.episode_steps
-        info = {"reward_terms": terms, "privileged_obs": privileged}
+        info = {"reward_terms": terms, "privileged_obs": privileged, "command": self._command.copy()}
         return obs, reward, bool(fell), truncated, info
 
     # --- observation -----------------------------------------------------------------
@@ -370,6 +425,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         gx, gy, _ = self.projected_gravity().tolist()
         cx, cy, cyaw = self._command.tolist()
         torques = self.joint_torques()
+        pose_error = self.joint_pos() - consts.DEFAULT_POSE
+        standing_command = math.hypot(cx, cy) < 0.01 and abs(cyaw) < 0.01
         action_change = action - self._last_action
 
         contact = self.foot_contact_forces() > consts.CONTACT_FORCE_THRESHOLD
@@ -394,5 +451,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             "action_rate": float(action_change @ action_change),
             "feet_air_time": air_time_reward,
             "termination": float(fell),
+            "pose": math.exp(-float(self._pose_weights @ (pose_error * pose_error))),
+            "stand_still": float(np.abs(pose_error).sum()) if standing_command else 0.0,
+            "energy": float(np.abs(self.joint_vel() * torques).sum()),
         }
         return {name: w[name] * value for name, value in raw.items()}

@@ -213,3 +213,47 @@ def test_invalid_task_config_names_the_field() -> None:
         from sim2real.robots.quadruped.joystick import CommandRanges
 
         CommandRanges(lin_vel_x=Uniform(1.0, -1.0))
+
+
+def test_nonnegative_reward_lifts_a_negative_sum_to_zero_as_a_named_term() -> None:
+    from sim2real.robots.registry import task_config
+
+    # A large torque cost makes every step's sum negative while the robot holds its pose.
+    overrides = ["rewards.torques=-1.0", "nonnegative_reward=true"]
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides),
+                               domain_randomization=False)
+    env.reset(seed=0)
+    for _ in range(20):
+        _, reward, _, _, info = env.step(np.zeros(12))
+        terms = info["reward_terms"]
+        assert reward == 0.0
+        assert terms["nonnegative_clip"] > 0
+        assert sum(terms.values()) == pytest.approx(reward, abs=1e-12)
+    env.close()
+    plain = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides[:1]),
+                                 domain_randomization=False)
+    plain.reset(seed=0)
+    _, reward, _, _, info = plain.step(np.zeros(12))
+    assert reward < 0 and "nonnegative_clip" not in info["reward_terms"]
+    plain.close()
+
+
+def test_pose_and_stand_still_terms_measure_the_distance_to_the_home_pose() -> None:
+    from sim2real.robots.registry import task_config
+
+    overrides = ["rewards.pose=1.0", "rewards.stand_still=-1.0", "init_joint_noise=0.0"]
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides),
+                               domain_randomization=False)
+    env.reset(seed=0, options={"command": (0.0, 0.0, 0.0)})
+    _, _, _, _, info = env.step(np.zeros(12))
+    q_err = env.joint_pos() - consts.DEFAULT_POSE
+    w = np.tile([1.0, 1.0, 0.1], 4)
+    assert info["reward_terms"]["pose"] == pytest.approx(np.exp(-np.sum(w * q_err**2)))
+    assert info["reward_terms"]["stand_still"] == pytest.approx(-np.abs(q_err).sum())
+    # Bent knees: the pose reward drops; with a walking command stand_still is off.
+    env.reset(seed=0, options={"command": (0.5, 0.0, 0.0)})
+    for _ in range(25):
+        _, _, _, _, info = env.step(np.tile([0.0, 0.0, 1.0], 4))
+    assert info["reward_terms"]["pose"] < 0.95
+    assert info["reward_terms"]["stand_still"] == 0.0
+    env.close()

@@ -1,0 +1,161 @@
+"""The judge itself: it reads velocities, turn rates and falls from simulator state."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+
+from sim2real.robots.quadruped.joystick import QuadrupedJoystickEnv
+from sim2real.train import judge
+from sim2real.train.evaluate import evaluate
+from sim2real.train.judge import JoystickCommand
+
+
+class KinematicTrunkEnv(QuadrupedJoystickEnv):
+    """The joystick env with its physics replaced by a trunk moved at a known velocity:
+    (vx, vy) in the heading frame and a yaw rate, integrated exactly each control step.
+    Lets a test know the true answer the judge must read."""
+
+    def __init__(self, vx: float, vy: float, yaw_rate: float, drop_after_s: float | None = None) -> None:
+        super().__init__(domain_randomization=False)
+        self.true = (vx, vy, yaw_rate)
+        self.drop_after_s = drop_after_s
+        self._t = 0.0
+
+    def reset(self, **kwargs):  # type: ignore[no-untyped-def]
+        self._t = 0.0
+        return super().reset(**kwargs)
+
+    def _physics_step(self, ctrl: np.ndarray) -> None:
+        vx, vy, yaw_rate = self.true
+        dt = self.control_dt
+        q = self.data.qpos
+        root = self._root_qpos
+        yaw = self.trunk_yaw() + yaw_rate * dt
+        c, s = math.cos(yaw), math.sin(yaw)
+        world_v = np.array([c * vx - s * vy, s * vx + c * vy, 0.0])
+        q[root : root + 2] += world_v[:2] * dt
+        q[root + 3 : root + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
+        self._t += dt
+        if self.drop_after_s is not None and self._t >= self.drop_after_s:
+            q[root + 2] = 0.05  # the trunk lies on the floor
+        self.set_trunk_velocity(world_v, np.array([0.0, 0.0, yaw_rate]))
+        mujoco.mj_forward(self.model, self.data)
+
+
+def zero_policy(obs: np.ndarray) -> np.ndarray:
+    return np.zeros((obs.shape[0], 12), np.float32)
+
+
+@pytest.mark.parametrize("true", [(0.5, 0.0, 0.0), (0.3, -0.2, 0.0), (0.0, 0.0, 0.8), (0.6, 0.0, 0.5)])
+def test_a_trunk_moved_at_a_known_velocity_reads_that_velocity(true: tuple[float, float, float]) -> None:
+    env = KinematicTrunkEnv(*true)
+    command = JoystickCommand("c", *true)
+    episode = judge.run_judged_episode(env, zero_policy, command, seed=0, max_steps=200)
+    assert episode.mean_vx == pytest.approx(true[0], abs=1e-6)
+    assert episode.mean_vy == pytest.approx(true[1], abs=1e-6)
+    assert episode.mean_yaw_rate == pytest.approx(true[2], abs=1e-6)
+    assert episode.planar_error == pytest.approx(0.0, abs=1e-6)
+    assert episode.yaw_error == pytest.approx(0.0, abs=1e-6)
+    assert not episode.fell and episode.length == 200
+    # Against a different command, the error is the difference.
+    other = JoystickCommand("other", 0.0, 0.0, 0.0)
+    episode = judge.run_judged_episode(env, zero_policy, other, seed=0, max_steps=200)
+    assert episode.planar_error == pytest.approx(math.hypot(true[0], true[1]), abs=1e-6)
+    assert episode.yaw_error == pytest.approx(abs(true[2]), abs=1e-6)
+    if true[2] == 0.0:  # straight line: 4 s at |v|
+        assert episode.distance == pytest.approx(math.hypot(true[0], true[1]) * 4.0, rel=1e-3)
+    env.close()
+
+
+def test_a_fall_is_counted_and_ends_the_episode() -> None:
+    env = KinematicTrunkEnv(0.5, 0.0, 0.0, drop_after_s=2.0)
+    episode = judge.run_judged_episode(env, zero_policy, JoystickCommand("f", 0.5, 0.0, 0.0), seed=0)
+    assert episode.fell
+    assert episode.length == 100  # 2 s at 50 Hz
+    result = judge.JudgeResult([judge.CommandMetrics(JoystickCommand("f", 0.5, 0, 0), [episode])])
+    assert result.fall_rate == 1.0
+    assert not result.targets()["fall_rate"]["met"]
+    env.close()
+
+
+def test_a_fall_by_tilt_is_counted_even_if_the_task_would_not_terminate() -> None:
+    env = QuadrupedJoystickEnv(domain_randomization=False)
+    env.reset(seed=0, options={"command": (0.0, 0.0, 0.0)})
+    tipped = {"done": False}
+
+    def tip_over(obs: np.ndarray) -> np.ndarray:
+        if not tipped["done"]:
+            # Roll the trunk 90 degrees: on its side.
+            root = env._root_qpos
+            env.data.qpos[root + 3 : root + 7] = (math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0)
+            mujoco.mj_forward(env.model, env.data)
+            tipped["done"] = True
+        return zero_policy(obs)
+
+    episode = judge.run_judged_episode(env, tip_over, JoystickCommand("s", 0, 0, 0), seed=0)
+    assert episode.fell and episode.length <= 3
+    env.close()
+
+
+def test_zero_action_baseline_errors_equal_the_commands() -> None:
+    result = evaluate(zero_policy, judge.QUADRUPED_ENV_ID, episodes=1, seed=0,
+                      env_config=("episode_steps=150",))
+    task = result.task
+    assert task is not None
+    assert [row.command.name for row in task.rows] == [c.name for c in judge.DEFAULT_COMMANDS]
+    for row in task.rows:
+        c = row.command
+        assert row.falls == 0
+        # A robot holding its pose stands still: its error is the command itself.
+        assert row.mean("planar_error") == pytest.approx(math.hypot(c.vx, c.vy), abs=0.03)
+        assert row.mean("yaw_error") == pytest.approx(abs(c.yaw_rate), abs=0.03)
+    assert not task.targets()["walking_planar_error"]["met"]
+    assert not task.targets()["turn_yaw_error"]["met"]
+    assert task.targets()["fall_rate"]["met"]
+    table = task.format_table()
+    assert "forward 0.5" in table and "turn 0.8" in table
+    assert result.as_dict()["task"]["commands"][1]["planar_error"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_a_pinned_command_holds_for_the_whole_episode() -> None:
+    from sim2real.robots.registry import task_config
+
+    config = task_config(judge.QUADRUPED_ENV_ID, ["command_resample_s=0.1", "episode_steps=100"])
+    env = QuadrupedJoystickEnv(config=config)
+    _, info = env.reset(seed=0, options={"command": (0.5, 0.0, 0.0)})
+    seen = {tuple(info["command"])}
+    for _ in range(100):
+        _, _, _, _, info = env.step(np.zeros(12))
+        seen.add(tuple(info["command"]))
+    assert seen == {(0.5, 0.0, 0.0)}
+    # Unpinned, a 0.1 s mean interval resamples many times.
+    env.reset(seed=0)
+    seen = set()
+    for _ in range(100):
+        _, _, _, _, info = env.step(np.zeros(12))
+        seen.add(tuple(info["command"]))
+    assert len(seen) > 5
+    with pytest.raises(ValueError, match=r"options\['command'\] must be 3 finite numbers"):
+        env.reset(seed=0, options={"command": (0.5, 0.0)})
+    env.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("forward=0.5,0,0", JoystickCommand("forward", 0.5, 0.0, 0.0)),
+        ("0,0.4,-0.2", JoystickCommand("(0, 0.4, -0.2)", 0.0, 0.4, -0.2)),
+    ],
+)
+def test_command_parsing(text: str, expected: JoystickCommand) -> None:
+    assert JoystickCommand.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["forward=0.5,0", "x=a,b,c", "1,2,nan", ""])
+def test_bad_commands_are_refused_with_the_expected_form(text: str) -> None:
+    with pytest.raises(ValueError, match=r"expected \[NAME=\]VX,VY,YAW"):
+        JoystickCommand.parse(text)

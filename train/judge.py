@@ -1,0 +1,359 @@
+"""Task metrics of the joystick quadruped, measured from simulator state: the judge.
+
+A policy is judged by what the robot does, not by its return. For each of a fixed set of
+velocity commands the judge runs whole episodes with that command pinned (no resampling),
+and reads, from the free joint of the trunk (not from the reward, not from the noisy
+observation):
+
+- planar velocity error: mean over the judged steps of |cmd_xy - v_xy|, m/s, with v the
+  trunk velocity in its heading frame (world velocity rotated by minus the yaw);
+- yaw-rate error: mean of |cmd_yaw - w_z|, rad/s, w_z about the world vertical;
+- falls: the trunk tilts past 60 degrees or its origin drops below 0.12 m (judge constants,
+  independent of the task's own termination settings), or the env terminates;
+- distance: net horizontal displacement of the trunk over the episode, m;
+- episode length.
+
+The first second of each episode is not judged: the robot starts from rest, and no
+controller reaches a commanded speed instantly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+QUADRUPED_ENV_ID = "sim2real/QuadrupedJoystick-v0"
+
+SETTLE_S = 1.0
+"""Seconds at the start of an episode that are not judged."""
+FALL_UP_Z = 0.5
+"""A fall: the trunk's up-vector z below this (tilted more than 60 degrees)..."""
+FALL_HEIGHT = 0.12
+"""...or the trunk origin below this height, m (standing: about 0.27 m)."""
+
+# Targets of the joystick task (issue 10): what a policy must meet to ship.
+TARGET_FALL_RATE = 0.05
+TARGET_WALKING_PLANAR_ERROR = 0.15
+TARGET_TURN_YAW_ERROR = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class JoystickCommand:
+    """One fixed command: planar velocity (m/s, heading frame) and yaw rate (rad/s)."""
+
+    name: str
+    vx: float
+    vy: float
+    yaw_rate: float
+
+    @property
+    def vector(self) -> tuple[float, float, float]:
+        return (self.vx, self.vy, self.yaw_rate)
+
+    @property
+    def walking(self) -> bool:
+        """Asks for planar motion (counts toward the walking tracking target)."""
+        return math.hypot(self.vx, self.vy) > 1e-9
+
+    @property
+    def turning_in_place(self) -> bool:
+        return not self.walking and abs(self.yaw_rate) > 1e-9
+
+    @classmethod
+    def parse(cls, text: str) -> JoystickCommand:
+        """``NAME=VX,VY,YAW`` or ``VX,VY,YAW`` (then named by its numbers)."""
+        name, sep, numbers = text.partition("=")
+        if not sep:
+            name, numbers = "", text
+        parts = numbers.split(",")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                f"command {text!r}: expected [NAME=]VX,VY,YAW (three numbers: m/s, m/s, "
+                f"rad/s), e.g. forward=0.5,0,0"
+            )
+        name = name.strip() or f"({values[0]:g}, {values[1]:g}, {values[2]:g})"
+        return cls(name, *values)
+
+
+DEFAULT_COMMANDS: tuple[JoystickCommand, ...] = (
+    JoystickCommand("stand", 0.0, 0.0, 0.0),
+    JoystickCommand("forward 0.5", 0.5, 0.0, 0.0),
+    JoystickCommand("forward 1.0", 1.0, 0.0, 0.0),
+    JoystickCommand("backward 0.5", -0.5, 0.0, 0.0),
+    JoystickCommand("sideways 0.4", 0.0, 0.4, 0.0),
+    JoystickCommand("turn 0.8", 0.0, 0.0, 0.8),
+    JoystickCommand("forward 0.6 + turn 0.5", 0.6, 0.0, 0.5),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeMetrics:
+    """What one judged episode did."""
+
+    fell: bool
+    planar_error: float
+    """Mean |cmd_xy - v_xy| over the judged steps, m/s (nan if it fell before any)."""
+    yaw_error: float
+    """Mean |cmd_yaw - w_z| over the judged steps, rad/s (nan if none)."""
+    mean_vx: float
+    """Mean measured heading-frame velocity and yaw rate over the judged steps."""
+    mean_vy: float
+    mean_yaw_rate: float
+    distance: float
+    """Net horizontal displacement of the trunk, start to end, m."""
+    length: int
+    episode_return: float
+    reward_terms: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Episode sum of each reward term."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandMetrics:
+    """One row of the judge's table: a command's episodes, aggregated."""
+
+    command: JoystickCommand
+    episodes: list[EpisodeMetrics]
+
+    @property
+    def falls(self) -> int:
+        return sum(e.fell for e in self.episodes)
+
+    def mean(self, field: str) -> float:
+        values = [getattr(e, field) for e in self.episodes]
+        finite = [v for v in values if math.isfinite(v)]
+        return float(np.mean(finite)) if finite else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command.name,
+            "vx": self.command.vx,
+            "vy": self.command.vy,
+            "yaw_rate": self.command.yaw_rate,
+            "episodes": len(self.episodes),
+            "falls": self.falls,
+            "planar_error": self.mean("planar_error"),
+            "yaw_error": self.mean("yaw_error"),
+            "measured_vx": self.mean("mean_vx"),
+            "measured_vy": self.mean("mean_vy"),
+            "measured_yaw_rate": self.mean("mean_yaw_rate"),
+            "distance": self.mean("distance"),
+            "length_mean": self.mean("length"),
+            "return_mean": self.mean("episode_return"),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeResult:
+    """The judge's verdict over every command."""
+
+    rows: list[CommandMetrics]
+
+    @property
+    def episodes(self) -> list[EpisodeMetrics]:
+        return [e for row in self.rows for e in row.episodes]
+
+    @property
+    def fall_rate(self) -> float:
+        episodes = self.episodes
+        return sum(e.fell for e in episodes) / len(episodes)
+
+    @property
+    def walking_planar_error(self) -> float:
+        """Mean planar error over the commands that ask for planar motion (nan if none)."""
+        values = [row.mean("planar_error") for row in self.rows if row.command.walking]
+        values = [v for v in values if math.isfinite(v)]
+        return float(np.mean(values)) if values else math.nan
+
+    @property
+    def turn_yaw_error(self) -> float:
+        """Mean yaw-rate error over the turn-in-place commands (nan if none)."""
+        values = [row.mean("yaw_error") for row in self.rows if row.command.turning_in_place]
+        values = [v for v in values if math.isfinite(v)]
+        return float(np.mean(values)) if values else math.nan
+
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """Each target of the task: the measured value, the bound, met or not (a nan
+        value, i.e. nothing to judge, is not met)."""
+        checks = {
+            "fall_rate": (self.fall_rate, TARGET_FALL_RATE),
+            "walking_planar_error": (self.walking_planar_error, TARGET_WALKING_PLANAR_ERROR),
+            "turn_yaw_error": (self.turn_yaw_error, TARGET_TURN_YAW_ERROR),
+        }
+        return {
+            name: {"value": value, "at_most": bound, "met": bool(value <= bound)}
+            for name, (value, bound) in checks.items()
+        }
+
+    def summary(self) -> dict[str, float]:
+        """The headline numbers (for TensorBoard, metrics.jsonl and the learning curve)."""
+        return {
+            "fall_rate": self.fall_rate,
+            "walking_planar_error": self.walking_planar_error,
+            "turn_yaw_error": self.turn_yaw_error,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "targets": self.targets(),
+            "commands": [row.as_dict() for row in self.rows],
+        }
+
+    def format_table(self) -> str:
+        """The per-command table as text (Markdown-compatible)."""
+        lines = [
+            "| command (vx, vy, yaw) | falls | planar vel. error m/s | yaw-rate error rad/s "
+            "| measured (vx, vy, yaw) | distance m | mean length |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in self.rows:
+            d = row.as_dict()
+            c = row.command
+            lines.append(
+                f"| {c.name} ({c.vx:g}, {c.vy:g}, {c.yaw_rate:g}) | {d['falls']}/{d['episodes']} "
+                f"| {d['planar_error']:.3f} | {d['yaw_error']:.3f} "
+                f"| ({d['measured_vx']:+.2f}, {d['measured_vy']:+.2f}, {d['measured_yaw_rate']:+.2f}) "
+                f"| {d['distance']:.2f} | {d['length_mean']:.0f} |"
+            )
+        return "\n".join(lines)
+
+    def format_targets(self) -> str:
+        names = {
+            "fall_rate": "falls (share of episodes)",
+            "walking_planar_error": "planar velocity error, walking commands (m/s)",
+            "turn_yaw_error": "yaw-rate error, turn in place (rad/s)",
+        }
+        out = []
+        for key, t in self.targets().items():
+            verdict = "met" if t["met"] else "NOT met"
+            out.append(f"  {names[key]:48} {t['value']:.3f} (target <= {t['at_most']:g}): {verdict}")
+        return "\n".join(out)
+
+
+Policy = Callable[[np.ndarray], np.ndarray]
+FrameSink = Callable[[np.ndarray, JoystickCommand, dict[str, float]], None]
+"""Receives each rendered frame with the command and what was measured at that step."""
+
+
+def run_judged_episode(
+    env: Any,
+    policy: Policy,
+    command: JoystickCommand,
+    seed: int,
+    frame_sink: FrameSink | None = None,
+    max_steps: int | None = None,
+) -> EpisodeMetrics:
+    """One episode of ``env`` (a QuadrupedJoystickEnv) with ``command`` pinned; with
+    ``max_steps``, only its first steps (for rendering)."""
+    obs, _ = env.reset(seed=seed, options={"command": command.vector})
+    settle_steps = round(SETTLE_S / env.control_dt)
+    start = env.trunk_position()[:2]
+    cmd_xy = np.array([command.vx, command.vy])
+    planar_errors: list[float] = []
+    yaw_errors: list[float] = []
+    velocities: list[tuple[float, float, float]] = []
+    total, length, fell = 0.0, 0, False
+    term_sums: dict[str, float] = {}
+    if frame_sink is not None:
+        frame_sink(env.render(), command, {"vx": 0.0, "vy": 0.0, "yaw_rate": 0.0, "t": 0.0})
+    while True:
+        action = np.clip(policy(obs[None].astype(np.float32))[0], -1.0, 1.0)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        for name, value in info.get("reward_terms", {}).items():
+            term_sums[name] = term_sums.get(name, 0.0) + float(value)
+        length += 1
+        v = env.heading_frame_velocity()
+        yaw_rate = env.world_yaw_rate()
+        if length > settle_steps:
+            planar_errors.append(float(np.linalg.norm(cmd_xy - v)))
+            yaw_errors.append(abs(command.yaw_rate - yaw_rate))
+            velocities.append((float(v[0]), float(v[1]), yaw_rate))
+        if frame_sink is not None:
+            measured = {"vx": float(v[0]), "vy": float(v[1]), "yaw_rate": yaw_rate,
+                        "t": length * env.control_dt}
+            frame_sink(env.render(), command, measured)
+        if env.upvector()[2] < FALL_UP_Z or env.trunk_height() < FALL_HEIGHT or terminated:
+            fell = True
+            break
+        if truncated or (max_steps is not None and length >= max_steps):
+            break
+    mean_v = np.mean(velocities, axis=0) if velocities else np.full(3, math.nan)
+    distance = float(np.linalg.norm(env.trunk_position()[:2] - start))
+    return EpisodeMetrics(
+        fell=fell,
+        planar_error=float(np.mean(planar_errors)) if planar_errors else math.nan,
+        yaw_error=float(np.mean(yaw_errors)) if yaw_errors else math.nan,
+        mean_vx=float(mean_v[0]),
+        mean_vy=float(mean_v[1]),
+        mean_yaw_rate=float(mean_v[2]),
+        distance=distance,
+        length=length,
+        episode_return=total,
+        reward_terms=term_sums,
+    )
+
+
+def judge_joystick(
+    policy: Policy,
+    episodes_per_command: int,
+    seed: int,
+    domain_randomization: bool = True,
+    env_config: Sequence[str] = (),
+    commands: Sequence[JoystickCommand] = DEFAULT_COMMANDS,
+    env: Any = None,
+    progress: bool = False,
+) -> JudgeResult:
+    """Judge ``policy`` on each command for ``episodes_per_command`` episodes (seeds
+    ``seed``, ``seed + 1``, ... for every command, so rows differ only in the command)."""
+    if episodes_per_command < 1:
+        raise ValueError(f"episodes_per_command must be >= 1, got {episodes_per_command}")
+    if not commands:
+        raise ValueError("commands must name at least one command")
+    own_env = env is None
+    if own_env:
+        env = make_judged_env(domain_randomization, env_config)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(commands) * episodes_per_command, unit="episode", desc="judge",
+                   leave=False)
+    try:
+        rows = []
+        for command in commands:
+            episodes = []
+            for i in range(episodes_per_command):
+                episodes.append(run_judged_episode(env, policy, command, seed + i))
+                if bar is not None:
+                    bar.update(1)
+            rows.append(CommandMetrics(command, episodes))
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_env:
+            env.close()
+    return JudgeResult(rows)
+
+
+def make_judged_env(
+    domain_randomization: bool, env_config: Sequence[str] = (), render_mode: str | None = None
+) -> Any:
+    from sim2real.robots import registry
+
+    kwargs: dict[str, Any] = {"domain_randomization": domain_randomization}
+    if env_config:
+        kwargs["config"] = registry.task_config(QUADRUPED_ENV_ID, env_config)
+    return registry.get_record(QUADRUPED_ENV_ID).load_class()(render_mode=render_mode, **kwargs)
+
+
+def has_judge(env_id: str) -> bool:
+    return env_id == QUADRUPED_ENV_ID
