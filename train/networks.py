@@ -101,20 +101,51 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of each ensemble member, with per-member affine
+    parameters (what separate networks with their own LayerNorm would have)."""
+
+    def __init__(self, n: int, width: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, width))
+        self.bias = nn.Parameter(torch.zeros(n, 1, width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [n, batch, width]."""
+        x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.bias, x, self.weight)
+
+
 class QEnsemble(nn.Module):
     """``n`` soft Q-functions Q_i(s, a), fused into batched matmuls (one kernel per layer
-    instead of one per member: faster on CPU and GPU than separate twin networks)."""
+    instead of one per member: faster on CPU and GPU than separate twin networks).
 
-    def __init__(self, in_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2) -> None:
+    ``dropout`` > 0 and ``layer_norm``: DroQ's critic (Hiraoka et al. 2022, used by "A Walk
+    in the Park"): each hidden layer is Linear -> Dropout -> LayerNorm -> ReLU. Dropout is
+    active whenever the module is in training mode, for the target values too, as in DroQ.
+    """
+
+    def __init__(
+        self, in_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
+        dropout: float = 0.0, layer_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.n = n
         dims = (in_dim + act_dim, *hidden)
         self.hidden = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(dims, dims[1:], strict=False))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(n, b) for b in hidden) if layer_norm else None
+        self.dropout = dropout
         self.out = EnsembleLinear(n, dims[-1], 1)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q-values of every member: [n, batch]."""
         x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(self.n, -1, -1)
-        for layer in self.hidden:
-            x = torch.relu(layer(x))
+        for i, layer in enumerate(self.hidden):
+            x = layer(x)
+            if self.dropout > 0:
+                x = nn.functional.dropout(x, self.dropout, self.training)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = torch.relu(x)
         return self.out(x).squeeze(-1)

@@ -46,6 +46,16 @@ class SACConfig:
     """Hidden layer widths of each critic."""
     n_critics: int = 2
     """Q-functions in the ensemble; the target takes their minimum (clipped double Q)."""
+    critic_dropout: float = 0.0
+    """Dropout rate after each hidden layer of the critics (DroQ: 0.01). With
+    critic_layernorm, the regularizers that let DroQ take many critic updates per env step
+    ("A Walk in the Park": 20)."""
+    critic_layernorm: bool = False
+    """LayerNorm after each hidden layer of the critics (DroQ, SimBa, BRO)."""
+    actor_delay: int = 1
+    """Update the actor and the temperature on every k-th gradient step only (the critics
+    on every one): DroQ's many critic updates per actor update, CrossQ's policy delay 3.
+    Saves the actor's share of the compute."""
     asymmetric: bool = False
     """Critics see the env's privileged observation (info["privileged_obs"]) instead of
     the actor's: an asymmetric actor-critic. Needs an env that provides one."""
@@ -65,6 +75,8 @@ class SACConfig:
             "init_alpha": (self.init_alpha > 0, "> 0"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "n_critics": (self.n_critics >= 1, ">= 1"),
+            "critic_dropout": (0.0 <= self.critic_dropout < 1.0, "in [0, 1)"),
+            "actor_delay": (self.actor_delay >= 1, ">= 1"),
             "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),
             "critic_hidden": (all(w >= 1 for w in self.critic_hidden), "positive widths"),
         }
@@ -137,9 +149,10 @@ class SAC:
         self.act_dim = act_dim
         critic_obs_dim = critic_obs_dim or obs_dim
         self.actor = Actor(obs_dim, act_dim, config.actor_hidden).to(self.device)
-        self.critic = QEnsemble(critic_obs_dim, act_dim, config.critic_hidden, config.n_critics).to(
-            self.device
-        )
+        self.critic = QEnsemble(
+            critic_obs_dim, act_dim, config.critic_hidden, config.n_critics,
+            dropout=config.critic_dropout, layer_norm=config.critic_layernorm,
+        ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(
             math.log(config.init_alpha), device=self.device, requires_grad=True
@@ -154,6 +167,7 @@ class SAC:
         )
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
         self.updates = 0
+        self._last_actor_metrics: dict[str, float] = {}
         self._critic_step = self._critic_losses
         self._actor_step = self._actor_losses
         if config.compile:
@@ -189,7 +203,8 @@ class SAC:
         return pi_loss + alpha_loss, pi_loss.detach(), alpha_loss.detach(), -log_prob.detach().mean()
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step on critics, actor and temperature, then the target update.
+        """One gradient step on the critics (and, every actor_delay-th call, on the actor and
+        the temperature), then the target update.
 
         ``batch``: normalized ``obs``/``next_obs`` (and ``critic_obs``/``next_critic_obs``
         when the critics see other inputs), ``actions``, ``rewards``, ``terminated``.
@@ -207,10 +222,24 @@ class SAC:
         q_loss.backward()
         self.critic_optimizer.step()
 
-        # Actor step: gradients flow through the critics into the action. The critics'
-        # parameters are frozen meanwhile, so backward skips their weight gradients
-        # (about a seventh of the update's matmul work) instead of computing and
-        # discarding them.
+        if self.updates % self.config.actor_delay == 0:
+            self._last_actor_metrics = self._actor_update(obs, critic_obs, alpha)
+
+        polyak_update(self.critic_target, self.critic, self.config.tau)
+        self.updates += 1
+        return {
+            "loss/critic": q_loss.item(),
+            **self._last_actor_metrics,
+            "alpha": alpha.item(),
+            "q_mean": q_mean.item(),
+        }
+
+    def _actor_update(
+        self, obs: torch.Tensor, critic_obs: torch.Tensor, alpha: torch.Tensor
+    ) -> dict[str, float]:
+        # Gradients flow through the critics into the action. The critics' parameters are
+        # frozen meanwhile, so backward skips their weight gradients (about a seventh of
+        # the update's matmul work) instead of computing and discarding them.
         self.critic.requires_grad_(False)
         total, pi_loss, alpha_loss, entropy = self._actor_step(obs, critic_obs, alpha)
         self.actor_optimizer.zero_grad(set_to_none=True)
@@ -219,17 +248,7 @@ class SAC:
         self.critic.requires_grad_(True)
         self.actor_optimizer.step()
         self.alpha_optimizer.step()
-
-        polyak_update(self.critic_target, self.critic, self.config.tau)
-        self.updates += 1
-        return {
-            "loss/critic": q_loss.item(),
-            "loss/actor": pi_loss.item(),
-            "loss/alpha": alpha_loss.item(),
-            "alpha": alpha.item(),
-            "entropy": entropy.item(),
-            "q_mean": q_mean.item(),
-        }
+        return {"loss/actor": pi_loss.item(), "loss/alpha": alpha_loss.item(), "entropy": entropy.item()}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}

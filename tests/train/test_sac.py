@@ -93,6 +93,51 @@ def test_ensemble_matches_independent_critics() -> None:
         torch.testing.assert_close(q[i], (h @ ensemble.out.weight[i] + ensemble.out.bias[i]).squeeze(-1))
 
 
+def test_droq_critic_is_linear_dropout_layernorm_relu_per_member() -> None:
+    torch.manual_seed(0)
+    ensemble = QEnsemble(3, 2, (8, 8), n=2, dropout=0.5, layer_norm=True)
+    with torch.no_grad():  # distinct affine parameters per member, so mixing them shows
+        for norm in ensemble.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    obs, act = torch.randn(5, 3), torch.randn(5, 2)
+    ensemble.eval()  # dropout off: the deterministic network
+    q = ensemble(obs, act)
+    x = torch.cat([obs, act], -1)
+    for i in range(2):
+        h = x
+        for layer, norm in zip(ensemble.hidden, ensemble.norms, strict=True):
+            h = h @ layer.weight[i] + layer.bias[i]
+            h = torch.nn.functional.layer_norm(h, (8,), norm.weight[i, 0], norm.bias[i, 0])
+            h = torch.relu(h)
+        torch.testing.assert_close(q[i], (h @ ensemble.out.weight[i] + ensemble.out.bias[i]).squeeze(-1))
+    # In training mode dropout is active: two passes differ.
+    ensemble.train()
+    assert not torch.allclose(ensemble(obs, act), ensemble(obs, act))
+    torch.testing.assert_close(ensemble.eval()(obs, act), q)
+
+
+def test_actor_delay_updates_the_actor_every_kth_step_and_the_critics_every_step() -> None:
+    torch.manual_seed(0)
+    sac = SAC(SACConfig(actor_hidden=(16,), critic_hidden=(16,), actor_delay=3), obs_dim=3, act_dim=1)
+    batch = {
+        "obs": torch.randn(32, 3), "next_obs": torch.randn(32, 3),
+        "actions": torch.rand(32, 1) * 2 - 1, "rewards": torch.randn(32),
+        "terminated": torch.zeros(32),
+    }
+    actor_changed, critic_changed = [], []
+    for _ in range(6):
+        actor_before = [p.clone() for p in sac.actor.parameters()]
+        critic_before = [p.clone() for p in sac.critic.parameters()]
+        alpha_before = sac.alpha
+        sac.update(batch)
+        actor_changed.append(any(not torch.equal(a, b) for a, b in zip(actor_before, sac.actor.parameters(), strict=True)))
+        critic_changed.append(any(not torch.equal(a, b) for a, b in zip(critic_before, sac.critic.parameters(), strict=True)))
+        assert (sac.alpha != alpha_before) == actor_changed[-1]
+    assert actor_changed == [True, False, False, True, False, False]
+    assert all(critic_changed)
+
+
 def test_actor_actions_are_squashed_and_deterministic_is_tanh_mean() -> None:
     torch.manual_seed(0)
     actor = Actor(4, 3, (16, 16))
@@ -124,6 +169,10 @@ def test_invalid_sac_config_names_the_field() -> None:
         SACConfig(gamma=1.5)
     with pytest.raises(ValueError, match=r"SACConfig.tau"):
         SACConfig(tau=0.0)
+    with pytest.raises(ValueError, match=r"SACConfig.critic_dropout must be in \[0, 1\), got 1.0"):
+        SACConfig(critic_dropout=1.0)
+    with pytest.raises(ValueError, match=r"SACConfig.actor_delay must be >= 1, got 0"):
+        SACConfig(actor_delay=0)
 
 
 def test_normalizer_matches_numpy_and_freezes() -> None:
