@@ -83,6 +83,11 @@ def robot_state(robot: Any) -> dict[str, np.ndarray]:
     return {k: np.array(v, dtype=np.float32) for k, v in state.items()}
 
 
+TRACKING_SETTLE_S = 1.0
+"""Seconds at the start of an episode left out of the tracking errors (the robot starts at
+rest), as `sim2real eval`'s judge does."""
+
+
 @dataclass
 class ControllerRun:
     """What a controller run did."""
@@ -97,6 +102,13 @@ class ControllerRun:
     """Steps whose policy answer came later than one control period (realtime runs)."""
     log_path: Path | None = None
     dynamics: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[list[float]] = field(default_factory=list)
+    """Joystick tasks: every command in force during the run (vx, vy, yaw rate)."""
+    planar_errors: list[float] = field(default_factory=list)
+    """Joystick tasks: |cmd_xy - v_xy| per step (trunk velocity in its heading frame, from
+    simulator state), after the first second of each episode, m/s."""
+    yaw_errors: list[float] = field(default_factory=list)
+    """Joystick tasks: |cmd_yaw - w_z| per judged step, rad/s."""
 
     @property
     def steps(self) -> int:
@@ -116,6 +128,9 @@ class ControllerRun:
             "latency_p99_us": float(np.percentile(lat, 99)) if len(lat) else 0.0,
             "fallbacks": self.fallbacks,
             "deadline_overruns": self.deadline_overruns,
+            "commands": self.commands,
+            "planar_error_mps": float(np.mean(self.planar_errors)) if self.planar_errors else None,
+            "yaw_error_radps": float(np.mean(self.yaw_errors)) if self.yaw_errors else None,
             "log": str(self.log_path) if self.log_path else None,
         }
 
@@ -169,6 +184,11 @@ def run_controller(
                     episode=episode, seed=seed + episode, dynamics_json=json.dumps(dynamics)
                 ))
             ret, length = 0.0, 0
+            command = info.get("command")
+            tracks = command is not None and hasattr(robot, "heading_frame_velocity")
+            if tracks:
+                run.commands.append(np.asarray(command, float).tolist())
+            settle_steps = round(TRACKING_SETTLE_S * spec.control_rate_hz)
             next_tick = time.perf_counter()
             for k in range(max_steps or robot.config.episode_steps):
                 state = robot_state(robot)
@@ -181,6 +201,16 @@ def run_controller(
                 next_obs, reward, terminated, truncated, info = env.step(action)
                 ret += float(reward)
                 length += 1
+                if tracks:
+                    if length > settle_steps:
+                        # Judged against the command the policy acted on (a resampled one
+                        # arrives in info for the next step).
+                        v = robot.heading_frame_velocity()
+                        run.planar_errors.append(float(np.hypot(command[0] - v[0], command[1] - v[1])))
+                        run.yaw_errors.append(abs(float(command[2]) - robot.world_yaw_rate()))
+                    if not np.array_equal(info["command"], command):
+                        command = info["command"]
+                        run.commands.append(np.asarray(command, float).tolist())
                 run.latencies_ns.append(answer.latency_ns)
                 run.fallbacks += int(answer.fallback)
                 if writer is not None:

@@ -120,6 +120,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     s = run.summary()
     summary = {
         "return": s["return_mean"], "steps": s["steps"], "fell": bool(s["falls"]),
+        "commands": s["commands"], "planar_error_mps": s["planar_error_mps"],
+        "yaw_error_radps": s["yaw_error_radps"],
         "latency_p50_us": s["latency_p50_us"], "latency_p99_us": s["latency_p99_us"],
         "deadline_misses": misses, "fallbacks": s["fallbacks"], "server_exit_code": code, "server_pid": proc.pid,
         "server_recorded_steps": server_steps, "log": str(sim_log), "report": str(out / "replay"),
@@ -127,6 +129,12 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print()
+    if summary["planar_error_mps"] is not None:
+        commands = "; ".join(f"({c[0]:+.2f} m/s, {c[1]:+.2f} m/s, {c[2]:+.2f} rad/s)" for c in s["commands"])
+        print(f"commands (vx, vy, yaw rate): {commands}")
+        print(f"tracking (from simulator state, after the first second): planar velocity error "
+              f"{summary['planar_error_mps']:.3f} m/s, yaw-rate error {summary['yaw_error_radps']:.3f} "
+              f"rad/s; {'FELL' if summary['fell'] else 'no fall'}")
     print(f"episode return {summary['return']:.1f} over {summary['steps']} steps"
           f"{' (fell)' if summary['fell'] else ''}; gRPC round trip p50 {summary['latency_p50_us']:.0f} us, "
           f"p99 {summary['latency_p99_us']:.0f} us; deadline misses {misses}, fallbacks {summary['fallbacks']}")

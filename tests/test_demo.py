@@ -46,3 +46,7 @@ def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     assert report["policy"]["rmse"] < 1e-5  # the log was produced by this very policy
     assert "sysid" in report["sim"] and (out / "replay" / "sysid.png").is_file()
     assert "episode return" in result.stdout and "p99" in result.stdout
+    # What the robot did, not only the return: its command and tracking error.
+    assert len(summary["commands"]) >= 1 and len(summary["commands"][0]) == 3
+    assert summary["planar_error_mps"] is not None and summary["planar_error_mps"] >= 0
+    assert "planar velocity error" in result.stdout
