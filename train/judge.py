@@ -100,9 +100,9 @@ class EpisodeMetrics:
 
     fell: bool
     planar_error: float
-    """Mean |cmd_xy - v_xy| over the judged steps, m/s (nan if it fell before any)."""
+    """Mean |cmd_xy - v_xy| over the judged steps, m/s (|cmd_xy| if it fell before any)."""
     yaw_error: float
-    """Mean |cmd_yaw - w_z| over the judged steps, rad/s (nan if none)."""
+    """Mean |cmd_yaw - w_z| over the judged steps, rad/s (|cmd_yaw| if none)."""
     mean_vx: float
     """Mean measured heading-frame velocity and yaw rate over the judged steps."""
     mean_vy: float
@@ -290,8 +290,10 @@ def run_judged_episode(
     distance = float(np.linalg.norm(env.trunk_position()[:2] - start))
     return EpisodeMetrics(
         fell=fell,
-        planar_error=float(np.mean(planar_errors)) if planar_errors else math.nan,
-        yaw_error=float(np.mean(yaw_errors)) if yaw_errors else math.nan,
+        # Fell before the first judged step: scored as a robot that did not move (the
+        # command's own size), so falling early never reads better than standing.
+        planar_error=float(np.mean(planar_errors)) if planar_errors else float(np.linalg.norm(cmd_xy)),
+        yaw_error=float(np.mean(yaw_errors)) if yaw_errors else abs(command.yaw_rate),
         mean_vx=float(mean_v[0]),
         mean_vy=float(mean_v[1]),
         mean_yaw_rate=float(mean_v[2]),

@@ -114,6 +114,11 @@ class QuadrupedJoystickConfig:
     """Mean of the exponential interval, s, after which a new command is drawn within the
     episode, so that one episode teaches several commands (Playground go1: 5 s). 0: one
     command per episode."""
+    observe_linear_velocity: bool = False
+    """Give the actor the trunk's linear velocity in its own frame, as the real robot's
+    state estimator (leg odometry fused with the IMU) provides it: 3 entries appended to
+    the observation, with noise U(-a, a), a = randomization.linvel_noise (Playground go1's
+    actor sees it too). Without it the actor must infer its speed from joint motion."""
     nonnegative_reward: bool = False
     """Clip the step reward at 0 from below (Playground go1, legged_gym's
     only_positive_rewards): the reward never punishes being alive, so ending the episode
@@ -185,6 +190,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
     | 9-20 | joint angles minus default pose | rad |
     | 21-32 | joint velocities | rad/s |
     | 33-44 | previous action | [-1, 1] |
+    | 45-47 | with ``observe_linear_velocity``: trunk linear velocity (estimate) | m/s |
 
     ``info["privileged_obs"]`` (shape ``privileged_observation_space``) holds the same
     without noise, plus trunk linear velocity, trunk height, foot contact forces, feet air
@@ -232,10 +238,14 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
                 np.full(3, self._dr.gravity_noise),
                 np.full(n, self._dr.joint_pos_noise),
                 np.full(n, self._dr.joint_vel_noise),
+                np.full(3 if cfg.observe_linear_velocity else 0, self._dr.linvel_noise),
             ]
         )
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
-        self.observation_names = flatten_names(_ACTOR_OBS_GROUPS)
+        groups = _ACTOR_OBS_GROUPS
+        if cfg.observe_linear_velocity:
+            groups = (*groups, ("linvel_estimate", ("x", "y", "z")))
+        self.observation_names = flatten_names(groups)
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
         )
@@ -394,6 +404,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
                 self.joint_pos() - consts.DEFAULT_POSE,
                 self.joint_vel(),
                 self._last_action,
+                *((self.local_linvel(),) if self.config.observe_linear_velocity else ()),
             ]
         )
         privileged = np.concatenate(
@@ -411,7 +422,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             noise = uniform_noise(self.np_random, self._noise_scale)
             obs = clean.copy()
             obs[:6] += noise[:6]  # gyro, gravity
-            obs[9 : 9 + 2 * n] += noise[6:]  # joint positions, velocities
+            obs[9 : 9 + 2 * n] += noise[6 : 6 + 2 * n]  # joint positions, velocities
+            obs[9 + 3 * n :] += noise[6 + 2 * n :]  # the linear velocity estimate, if any
         return obs.astype(np.float32), privileged
 
     # --- reward ----------------------------------------------------------------------

@@ -69,6 +69,9 @@ class QuadrupedRandomization:
     """Gyro noise, rad/s: U(-a, a) (Playground go1)."""
     gravity_noise: float = 0.05
     """Projected-gravity noise, unit vector components: U(-a, a) (Playground go1)."""
+    linvel_noise: float = 0.1
+    """Noise of the linear velocity estimate (when the task observes it), m/s: U(-a, a)
+    (Playground go1)."""
     push_interval_s: Uniform = Uniform(5.0, 10.0)
     """Seconds between random pushes ~ U(5, 10): a few per 20 s episode."""
     push_velocity: Uniform = Uniform(0.0, 0.5)
@@ -95,6 +98,7 @@ class QuadrupedRandomization:
             "joint_vel_noise",
             "gyro_noise",
             "gravity_noise",
+            "linvel_noise",
         ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):

@@ -257,3 +257,26 @@ def test_pose_and_stand_still_terms_measure_the_distance_to_the_home_pose() -> N
     assert info["reward_terms"]["pose"] < 0.95
     assert info["reward_terms"]["stand_still"] == 0.0
     env.close()
+
+
+def test_observe_linear_velocity_appends_the_noisy_estimate() -> None:
+    from sim2real.robots.registry import task_config
+
+    config = task_config("sim2real/QuadrupedJoystick-v0", ["observe_linear_velocity=true"])
+    env = QuadrupedJoystickEnv(config=config, domain_randomization=False)
+    assert env.observation_space.shape == (48,)
+    assert env.observation_names[-3:] == ("linvel_estimate/x", "linvel_estimate/y", "linvel_estimate/z")
+    assert env.deployment_spec.observation_names == env.observation_names
+    env.reset(seed=0)
+    for _ in range(10):
+        obs, _, _, _, _ = env.step(np.full(12, 0.3))
+    np.testing.assert_allclose(obs[-3:], env.local_linvel(), atol=1e-6)  # no DR: exact
+    env.close()
+    noisy = QuadrupedJoystickEnv(config=config, domain_randomization=True)
+    noisy.reset(seed=0)
+    obs, _, _, _, _ = noisy.step(np.zeros(12))
+    error = obs[-3:] - noisy.local_linvel()
+    assert np.all(np.abs(error) <= 0.1 + 1e-6) and np.any(np.abs(error) > 1e-4)
+    noisy.close()
+    # Off (the default), the observation is the 45 entries the docstring lists.
+    assert QuadrupedJoystickEnv().observation_space.shape == (45,)

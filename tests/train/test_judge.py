@@ -79,6 +79,11 @@ def test_a_fall_is_counted_and_ends_the_episode() -> None:
     result = judge.JudgeResult([judge.CommandMetrics(JoystickCommand("f", 0.5, 0, 0), [episode])])
     assert result.fall_rate == 1.0
     assert not result.targets()["fall_rate"]["met"]
+    # Falling before the first judged second reads as not moving, never as tracking.
+    env = KinematicTrunkEnv(0.5, 0.0, 0.0, drop_after_s=0.5)
+    early = judge.run_judged_episode(env, zero_policy, JoystickCommand("f", 0.5, 0.0, 0.3), seed=0)
+    assert early.fell and early.length == 25
+    assert early.planar_error == pytest.approx(0.5) and early.yaw_error == pytest.approx(0.3)
     env.close()
 
 
