@@ -42,15 +42,24 @@ class CommandRanges:
     yaw_rate: Uniform = Uniform(-1.0, 1.0)
     """Yaw-rate command, rad/s ~ U(-1, 1)."""
     zero_probability: float = 0.1
-    """Probability that an episode commands standing still (all zeros)."""
+    """Probability that a command is standing still (all zeros)."""
+    lin_vel_x_zero_probability: float = 0.0
+    """Probability that the forward component alone is 0 (Playground go1 keeps it with
+    probability 0.9, i.e. 0.1). Zeroed components give pure commands (only sideways, only
+    turning) as well as mixed ones."""
+    lin_vel_y_zero_probability: float = 0.0
+    """Probability that the sideways component alone is 0 (Playground go1: 0.75)."""
+    yaw_rate_zero_probability: float = 0.0
+    """Probability that the yaw-rate component alone is 0 (Playground go1: 0.5)."""
 
     def __post_init__(self) -> None:
         for name in ("lin_vel_x", "lin_vel_y", "yaw_rate"):
             getattr(self, name).validate(f"CommandRanges.{name}")
-        if not 0.0 <= self.zero_probability <= 1.0:
-            raise InvalidRangeError(
-                f"CommandRanges.zero_probability must be in [0, 1], got {self.zero_probability!r}"
-            )
+        for name in ("zero_probability", "lin_vel_x_zero_probability",
+                     "lin_vel_y_zero_probability", "yaw_rate_zero_probability"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InvalidRangeError(f"CommandRanges.{name} must be in [0, 1], got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,6 +348,10 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         command = np.array(
             [ranges.lin_vel_x.sample(rng), ranges.lin_vel_y.sample(rng), ranges.yaw_rate.sample(rng)]
         )
+        component_zero = (ranges.lin_vel_x_zero_probability, ranges.lin_vel_y_zero_probability,
+                          ranges.yaw_rate_zero_probability)
+        if any(component_zero):
+            command[rng.random(3) < np.asarray(component_zero)] = 0.0
         if rng.random() < ranges.zero_probability:
             command[:] = 0.0
         return command

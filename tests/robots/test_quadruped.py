@@ -280,3 +280,20 @@ def test_observe_linear_velocity_appends_the_noisy_estimate() -> None:
     noisy.close()
     # Off (the default), the observation is the 45 entries the docstring lists.
     assert QuadrupedJoystickEnv().observation_space.shape == (45,)
+
+
+def test_command_components_are_zeroed_with_their_probabilities() -> None:
+    from sim2real.robots.registry import task_config
+
+    overrides = ["commands.zero_probability=0", "commands.lin_vel_x_zero_probability=0.1",
+                 "commands.lin_vel_y_zero_probability=0.75", "commands.yaw_rate_zero_probability=0.5"]
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides))
+    commands = np.array([env.reset(seed=seed)[1]["command"] for seed in range(400)])
+    zero_share = (commands == 0.0).mean(axis=0)
+    np.testing.assert_allclose(zero_share, [0.1, 0.75, 0.5], atol=0.07)
+    default = QuadrupedJoystickEnv()
+    commands = np.array([default.reset(seed=seed)[1]["command"] for seed in range(200)])
+    assert ((commands == 0.0).all(axis=1).mean()) == pytest.approx(0.1, abs=0.05)
+    assert ((commands == 0.0).sum(axis=1) == 1).sum() == 0  # no single component zeroed
+    env.close()
+    default.close()
