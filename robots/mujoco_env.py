@@ -30,16 +30,24 @@ class DeploymentSpec:
     action_names: tuple[str, ...]
     joint_names: tuple[str, ...]
     default_pose: tuple[float, ...]
-    action_scale: float
+    action_scale: float | tuple[float, ...]
+    """One scale for every joint, or one per joint (in ``joint_names`` order)."""
     kp: tuple[float, ...]
     kd: tuple[float, ...]
     torque_limits: tuple[float, ...]
     control_rate_hz: float
     physics_dt: float
 
+    @property
+    def action_scales(self) -> tuple[float, ...]:
+        """The action scale of each joint."""
+        if isinstance(self.action_scale, (int, float)):
+            return (float(self.action_scale),) * len(self.joint_names)
+        return tuple(float(x) for x in self.action_scale)
+
     def joint_targets(self, action: np.ndarray) -> np.ndarray:
         """Joint position targets for a policy action in [-1, 1]."""
-        return np.asarray(self.default_pose) + self.action_scale * np.clip(action, -1.0, 1.0)
+        return np.asarray(self.default_pose) + np.asarray(self.action_scales) * np.clip(action, -1.0, 1.0)
 
 
 class ActionDelay:

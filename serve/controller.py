@@ -175,7 +175,7 @@ def run_controller(
                 writer = LogWriter(log_path, log_pb2.LogInfo(
                     source="sim", env_id=env_id, robot=spec.robot, control_rate_hz=spec.control_rate_hz,
                     observation_names=list(spec.observation_names), action_names=list(spec.action_names),
-                    joint_names=list(spec.joint_names), action_scale=[spec.action_scale] * len(spec.joint_names),
+                    joint_names=list(spec.joint_names), action_scale=list(spec.action_scales),
                     action_offset=list(spec.default_pose), dynamics_json=json.dumps(dynamics),
                     tags={"seed": str(seed), "domain_randomization": str(domain_randomization), **(tags or {})},
                 ))

@@ -175,7 +175,7 @@ def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
                 action_names=list(spec.action_names),
                 joint_names=list(spec.joint_names),
                 # joint target = action_offset + action_scale * action (the env's own law).
-                action_scale=[spec.action_scale] * act_dim,
+                action_scale=list(spec.action_scales),
                 action_offset=list(spec.default_pose),
                 control_rate_hz=spec.control_rate_hz,
                 kp=list(spec.kp),

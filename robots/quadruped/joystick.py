@@ -105,6 +105,10 @@ class QuadrupedJoystickConfig:
 
     action_scale: float = 0.5
     """joint target = default pose + action_scale * action (rad), action in [-1, 1]."""
+    abduction_action_scale: float = 0.0
+    """Action scale of the four abduction (hip x) joints, rad; 0: action_scale. A narrower
+    sideways range keeps exploration from splaying the legs ("A Walk in the Park" bounds
+    actions to home +- [0.2, 0.4, 0.4] rad for abduction, hip, knee)."""
     episode_steps: int = 1000
     """Control steps (50 Hz) before the episode is truncated: 20 s."""
     tracking_sigma: float = 0.25
@@ -139,6 +143,7 @@ class QuadrupedJoystickConfig:
     def __post_init__(self) -> None:
         checks = {
             "action_scale": self.action_scale > 0,
+            "abduction_action_scale": self.abduction_action_scale >= 0,
             "episode_steps": isinstance(self.episode_steps, int) and self.episode_steps >= 1,
             "tracking_sigma": self.tracking_sigma > 0,
             "air_time_target": self.air_time_target >= 0,
@@ -149,6 +154,7 @@ class QuadrupedJoystickConfig:
         }
         allowed = {
             "action_scale": "> 0",
+            "abduction_action_scale": ">= 0 (0: action_scale)",
             "episode_steps": "an integer >= 1",
             "tracking_sigma": "> 0",
             "air_time_target": ">= 0",
@@ -241,6 +247,10 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self._n_links = len(consts.LINK_BODIES)
         self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
         n = self.n_joints
+        self._action_scales = np.full(n, cfg.action_scale)
+        if cfg.abduction_action_scale > 0:
+            abduction = [i for i, name in enumerate(consts.JOINT_NAMES) if name.endswith("_hip_joint")]
+            self._action_scales[abduction] = cfg.abduction_action_scale
         self._noise_scale = self._dr.observation_noise_scale * np.concatenate(
             [
                 np.full(3, self._dr.gyro_noise),
@@ -275,7 +285,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             action_names=consts.ACTUATOR_NAMES,
             joint_names=consts.JOINT_NAMES,
             default_pose=tuple(float(x) for x in consts.DEFAULT_POSE),
-            action_scale=cfg.action_scale,
+            action_scale=tuple(float(x) for x in self._action_scales),
             kp=(consts.KP,) * n,
             kd=(consts.KD,) * n,
             torque_limits=tuple(float(x) for x in consts.TORQUE_LIMITS),
@@ -382,7 +392,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             angle = rng.uniform(-np.pi, np.pi)
             self.push_trunk(self._dr.push_velocity.sample(rng) * np.array([np.cos(angle), np.sin(angle)]))
             self._next_push_step = self._sample_push_step(rng)
-        self._physics_step(consts.DEFAULT_POSE + self.config.action_scale * applied)
+        self._physics_step(consts.DEFAULT_POSE + self._action_scales * applied)
         self._step_count += 1
         if self._step_count == self._next_command_step:
             # A new command for the rest of the episode; the reward of this step still

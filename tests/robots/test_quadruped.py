@@ -297,3 +297,20 @@ def test_command_components_are_zeroed_with_their_probabilities() -> None:
     assert ((commands == 0.0).sum(axis=1) == 1).sum() == 0  # no single component zeroed
     env.close()
     default.close()
+
+
+def test_abduction_action_scale_narrows_only_the_abduction_joints() -> None:
+    from sim2real.robots.registry import task_config
+
+    overrides = ["action_scale=0.4", "abduction_action_scale=0.2"]
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides),
+                               domain_randomization=False)
+    env.reset(seed=0)
+    env.step(np.ones(12))
+    targets = env.data.ctrl[env._actuator_ids]
+    expected = consts.DEFAULT_POSE + np.tile([0.2, 0.4, 0.4], 4)
+    np.testing.assert_allclose(targets, expected)
+    # The deployed law (ONNX metadata, controllers) is the same per-joint one.
+    np.testing.assert_allclose(env.deployment_spec.joint_targets(np.ones(12)), expected)
+    assert env.deployment_spec.action_scales == (0.2, 0.4, 0.4) * 4
+    env.close()
