@@ -401,7 +401,7 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     judged = all(t is not None for t in task)
     config = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
     if judged:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4), gridspec_kw={"wspace": 0.55})
     else:
         fig, ax0 = plt.subplots(figsize=(7, 4))
         axes = [ax0]
@@ -422,9 +422,9 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
         ax.plot(steps, turn, marker="s", ls="--", color="tab:red", label="yaw-rate error, turn (rad/s)")
         ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target")
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("planar velocity error (m/s)")
+        ax.set_ylabel("tracking error (m/s; rad/s for the yaw-rate line)")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.grid(alpha=0.3)
         ax = axes[2]
         ax.plot(steps, [100 * t["fall_rate"] for t in task], marker="o", color="tab:red")
@@ -435,7 +435,10 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(f"SAC on {config.get('env', '?')} (seed {config.get('seed', '?')})")
-    fig.tight_layout()
+    if judged:
+        fig.subplots_adjust(left=0.05, right=0.97, bottom=0.13, top=0.88)
+    else:
+        fig.tight_layout()
     out = run_dir / CURVE
     # Redrawn after every evaluation of a long run: write aside and rename, so an image
     # viewer watching the file never reads half a PNG.
