@@ -16,6 +16,16 @@ from sim2real.train.cli import main
 SIM2REAL = shutil.which("sim2real")
 
 
+def read_video(path: Path) -> np.ndarray:
+    """Decode a clip in a fresh interpreter: imageio forks ffmpeg, and a fork from this
+    process, where earlier tests ran gRPC threads, can leave the child without its pipes."""
+    code = ("import sys, numpy as np, imageio.v2 as iio; "
+            "np.save(sys.argv[2], np.stack(list(iio.get_reader(sys.argv[1]))))")
+    npy = path.with_suffix(".frames.npy")
+    subprocess.run([sys.executable, "-c", code, str(path), str(npy)], check=True, timeout=120)
+    return np.load(npy)
+
+
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     assert SIM2REAL, "the sim2real console script is not installed"
     return subprocess.run([SIM2REAL, *args], capture_output=True, text=True, timeout=300)
@@ -57,13 +67,11 @@ def test_robots_unknown_env_names_the_valid_ones(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize("env_id", ["sim2real/QuadrupedJoystick-v0", "sim2real/HandCubeRotate-v0"])
 def test_view_renders_a_real_clip(tmp_path: Path, env_id: str) -> None:
-    import imageio.v2 as imageio
-
     out = tmp_path / "clip.mp4"
     result = run("robots", "view", env_id, "--out", str(out), "--seconds", "0.5",
                  "--width", "160", "--height", "120")
     assert result.returncode == 0, result.stderr
-    frames = [frame for frame in imageio.get_reader(out)]  # len() of an mp4 reader is inf
+    frames = read_video(out)
     assert len(frames) >= 10
     assert frames[0].shape == (120, 160, 3)
     assert np.std(frames[-1]) > 5, "blank frame"

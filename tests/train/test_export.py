@@ -141,6 +141,33 @@ def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None
     assert set(report["reward_terms"]) == set(
         get_record(env_id).load_config_class()().rewards.__dataclass_fields__
     )
+    if judged:
+        # Seeing the trained policy: eval --video and robots view --policy (ONNX and run
+        # directory), on the task config the policy trained with.
+        video, strip = tmp_path / "judge.mp4", tmp_path / "strip.png"
+        result = subprocess.run(
+            [sim2real, "eval", str(onnx_path), "--episodes", "1", "--commands", "fwd=0.5,0,0",
+             "--video", str(video), "--video-seconds", "0.3"],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "| fwd (0.5, 0, 0) |" in result.stdout and video.stat().st_size > 1000
+        for policy in (onnx_path, run):
+            result = subprocess.run(
+                [sim2real, "robots", "view", env_id, "--policy", str(policy), "--command",
+                 "fwd=0.5,0,0", "--seconds", "0.3", "--out", str(strip), "--frames", "4",
+                 "--width", "64", "--height", "48"],
+                capture_output=True, text=True, timeout=600,
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            from PIL import Image
+
+            assert Image.open(strip).size == (4 * 64, 48)
+        wrong = subprocess.run(
+            [sim2real, "robots", "view", "sim2real/HandCubeRotate-v0", "--policy", str(onnx_path)],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert wrong.returncode == 2 and "was trained on sim2real/QuadrupedJoystick-v0" in wrong.stderr
 
 
 def test_export_and_eval_errors_are_clear(tmp_path: Path) -> None:
