@@ -18,9 +18,10 @@ SIM2REAL = shutil.which("sim2real")
 
 def read_video(path: Path) -> np.ndarray:
     """Decode a clip in a fresh interpreter: imageio forks ffmpeg, and a fork from this
-    process, where earlier tests ran gRPC threads, can leave the child without its pipes."""
+    process, where earlier tests ran gRPC threads, can leave the child without its pipes.
+    (A comprehension, not list(): the reader's len() is inf, which list() preallocates.)"""
     code = ("import sys, numpy as np, imageio.v2 as iio; "
-            "np.save(sys.argv[2], np.stack(list(iio.get_reader(sys.argv[1]))))")
+            "np.save(sys.argv[2], np.stack([f for f in iio.get_reader(sys.argv[1])]))")
     npy = path.with_suffix(".frames.npy")
     subprocess.run([sys.executable, "-c", code, str(path), str(npy)], check=True, timeout=120)
     return np.load(npy)
