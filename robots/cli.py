@@ -50,7 +50,8 @@ class ViewRollout:
     A trained policy runs on the task config it was trained with."""
     command: str | None = None
     """Joystick task: the one command to pin, [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
-    forward=0.5,0,0 (default: each of the judge's commands in turn, --seconds each)."""
+    forward=0.5,0,0; write --command=-0.5,0,0 or name it (back=-0.5,0,0) when it starts
+    with a minus sign (default: each of the judge's commands in turn, --seconds each)."""
     frames: int = 8
     """Frames in a .png strip (evenly spaced over the rollout, 4 per row)."""
     seed: int = 0

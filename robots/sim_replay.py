@@ -41,7 +41,15 @@ class Window:
 class SimReplayer:
     """Open-loop replay of logged actions from logged states on one env's model."""
 
-    def __init__(self, env_id: str) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        action_scale: Sequence[float] | None = None,
+        action_offset: Sequence[float] | None = None,
+    ) -> None:
+        """``action_scale``/``action_offset``: the control law the log was recorded with
+        (its LogInfo), joint target = offset + scale x action; default: the env's default
+        task config. A policy trained with other action scales needs the logged ones."""
         if env_id not in SUPPORTED:
             raise SimReplayError(
                 f"sim replay supports {list(SUPPORTED)}; the log is from {env_id!r} "
@@ -55,6 +63,14 @@ class SimReplayer:
         self.env.reset(seed=0)
         self.spec = self.robot.deployment_spec
         self.n_joints = len(self.spec.joint_names)
+        self.action_scale = np.asarray(action_scale if action_scale else self.spec.action_scales, float)
+        self.action_offset = np.asarray(action_offset if action_offset else self.spec.default_pose, float)
+        for name, value in (("action_scale", self.action_scale), ("action_offset", self.action_offset)):
+            if value.shape != (self.n_joints,):
+                raise SimReplayError(
+                    f"{name} must have {self.n_joints} entries (one per joint of {env_id}), "
+                    f"got {value.shape[0] if value.ndim else value}"
+                )
         self.nominal = self.robot._dynamics  # the nominal draw (DR off)
         self.ranges = self.robot.config.randomization
         self.set_parameters({})
@@ -138,7 +154,7 @@ class SimReplayer:
         for h in range(window.horizon):
             t = window.start + h - self.latency
             applied = actions[t] if t >= 0 and steps[t].episode == episode else np.zeros(self.n_joints)
-            self.robot._physics_step(self.spec.joint_targets(np.clip(applied, -1.0, 1.0)))
+            self.robot._physics_step(self.action_offset + self.action_scale * np.clip(applied, -1.0, 1.0))
             out[h] = self.robot.joint_pos()
         return out
 

@@ -83,14 +83,21 @@ def stop_server(proc: subprocess.Popen[str]) -> int:
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
+    from sim2real.robots.registry import task_config
     from sim2real.serve.client import PolicyClient
     from sim2real.serve.controller import remote_policy, run_controller
     from sim2real.serve.logs import read_log
     from sim2real.serve.replay import ReplayConfig
     from sim2real.serve.replay_report import run_replay, summary_lines
+    from sim2real.train.export import read_metadata
 
     model, card = (config.model, {}) if config.model else shipped_policy()
-    env_id = card.get("env_id", "sim2real/QuadrupedJoystick-v0")
+    metadata = read_metadata(model)
+    env_id = metadata.get("env_id") or card.get("env_id", "sim2real/QuadrupedJoystick-v0")
+    # The task as the policy was trained (observation layout, action scales...), from the
+    # model's own metadata.
+    env_config = json.loads(metadata.get("env_config") or "[]")
+    env_kwargs = {"config": task_config(env_id, env_config)} if env_config else None
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     sim_log = out / "controller.mcap"
@@ -106,7 +113,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             with client.session(deadline_s=config.deadline_ms / 1e3) as session:
                 run = run_controller(env_id, remote_policy(session), episodes=1, max_steps=config.steps,
                                      seed=config.seed, log_path=sim_log, realtime=config.realtime,
-                                     tags={"demo": "true"})
+                                     env_kwargs=env_kwargs, tags={"demo": "true"})
                 misses = session.deadline_misses
     finally:
         code = stop_server(proc)

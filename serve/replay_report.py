@@ -90,7 +90,7 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
     if not len(steps[0].base_orientation) or not len(steps[0].joint_position):
         return {"skipped": "the log has no joint/base state (recorded by a server: observations and actions only)"}
     rng = np.random.default_rng(config.seed)
-    replayer = SimReplayer(log.info.env_id)
+    replayer = SimReplayer(log.info.env_id, list(log.info.action_scale), list(log.info.action_offset))
     try:
         windows = choose_windows(steps, config.horizon, config.windows, rng)
         section: dict[str, Any] = {"nominal": gap_report(replayer, steps, arrays.action, windows)}

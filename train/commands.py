@@ -65,7 +65,8 @@ class EvalConfig:
     (default 10)."""
     commands: tuple[str, ...] | None = None
     """Joystick commands to judge, each [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
-    'forward=0.5,0,0' 'turn=0,0,0.8' (default: stand, forward 0.5 and 1.0, backward 0.5,
+    'forward=0.5,0,0' 'turn=0,0,0.8' (name a command that starts with a minus sign,
+    'back=-0.5,0,0', or the parser takes it for a flag) (default: stand, forward 0.5 and 1.0, backward 0.5,
     sideways 0.4, turn 0.8, forward 0.6 + turn 0.5). Quadruped joystick task only."""
     video: Path | None = None
     """Also render the policy to this video (.mp4 or .gif): the first episode of each

@@ -45,7 +45,8 @@ class TrainConfig:
     eval_interval: int = 10_000
     """Steps between evaluations of the deterministic policy (0: only at the end)."""
     eval_episodes: int = 5
-    """Episodes per evaluation."""
+    """Episodes per evaluation; on a task with a judge (the quadruped joystick) spread over
+    its seven commands, at least one each (so 5 runs 7 episodes)."""
     checkpoint_interval: int = 50_000
     """Steps between checkpoints (one is always written at the end)."""
     save_replay: bool = False

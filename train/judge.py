@@ -6,7 +6,8 @@ and reads, from the free joint of the trunk (not from the reward, not from the n
 observation):
 
 - planar velocity error: mean over the judged steps of |cmd_xy - v_xy|, m/s, with v the
-  trunk velocity in its heading frame (world velocity rotated by minus the yaw);
+  trunk velocity in its heading frame (world velocity rotated by minus the yaw); the
+  steps a fall cut off count as not moving (|cmd_xy| each);
 - yaw-rate error: mean of |cmd_yaw - w_z|, rad/s, w_z about the world vertical;
 - falls: the trunk tilts past 60 degrees or its origin drops below 0.12 m (judge constants,
   independent of the task's own termination settings), or the env terminates;
@@ -100,9 +101,10 @@ class EpisodeMetrics:
 
     fell: bool
     planar_error: float
-    """Mean |cmd_xy - v_xy| over the judged steps, m/s (|cmd_xy| if it fell before any)."""
+    """Mean |cmd_xy - v_xy| over the judged steps, m/s; after a fall, the steps the episode
+    did not play count |cmd_xy| each (not moving)."""
     yaw_error: float
-    """Mean |cmd_yaw - w_z| over the judged steps, rad/s (|cmd_yaw| if none)."""
+    """Mean |cmd_yaw - w_z| over the judged steps, rad/s; after a fall, |cmd_yaw| each."""
     mean_vx: float
     """Mean measured heading-frame velocity and yaw rate over the judged steps."""
     mean_vy: float
@@ -201,11 +203,12 @@ class JudgeResult:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """Everything, JSON-safe: a value with nothing to judge (nan) is None."""
+        return _nan_to_none({
             **self.summary(),
             "targets": self.targets(),
             "commands": [row.as_dict() for row in self.rows],
-        }
+        })
 
     def format_table(self) -> str:
         """The per-command table as text (Markdown-compatible)."""
@@ -236,6 +239,16 @@ class JudgeResult:
             verdict = "met" if t["met"] else "NOT met"
             out.append(f"  {names[key]:48} {t['value']:.3f} (target <= {t['at_most']:g}): {verdict}")
         return "\n".join(out)
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -286,14 +299,20 @@ def run_judged_episode(
             break
         if truncated or (max_steps is not None and length >= max_steps):
             break
+    if fell:
+        # The steps a fall cut off count as a robot that did not move (the command's own
+        # size): a lunge that tracks for a moment and falls never reads better than
+        # walking the whole episode. Falls themselves are counted apart.
+        horizon = (max_steps or env.config.episode_steps) - settle_steps
+        missing = max(0, horizon - len(planar_errors))
+        planar_errors += [float(np.linalg.norm(cmd_xy))] * missing
+        yaw_errors += [abs(command.yaw_rate)] * missing
     mean_v = np.mean(velocities, axis=0) if velocities else np.full(3, math.nan)
     distance = float(np.linalg.norm(env.trunk_position()[:2] - start))
     return EpisodeMetrics(
         fell=fell,
-        # Fell before the first judged step: scored as a robot that did not move (the
-        # command's own size), so falling early never reads better than standing.
-        planar_error=float(np.mean(planar_errors)) if planar_errors else float(np.linalg.norm(cmd_xy)),
-        yaw_error=float(np.mean(yaw_errors)) if yaw_errors else abs(command.yaw_rate),
+        planar_error=float(np.mean(planar_errors)) if planar_errors else math.nan,
+        yaw_error=float(np.mean(yaw_errors)) if yaw_errors else math.nan,
         mean_vx=float(mean_v[0]),
         mean_vy=float(mean_v[1]),
         mean_yaw_rate=float(mean_v[2]),

@@ -229,6 +229,7 @@ class SAC:
         self.updates += 1
         return {
             "loss/critic": q_loss.item(),
+            # With actor_delay > 1: the actor's figures from its latest update.
             **self._last_actor_metrics,
             "alpha": alpha.item(),
             "q_mean": q_mean.item(),

@@ -398,6 +398,10 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     mean = np.array([r["return_mean"] for r in records])
     std = np.array([r["return_std"] for r in records])
     task = [r.get("task") for r in records]
+
+    def num(value: Any) -> float:  # metrics.jsonl writes "nothing to judge" as null
+        return np.nan if value is None else float(value)
+
     judged = all(t is not None for t in task)
     config = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
     if judged:
@@ -413,12 +417,12 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     ax.grid(alpha=0.3)
     if judged:
         ax = axes[1]
-        walking = [t["walking_planar_error"] for t in task]
+        walking = [num(t["walking_planar_error"]) for t in task]
         ax.plot(steps, walking, marker="o", color="k", label="walking commands (mean)")
         for i, row in enumerate(task[-1]["commands"]):
-            values = [t["commands"][i]["planar_error"] if i < len(t["commands"]) else np.nan for t in task]
+            values = [num(t["commands"][i]["planar_error"]) if i < len(t["commands"]) else np.nan for t in task]
             ax.plot(steps, values, lw=0.8, alpha=0.6, label=row["command"])
-        turn = [t["turn_yaw_error"] for t in task]
+        turn = [num(t["turn_yaw_error"]) for t in task]
         ax.plot(steps, turn, marker="s", ls="--", color="tab:red", label="yaw-rate error, turn (rad/s)")
         ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target")
         ax.set_xlabel("environment steps")

@@ -155,8 +155,11 @@ def write_frame_strip(frames: Sequence[np.ndarray], out: Path, count: int = 8, c
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    Image.fromarray(canvas).save(tmp, format="PNG")
-    tmp.replace(out)
+    try:
+        Image.fromarray(canvas).save(tmp, format="PNG")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

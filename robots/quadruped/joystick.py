@@ -104,7 +104,8 @@ class QuadrupedJoystickConfig:
     """Everything that defines the joystick task. Defined once; the CLI is generated from it."""
 
     action_scale: float = 0.5
-    """joint target = default pose + action_scale * action (rad), action in [-1, 1]."""
+    """joint target = default pose + action_scale * action (rad), action in [-1, 1];
+    the abduction joints use abduction_action_scale when that is set."""
     abduction_action_scale: float = 0.0
     """Action scale of the four abduction (hip x) joints, rad; 0: action_scale. A narrower
     sideways range keeps exploration from splaying the legs ("A Walk in the Park" bounds
@@ -185,8 +186,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
     """Joystick locomotion for a Go1-class quadruped.
 
     ## Action space
-    ``Box(-1, 1, (12,), float32)``; joint target = default pose + action_scale * action,
-    tracked by the motors' PD loop (Kp 35, Kd 0.5, torque limited) at 500 Hz.
+    ``Box(-1, 1, (12,), float32)``; joint target = default pose + action_scale * action
+    (``abduction_action_scale`` on the four abduction joints when set), tracked by the motors' PD loop (Kp 35, Kd 0.5, torque limited) at 500 Hz.
 
     | index | actuator | unit of the target |
     |---|---|---|

@@ -175,3 +175,17 @@ def test_sysid_on_a_subset_without_latency(quad_log) -> None:
     finally:
         replayer.close()
     assert set(fit.best) == {"kp_scale"} and fit.best_error <= fit.nominal_error
+
+
+def test_sim_replay_drives_the_joints_with_the_logged_control_law() -> None:
+    from sim2real.robots.sim_replay import SimReplayError
+
+    default = SimReplayer(QUAD_ENV)
+    narrow = SimReplayer(QUAD_ENV, action_scale=[0.2, 0.4, 0.4] * 4,
+                         action_offset=list(default.spec.default_pose))
+    np.testing.assert_allclose(default.action_scale, default.spec.action_scales)
+    np.testing.assert_allclose(narrow.action_scale, [0.2, 0.4, 0.4] * 4)
+    default.close()
+    narrow.close()
+    with pytest.raises(SimReplayError, match="action_scale must have 12 entries"):
+        SimReplayer(QUAD_ENV, action_scale=[0.5] * 3)

@@ -76,6 +76,8 @@ def test_a_fall_is_counted_and_ends_the_episode() -> None:
     episode = judge.run_judged_episode(env, zero_policy, JoystickCommand("f", 0.5, 0.0, 0.0), seed=0)
     assert episode.fell
     assert episode.length == 100  # 2 s at 50 Hz
+    # 50 judged steps tracked perfectly; the 900 the fall cut off count as not moving.
+    assert episode.planar_error == pytest.approx(0.5 * 900 / 950)
     result = judge.JudgeResult([judge.CommandMetrics(JoystickCommand("f", 0.5, 0, 0), [episode])])
     assert result.fall_rate == 1.0
     assert not result.targets()["fall_rate"]["met"]
@@ -164,3 +166,54 @@ def test_command_parsing(text: str, expected: JoystickCommand) -> None:
 def test_bad_commands_are_refused_with_the_expected_form(text: str) -> None:
     with pytest.raises(ValueError, match=r"expected \[NAME=\]VX,VY,YAW"):
         JoystickCommand.parse(text)
+
+
+def test_yaw_rate_and_heading_velocity_of_a_tilted_trunk() -> None:
+    """Pitched and rolled, turning about the world vertical and moving: the getters read
+    the world yaw rate and the velocity in the heading frame, not in the tilted body frame."""
+    env = QuadrupedJoystickEnv(domain_randomization=False)
+    env.reset(seed=0)
+    yaw, pitch, roll = 0.7, 0.3, -0.2
+    quat = np.empty(4)
+    mujoco.mju_euler2Quat(quat, np.array([roll, pitch, yaw]), "XYZ")  # fixed axes: Rz Ry Rx
+    root = env._root_qpos
+    env.data.qpos[root + 3 : root + 7] = quat
+    mujoco.mj_forward(env.model, env.data)
+    rot = env.data.xmat[env._ids.trunk_body].reshape(3, 3)
+    heading_v = np.array([0.4, -0.1])
+    c, s = np.cos(yaw), np.sin(yaw)
+    world_v = np.array([c * heading_v[0] - s * heading_v[1], s * heading_v[0] + c * heading_v[1], 0.05])
+    env.set_trunk_velocity(world_v, rot.T @ np.array([0.0, 0.0, 0.8]))
+    mujoco.mj_forward(env.model, env.data)
+    assert env.trunk_yaw() == pytest.approx(yaw, abs=1e-9)
+    assert env.world_yaw_rate() == pytest.approx(0.8, abs=1e-9)
+    np.testing.assert_allclose(env.heading_frame_velocity(), heading_v, atol=1e-9)
+    env.close()
+
+
+def test_a_resampled_command_is_judged_on_its_step_and_observed_after() -> None:
+    from sim2real.robots.registry import task_config
+
+    config = task_config(judge.QUADRUPED_ENV_ID, ["command_resample_s=0.2", "observe_linear_velocity=false"])
+    env = QuadrupedJoystickEnv(config=config, domain_randomization=False)
+    obs, info = env.reset(seed=3)
+    command = info["command"].copy()
+    command_slice = slice(6, 9)  # observation entries 6-8: the command
+    changes = 0
+    for _ in range(200):
+        step_before = env._step_count
+        resample_now = env._next_command_step == step_before + 1
+        obs, _, _, _, info = env.step(np.zeros(12))
+        # The reward of this step judged the command the policy acted on...
+        vx, vy, _ = env.local_linvel().tolist()
+        expected = np.exp(-((command[0] - vx) ** 2 + (command[1] - vy) ** 2) / config.tracking_sigma)
+        assert info["reward_terms"]["tracking_lin_vel"] == pytest.approx(expected)
+        # ...and the observation and info carry the command for the next one.
+        np.testing.assert_allclose(obs[command_slice], info["command"], atol=1e-6)
+        if resample_now:
+            changes += int(not np.array_equal(info["command"], command))
+        else:
+            np.testing.assert_array_equal(info["command"], command)
+        command = info["command"].copy()
+    assert changes > 5
+    env.close()
