@@ -291,10 +291,10 @@ class Trainer:
         if result.task is not None:
             for name, value in result.task.summary().items():
                 self._scalar(f"eval/task/{name}", value)
-            for row in result.task.as_dict()["commands"]:
-                key = row["command"].replace(" ", "_")
-                self._scalar(f"eval/task/planar_error/{key}", row["planar_error"])
-                self._scalar(f"eval/task/yaw_error/{key}", row["yaw_error"])
+            for row in result.task.rows:
+                key = row.command.name.replace(" ", "_")
+                self._scalar(f"eval/task/planar_error/{key}", row.mean("planar_error"))
+                self._scalar(f"eval/task/yaw_error/{key}", row.mean("yaw_error"))
             summary = result.task.summary()
             task_text = (f"; falls {summary['fall_rate']:.0%}, planar error (walking) "
                          f"{summary['walking_planar_error']:.3f} m/s, yaw error (turn) "
@@ -439,6 +439,10 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle(f"SAC on {config.get('env', '?')} (seed {config.get('seed', '?')})")
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in axes:  # 25k, not 25000: long runs' tick labels would run together
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
     if judged:
         fig.subplots_adjust(left=0.05, right=0.97, bottom=0.13, top=0.88)
     else:
