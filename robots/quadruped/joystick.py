@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium import spaces
 
@@ -124,6 +125,9 @@ class QuadrupedJoystickConfig:
     """Initial joint angles = default pose + U(-a, a), rad."""
     random_initial_yaw: bool = True
     """Start each episode facing a uniformly random heading."""
+    init_base_velocity: float = 0.0
+    """Each of the trunk's 6 velocity components at reset ~ U(-a, a) (m/s, rad/s): episodes
+    that start moving teach recovery from the first step (Playground go1: 0.5)."""
     command_resample_s: float = 0.0
     """Mean of the exponential interval, s, after which a new command is drawn within the
     episode, so that one episode teaches several commands (Playground go1: 5 s). 0: one
@@ -152,6 +156,7 @@ class QuadrupedJoystickConfig:
             "fall_height": self.fall_height >= 0,
             "init_joint_noise": self.init_joint_noise >= 0,
             "command_resample_s": math.isfinite(self.command_resample_s) and self.command_resample_s >= 0,
+            "init_base_velocity": math.isfinite(self.init_base_velocity) and self.init_base_velocity >= 0,
         }
         allowed = {
             "action_scale": "> 0",
@@ -163,6 +168,7 @@ class QuadrupedJoystickConfig:
             "fall_height": ">= 0",
             "init_joint_noise": ">= 0",
             "command_resample_s": "a finite number >= 0 (0: one command per episode)",
+            "init_base_velocity": "a finite number >= 0",
         }
         for name, ok in checks.items():
             if not ok:
@@ -328,6 +334,10 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         yaw = rng.uniform(-np.pi, np.pi) if cfg.random_initial_yaw else 0.0
         offsets = rng.uniform(-cfg.init_joint_noise, cfg.init_joint_noise, n)
         self.set_home_state(yaw, offsets)
+        if cfg.init_base_velocity > 0:
+            a = cfg.init_base_velocity
+            self.set_trunk_velocity(rng.uniform(-a, a, 3), rng.uniform(-a, a, 3))
+            mujoco.mj_forward(self.model, self.data)
         pinned = (options or {}).get("command")
         if pinned is not None:
             command = np.asarray(pinned, dtype=np.float64)

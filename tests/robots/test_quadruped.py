@@ -314,3 +314,21 @@ def test_abduction_action_scale_narrows_only_the_abduction_joints() -> None:
     np.testing.assert_allclose(env.deployment_spec.joint_targets(np.ones(12)), expected)
     assert env.deployment_spec.action_scales == (0.2, 0.4, 0.4) * 4
     env.close()
+
+
+def test_init_base_velocity_starts_episodes_moving_within_the_range() -> None:
+    from sim2real.robots.registry import task_config
+
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", ["init_base_velocity=0.5"]),
+                               domain_randomization=False)
+    velocities = []
+    for seed in range(20):
+        env.reset(seed=seed)
+        velocities.append(env.data.qvel[env._root_qvel : env._root_qvel + 6].copy())
+    velocities = np.array(velocities)
+    assert np.all(np.abs(velocities) <= 0.5) and np.abs(velocities).max() > 0.3
+    env.close()
+    still = QuadrupedJoystickEnv(domain_randomization=False)
+    still.reset(seed=0)
+    np.testing.assert_array_equal(still.data.qvel[still._root_qvel : still._root_qvel + 6], 0.0)
+    still.close()
