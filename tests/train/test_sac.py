@@ -93,6 +93,15 @@ def test_ensemble_matches_independent_critics() -> None:
         torch.testing.assert_close(q[i], (h @ ensemble.out.weight[i] + ensemble.out.bias[i]).squeeze(-1))
 
 
+def random_batch(n: int = 32, obs_dim: int = 3, act_dim: int = 1) -> dict[str, torch.Tensor]:
+    """A fixed batch of random transitions for update tests."""
+    return {
+        "obs": torch.randn(n, obs_dim), "next_obs": torch.randn(n, obs_dim),
+        "actions": torch.rand(n, act_dim) * 2 - 1, "rewards": torch.randn(n),
+        "terminated": torch.zeros(n),
+    }
+
+
 def test_droq_critic_is_linear_dropout_layernorm_relu_per_member() -> None:
     torch.manual_seed(0)
     ensemble = QEnsemble(3, 2, (8, 8), n=2, dropout=0.5, layer_norm=True)
@@ -120,11 +129,7 @@ def test_droq_critic_is_linear_dropout_layernorm_relu_per_member() -> None:
 def test_actor_delay_updates_the_actor_every_kth_step_and_the_critics_every_step() -> None:
     torch.manual_seed(0)
     sac = SAC(SACConfig(actor_hidden=(16,), critic_hidden=(16,), actor_delay=3), obs_dim=3, act_dim=1)
-    batch = {
-        "obs": torch.randn(32, 3), "next_obs": torch.randn(32, 3),
-        "actions": torch.rand(32, 1) * 2 - 1, "rewards": torch.randn(32),
-        "terminated": torch.zeros(32),
-    }
+    batch = random_batch()
     actor_changed, critic_changed = [], []
     for _ in range(6):
         actor_before = [p.clone() for p in sac.actor.parameters()]
@@ -152,11 +157,7 @@ def test_actor_actions_are_squashed_and_deterministic_is_tanh_mean() -> None:
 def test_update_reduces_critic_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     sac = SAC(SACConfig(actor_hidden=(32,), critic_hidden=(32,), batch_size=32), obs_dim=3, act_dim=1)
-    batch = {
-        "obs": torch.randn(32, 3), "next_obs": torch.randn(32, 3),
-        "actions": torch.rand(32, 1) * 2 - 1, "rewards": torch.randn(32),
-        "terminated": torch.zeros(32),
-    }
+    batch = random_batch()
     first = sac.update(batch)["loss/critic"]
     for _ in range(200):
         last = sac.update(batch)["loss/critic"]
