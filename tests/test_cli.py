@@ -91,3 +91,38 @@ def test_module_entry_point() -> None:
     result = subprocess.run([sys.executable, "-m", "sim2real.train.cli", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "robots" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "zero", "--env", "Pendulum-v1", "--commands", "f=1,0,0"],
+         "--commands applies to sim2real/QuadrupedJoystick-v0 only"),
+        (["eval", "zero", "--env", "sim2real/QuadrupedJoystick-v0", "--commands", "f=1,0"],
+         "expected [NAME=]VX,VY,YAW"),
+        (["robots", "view", "sim2real/HandCubeRotate-v0", "--command", "f=1,0,0"],
+         "--command applies to sim2real/QuadrupedJoystick-v0 only"),
+        (["robots", "view", "sim2real/QuadrupedJoystick-v0", "--policy", "no/such/run"],
+         "is neither zero, random, an .onnx file nor a run directory"),
+    ],
+)
+def test_judge_and_view_misuse_is_refused_with_the_reason(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "zero", "--env", "sim2real/QuadrupedJoystick-v0", "--video", "x.avi"],
+         "video must end in .mp4 or .gif"),
+        (["eval", "zero", "--env", "sim2real/QuadrupedJoystick-v0", "--video-seconds", "0"],
+         "video_seconds must be > 0"),
+        (["robots", "view", "sim2real/QuadrupedJoystick-v0", "--frames", "0"], "frames must be in 1..64"),
+    ],
+)
+def test_bad_render_options_are_refused_before_any_work(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode != 0 and message in result.stderr

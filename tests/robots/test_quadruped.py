@@ -332,3 +332,23 @@ def test_init_base_velocity_starts_episodes_moving_within_the_range() -> None:
     still.reset(seed=0)
     np.testing.assert_array_equal(still.data.qvel[still._root_qvel : still._root_qvel + 6], 0.0)
     still.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"command_resample_s": -1.0}, r"command_resample_s must be a finite number >= 0 .*got -1.0"),
+        ({"init_base_velocity": float("nan")}, r"init_base_velocity must be a finite number >= 0, got nan"),
+        ({"abduction_action_scale": -0.1}, r"abduction_action_scale must be >= 0 \(0: action_scale\), got -0.1"),
+    ],
+)
+def test_new_task_options_refuse_bad_values_naming_the_field(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        QuadrupedJoystickConfig(**overrides)
+
+
+def test_command_zero_probabilities_must_be_probabilities() -> None:
+    from sim2real.robots.quadruped.joystick import CommandRanges
+
+    with pytest.raises(InvalidRangeError, match=r"CommandRanges.lin_vel_y_zero_probability must be in \[0, 1\], got 1.5"):
+        CommandRanges(lin_vel_y_zero_probability=1.5)
