@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sim2real.robots.quadruped.constants import TRACKING_SETTLE_S
 from sim2real.serve.logs import LogWriter
 from sim2real.v1 import log_pb2
 
@@ -81,11 +82,6 @@ def robot_state(robot: Any) -> dict[str, np.ndarray]:
         state["base_linear_velocity"] = robot.data.qvel[qvel : qvel + 3]
         state["base_angular_velocity"] = robot.data.qvel[qvel + 3 : qvel + 6]
     return {k: np.array(v, dtype=np.float32) for k, v in state.items()}
-
-
-TRACKING_SETTLE_S = 1.0
-"""Seconds at the start of an episode left out of the tracking errors (the robot starts at
-rest), as `sim2real eval`'s judge does."""
 
 
 @dataclass
@@ -188,6 +184,7 @@ def run_controller(
             tracks = command is not None and hasattr(robot, "heading_frame_velocity")
             if tracks:
                 run.commands.append(np.asarray(command, float).tolist())
+            # Left out of the tracking errors, as `sim2real eval`'s judge does.
             settle_steps = round(TRACKING_SETTLE_S * spec.control_rate_hz)
             next_tick = time.perf_counter()
             for k in range(max_steps or robot.config.episode_steps):

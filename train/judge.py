@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.robots.quadruped import constants as quadruped_constants
+
 QUADRUPED_ENV_ID = "sim2real/QuadrupedJoystick-v0"
 
-SETTLE_S = 1.0
+SETTLE_S = quadruped_constants.TRACKING_SETTLE_S
 """Seconds at the start of an episode that are not judged."""
 FALL_UP_Z = 0.5
 """A fall: the trunk's up-vector z below this (tilted more than 60 degrees)..."""

@@ -39,6 +39,9 @@ KD = 0.5
 TORQUE_LIMITS = np.tile(np.array([23.7, 23.7, 35.55]), len(LEG_NAMES))
 
 CONTROL_DT = 0.02  # 50 Hz policy
+# Velocity tracking is measured after this many seconds of an episode (the robot starts at
+# rest); the judge (sim2real eval) and the controller's tracking figures share it.
+TRACKING_SETTLE_S = 1.0
 # A foot counts as in contact when its touch sensor reads more than this normal force (N);
 # the robot weighs ~125 N, so a loaded foot reads tens of newtons.
 CONTACT_FORCE_THRESHOLD = 1.0
