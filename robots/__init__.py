@@ -1,7 +1,7 @@
 """Robots: MJCF models, gymnasium tasks and domain randomization, one folder per robot.
 
-Importing this package registers ``sim2real/QuadrupedJoystick-v0`` and
-``sim2real/HandCubeRotate-v0`` with gymnasium.
+Importing this package registers ``sim2real/QuadrupedJoystick-v0``,
+``sim2real/HandCubeRotate-v0`` and ``sim2real/HandValveTurn-v0`` with gymnasium.
 """
 
 from sim2real.robots.registry import (

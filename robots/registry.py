@@ -63,6 +63,14 @@ ENVS: dict[str, EnvRecord] = {
             config_entry_point="sim2real.robots.hand.cube_rotate:HandCubeRotateConfig",
             summary="LEAP-class 16-DoF hand, palm up, spins a 70 mm cube about the vertical.",
         ),
+        EnvRecord(
+            env_id="sim2real/HandValveTurn-v0",
+            robot="hand",
+            entry_point="sim2real.robots.hand.valve_turn:HandValveTurnEnv",
+            config_entry_point="sim2real.robots.hand.valve_turn:HandValveTurnConfig",
+            summary="LEAP-class 16-DoF hand turns a three-spoke valve on a vertical axle, "
+                    "clockwise or counter-clockwise as commanded.",
+        ),
     )
 }
 

@@ -1,1 +1,2 @@
-"""LEAP-class 16-DoF four-finger hand: model, in-hand cube rotation, domain randomization."""
+"""LEAP-class 16-DoF four-finger hand: model, in-hand cube rotation, valve turning, domain
+randomization."""

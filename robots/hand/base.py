@@ -1,11 +1,14 @@
 """The hand model: loading, PD actuation and named sensor getters.
 
-Tasks subclass :class:`HandEnv` and read the hand and the cube through these getters, which
+Tasks subclass :class:`HandBase` (the hand in any scene of ``xmls/``) or :class:`HandEnv`
+(the hand with the free cube) and read the hand and its object through these getters, which
 hold precomputed slices into ``data.sensordata``/``qpos``/``qvel`` so a control step does no
 name lookups.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -14,12 +17,14 @@ from sim2real.robots.hand import constants as consts
 from sim2real.robots.mujoco_env import MujocoRobotEnv
 
 
-class HandEnv(MujocoRobotEnv):
-    """A LEAP-class hand fixed palm up with a free cube, position-controlled at 20 Hz."""
+class HandBase(MujocoRobotEnv):
+    """A LEAP-class hand fixed palm up in the scene ``xml_path`` (which includes hand.xml and
+    has a ``home`` keyframe), position-controlled at 20 Hz. Knows the hand only; the
+    task's object is the subclass's."""
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, xml_path: Path, render_mode: str | None = None) -> None:
         super().__init__(
-            consts.SCENE_XML,
+            xml_path,
             control_dt=consts.CONTROL_DT,
             render_mode=render_mode,
             render_camera="closeup",
@@ -40,15 +45,8 @@ class HandEnv(MujocoRobotEnv):
             self._act_slice = slice(int(self._actuator_ids[0]), int(self._actuator_ids[-1]) + 1)
         else:
             raise ValueError("hand actuators must be contiguous, in ACTUATOR_NAMES order")
-        cube_joint = self._id(mujoco.mjtObj.mjOBJ_JOINT, consts.CUBE_JOINT)
-        self._cube_qpos = int(m.jnt_qposadr[cube_joint])
-        self._cube_qvel = int(m.jnt_dofadr[cube_joint])
         self._palm_site = self._id(mujoco.mjtObj.mjOBJ_SITE, consts.PALM_SITE)
-        self._cube_geom = self._id(mujoco.mjtObj.mjOBJ_GEOM, consts.CUBE_GEOM)
-        self._sensor = {
-            name: self._sensor_slice(name)
-            for name in ("palm_pos", "cube_pos", "cube_quat", "cube_linvel", "cube_angvel")
-        }
+        self._sensor = {"palm_pos": self._sensor_slice("palm_pos")}
         self._touch = np.array(
             [self.model.sensor_adr[self._id(mujoco.mjtObj.mjOBJ_SENSOR, n)]
              for n in consts.TOUCH_SENSORS]
@@ -92,6 +90,41 @@ class HandEnv(MujocoRobotEnv):
         """Rotation matrix (3, 3) of the palm frame in the world (fixed: the hand is bolted)."""
         return self.data.site_xmat[self._palm_site].reshape(3, 3)
 
+    # --- simulator-only state (privileged) ----------------------------------------------
+    def fingertip_positions(self) -> np.ndarray:
+        """World positions of the fingertip box centres, (4, 3), constants.TIP_NAMES order."""
+        return self.data.sensordata[self._tip_pos].reshape(len(consts.TIP_NAMES), 3)
+
+    def fingertip_contact_forces(self) -> np.ndarray:
+        """Normal force on each fingertip (touch sensor), N, constants.TIP_NAMES order.
+
+        The hand collides only with the task's object (the cube, the valve), so this is the
+        fingertip-object contact force.
+        """
+        return self.data.sensordata[self._touch]
+
+    def _reset_hand(self, joint_offsets: np.ndarray) -> None:
+        """Reset to the home keyframe with the joints offset (clipped to their ranges) and the
+        servos targeting the default pose; the caller places its object, then mj_forward."""
+        mujoco.mj_resetDataKeyframe(self.model, self.data, self._home_key)
+        self.data.qpos[self._qpos_slice] = np.clip(
+            consts.DEFAULT_POSE + joint_offsets, self.joint_lower, self.joint_upper
+        )
+        self.data.ctrl[self._act_slice] = consts.DEFAULT_POSE
+
+
+class HandEnv(HandBase):
+    """A LEAP-class hand fixed palm up with a free cube, position-controlled at 20 Hz."""
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        super().__init__(consts.SCENE_XML, render_mode=render_mode)
+        cube_joint = self._id(mujoco.mjtObj.mjOBJ_JOINT, consts.CUBE_JOINT)
+        self._cube_qpos = int(self.model.jnt_qposadr[cube_joint])
+        self._cube_qvel = int(self.model.jnt_dofadr[cube_joint])
+        self._cube_geom = self._id(mujoco.mjtObj.mjOBJ_GEOM, consts.CUBE_GEOM)
+        for name in ("cube_pos", "cube_quat", "cube_linvel", "cube_angvel"):
+            self._sensor[name] = self._sensor_slice(name)
+
     # --- cube state (a camera/tracker on the real setup; exact in simulation) -------------
     def cube_pos(self) -> np.ndarray:
         """World position of the cube centre, m."""
@@ -113,18 +146,6 @@ class HandEnv(MujocoRobotEnv):
         """Cube angular velocity in the world frame, rad/s (simulator only)."""
         return self.data.sensordata[self._sensor["cube_angvel"]]
 
-    # --- simulator-only state (privileged) ----------------------------------------------
-    def fingertip_positions(self) -> np.ndarray:
-        """World positions of the fingertip box centres, (4, 3), constants.TIP_NAMES order."""
-        return self.data.sensordata[self._tip_pos].reshape(len(consts.TIP_NAMES), 3)
-
-    def fingertip_contact_forces(self) -> np.ndarray:
-        """Normal force on each fingertip (touch sensor), N, constants.TIP_NAMES order.
-
-        The hand collides only with the cube, so this is the fingertip-cube contact force.
-        """
-        return self.data.sensordata[self._touch]
-
     def set_home_state(
         self, joint_offsets: np.ndarray, cube_pos: np.ndarray, cube_quat: np.ndarray
     ) -> None:
@@ -132,14 +153,10 @@ class HandEnv(MujocoRobotEnv):
 
         Joint angles are clipped to their ranges; the servos target the default pose.
         """
-        mujoco.mj_resetDataKeyframe(self.model, self.data, self._home_key)
+        self._reset_hand(joint_offsets)
         q = self.data.qpos
-        q[self._qpos_slice] = np.clip(
-            consts.DEFAULT_POSE + joint_offsets, self.joint_lower, self.joint_upper
-        )
         q[self._cube_qpos : self._cube_qpos + 3] = cube_pos
         q[self._cube_qpos + 3 : self._cube_qpos + 7] = cube_quat
-        self.data.ctrl[self._act_slice] = consts.DEFAULT_POSE
         mujoco.mj_forward(self.model, self.data)
 
     def cube_half_height(self) -> float:

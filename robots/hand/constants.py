@@ -54,3 +54,16 @@ TORQUE_LIMITS = np.full(len(JOINT_NAMES), TORQUE_LIMIT)
 CONTROL_DT = 0.05  # 20 Hz policy (Playground leap_hand ctrl_dt)
 CUBE_EDGE = 0.07  # m
 CUBE_MASS = 0.108  # kg
+
+# --- the valve of sim2real/HandValveTurn-v0 (xmls/valve_scene.xml) --------------------------
+VALVE_SCENE_XML = XML_DIR / "valve_scene.xml"
+VALVE_BODY = "valve"
+VALVE_JOINT = "valve_hinge"
+VALVE_HUB_GEOM = "valve_hub"
+VALVE_SPOKE_GEOMS = ("valve_spoke0", "valve_spoke1", "valve_spoke2")
+VALVE_GEOMS = (VALVE_HUB_GEOM, *VALVE_SPOKE_GEOMS)
+# Sensors of the valve's encoder: angle (rad, counter-clockwise seen from above) and rate.
+VALVE_ANGLE_SENSOR = "valve_angle"
+VALVE_ANGVEL_SENSOR = "valve_angvel"
+# The knob looks the same after a third of a turn.
+VALVE_SPOKES = len(VALVE_SPOKE_GEOMS)

@@ -85,6 +85,39 @@ def test_reward_is_the_sum_of_its_terms(env_id: str) -> None:
     env.close()
 
 
+# What domain randomization writes into the model, on every robot (friction, masses,
+# inertias, joint damping/armature/friction, servo gains, geometry).
+_DR_MODEL_ARRAYS = (
+    "geom_friction", "geom_size", "body_mass", "body_inertia", "dof_damping",
+    "dof_armature", "dof_frictionloss", "actuator_gainprm", "actuator_biasprm",
+)
+
+
+def _physics_after_reset(env: gym.Env, seed: int) -> dict[str, np.ndarray]:
+    _, info = env.reset(seed=seed)
+    model = env.unwrapped.model
+    return {"dr": info["dr"], **{name: getattr(model, name).copy() for name in _DR_MODEL_ARRAYS}}
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_domain_randomization_varies_the_physics(env_id: str) -> None:
+    env = gym.make(env_id)
+    a, b, a_again = (_physics_after_reset(env, seed) for seed in (0, 1, 0))
+    changed = [name for name in _DR_MODEL_ARRAYS if not np.array_equal(a[name], b[name])]
+    # Every family of parameters moves between episodes, not just one.
+    assert {"geom_friction", "body_mass", "dof_damping", "actuator_gainprm"} <= set(changed), changed
+    for name in _DR_MODEL_ARRAYS:
+        np.testing.assert_array_equal(a[name], a_again[name], err_msg=f"{name}: not reproducible")
+    env.close()
+    # Off: the nominal model at every reset, and the nominal values reported.
+    nominal = gym.make(env_id, domain_randomization=False)
+    c, d = (_physics_after_reset(nominal, seed) for seed in (0, 1))
+    for name in _DR_MODEL_ARRAYS:
+        np.testing.assert_array_equal(c[name], d[name], err_msg=f"{name} varies with DR off")
+    assert c["dr"]["latency_steps"] == d["dr"]["latency_steps"] == 0
+    nominal.close()
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_spaces_and_names_agree(env_id: str) -> None:
     env = gym.make(env_id).unwrapped

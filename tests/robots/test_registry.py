@@ -9,10 +9,11 @@ import sim2real.robots as robots
 from sim2real.robots import registry
 
 
-def test_both_robots_registered_with_gymnasium() -> None:
-    assert "sim2real/QuadrupedJoystick-v0" in gym.registry
-    assert "sim2real/HandCubeRotate-v0" in gym.registry
-    assert set(robots.ENVS) == {"sim2real/QuadrupedJoystick-v0", "sim2real/HandCubeRotate-v0"}
+def test_every_env_registered_with_gymnasium() -> None:
+    ours = {"sim2real/QuadrupedJoystick-v0", "sim2real/HandCubeRotate-v0",
+            "sim2real/HandValveTurn-v0"}
+    assert set(robots.ENVS) == ours
+    assert all(env_id in gym.registry for env_id in ours)
 
 
 def test_unknown_env_id_lists_the_valid_ones() -> None:
@@ -20,7 +21,7 @@ def test_unknown_env_id_lists_the_valid_ones() -> None:
         robots.make("sim2real/Quadruped-v9")
     message = str(err.value)
     assert "'sim2real/Quadruped-v9'" in message
-    assert "sim2real/QuadrupedJoystick-v0" in message and "sim2real/HandCubeRotate-v0" in message
+    assert all(env_id in message for env_id in robots.ENVS)
     with pytest.raises(robots.UnknownEnvError, match="this project's envs are"):
         robots.get_record("Nope-v0")
 
