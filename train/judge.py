@@ -206,7 +206,7 @@ class JudgeResult:
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, JSON-safe: a value with nothing to judge (nan) is None."""
-        return _nan_to_none({
+        return nan_to_none({
             **self.summary(),
             "targets": self.targets(),
             "commands": [row.as_dict() for row in self.rows],
@@ -243,13 +243,13 @@ class JudgeResult:
         return "\n".join(out)
 
 
-def _nan_to_none(value: Any) -> Any:
+def nan_to_none(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+        return {k: nan_to_none(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
+        return [nan_to_none(v) for v in value]
     return value
 
 
