@@ -19,19 +19,48 @@ from typing import Literal
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from sim2real.v1 import policy_pb2, policy_pb2_grpc
 
 Fallback = Literal["hold", "default"]
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+"""gRPC's trailer for a serialized google.rpc.Status (not imported from serve.core: a
+client must not pull in onnxruntime)."""
 
 
 class PolicyCallError(RuntimeError):
-    """A unary call the server refused or could not answer: gRPC code and message."""
+    """A unary call the server refused or could not answer: gRPC code and message, and for
+    INVALID_ARGUMENT the offending fields as (field path, description) pairs (the
+    google.rpc.BadRequest the server sends beside the message)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, field_violations: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.field_violations = field_violations
+
+
+def field_violations(err: grpc.RpcError) -> tuple[tuple[str, str], ...]:
+    """BadRequest field violations from a failed call's google.rpc.Status trailer."""
+    trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key != STATUS_DETAILS_KEY:
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return ()  # a server that is not ours; the code and message still stand
+        out = []
+        for detail in status.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):
+                out.extend((v.field, v.description) for v in bad.field_violations)
+        return tuple(out)
+    return ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +154,7 @@ class PolicyClient:
         try:
             return method(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)  # type: ignore[operator]
         except grpc.RpcError as err:
-            raise PolicyCallError(err.code(), err.details() or "") from None
+            raise PolicyCallError(err.code(), err.details() or "", field_violations(err)) from None
 
     def act(self, observation: Sequence[float] | np.ndarray, model_name: str = "", timeout_s: float | None = None) -> ActResult:
         """One unary call; raises PolicyCallError on any failure (no fallback here)."""

@@ -51,9 +51,14 @@ class ServeConfig:
     """File holding the bearer token every call must carry (else $SIM2REAL_TOKEN). Admin
     calls are refused when no token is set."""
     max_message_bytes: int = 1 << 20
-    """Largest request accepted; bigger ones get RESOURCE_EXHAUSTED."""
+    """Largest request accepted; a bigger one gets RESOURCE_EXHAUSTED (in StreamAct, for that
+    message only, up to 4x this size; gRPC itself ends a stream that sends a bigger one)."""
     max_concurrent_rpcs: int = 256
     """Calls (streams count one each) beyond this are refused with RESOURCE_EXHAUSTED."""
+    max_calls_per_connection: int = 32
+    """Calls one client connection may have open at once (streams count one each); more get
+    RESOURCE_EXHAUSTED, so one client cannot take all --max-concurrent-rpcs slots. gRPC
+    channels in one client process share a connection: this bounds one process."""
     grace_seconds: float = 5.0
     """On SIGTERM: seconds in-flight calls get to finish before the server exits."""
     intra_op_threads: int = 1
@@ -89,6 +94,8 @@ class ServeConfig:
             raise ValueError(f"max_message_bytes: expected >= 1024, got {self.max_message_bytes}")
         if self.max_concurrent_rpcs < 1:
             raise ValueError(f"max_concurrent_rpcs: expected >= 1, got {self.max_concurrent_rpcs}")
+        if self.max_calls_per_connection < 1:
+            raise ValueError(f"max_calls_per_connection: expected >= 1, got {self.max_calls_per_connection}")
         if self.grace_seconds < 0:
             raise ValueError(f"grace_seconds: expected >= 0, got {self.grace_seconds}")
         if self.intra_op_threads < 1:

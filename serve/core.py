@@ -9,26 +9,95 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 
 from sim2real.serve.model import LoadedModel
 from sim2real.serve.repository import ModelNotFoundError, ModelRepository
 from sim2real.v1 import policy_pb2
 
 NonFinitePolicy = Literal["reject", "sanitize"]
+MessageT = TypeVar("MessageT")
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+"""The trailing-metadata key gRPC libraries (grpc-status, grpc++'s ErrorDetails) read a
+serialized google.rpc.Status from."""
+MAX_MESSAGE_UTF8_BYTES = 1000
+"""Cap on an error message sent to a client. The message travels percent-encoded in the
+grpc-message trailer and again inside grpc-status-details-bin; a client refuses trailers
+past 8-16 KiB and reports RESOURCE_EXHAUSTED instead of the real code (issue 12, item 8)."""
+
+
+def clip_message(message: str, limit: int = MAX_MESSAGE_UTF8_BYTES) -> str:
+    """``message`` cut to ``limit`` UTF-8 bytes, saying how long it was; lone surrogates
+    (which protobuf refuses to encode) escaped."""
+    encoded = message.encode("utf-8", "backslashreplace")
+    if len(encoded) <= limit:
+        return encoded.decode("utf-8")
+    head = encoded[: limit - 32].decode("utf-8", "ignore")
+    return f"{head}…({len(message)} chars)"
 
 
 class RequestError(Exception):
-    """A request that gets no action: a gRPC status code and a message naming the field."""
+    """A request that gets no action: a gRPC status code and a message naming the field.
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    ``field`` is the request field at fault (``observation``, ``observation[3]``), sent to
+    unary callers as a google.rpc.BadRequest field violation beside the message.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
+
+    @property
+    def wire_message(self) -> str:
+        return clip_message(self.message)
+
+    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
+        """The error as google.rpc.Status in grpc-status-details-bin, so clients in any
+        language (C++ controllers included) get it in structured form. Code and message
+        equal the call's status, as grpc-status's from_call checks."""
+        status = status_pb2.Status(code=self.code.value[0], message=self.wire_message)
+        if self.field is not None and self.code == grpc.StatusCode.INVALID_ARGUMENT:
+            detail = error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.wire_message),
+            ])
+            status.details.add().Pack(detail)
+        return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def decode_message(raw: bytes, parse: Callable[[bytes], MessageT], type_name: str) -> MessageT:
+    """``parse(raw)``, with malformed bytes as INVALID_ARGUMENT rather than an exception
+    that gRPC would answer with UNKNOWN and a traceback in the log."""
+    try:
+        return parse(raw)
+    except DecodeError:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid {type_name} message ({len(raw)} bytes that do not parse)",
+        ) from None
+
+
+def decode_request(raw: bytes) -> policy_pb2.ActRequest:
+    """One StreamAct/Act message from its wire bytes; RequestError if malformed."""
+    return decode_message(raw, policy_pb2.ActRequest.FromString, "sim2real.v1.ActRequest")
+
+
+def check_size(size: int, max_bytes: int) -> None:
+    """RESOURCE_EXHAUSTED for a message over ``max_bytes`` (--max-message-bytes)."""
+    if size > max_bytes:
+        raise RequestError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the request is {size} bytes; this server accepts at most {max_bytes} (--max-message-bytes)",
+        )
 
 
 @dataclass(frozen=True)
@@ -71,11 +140,15 @@ class Outcome:
     compute_ns: int = 0
 
 
-def _describe_nonfinite(obs: np.ndarray) -> str:
+def _nonfinite_error(obs: np.ndarray) -> RequestError:
     bad = np.flatnonzero(~np.isfinite(obs))
     first = int(bad[0])
     more = f" (and {len(bad) - 1} more non-finite values)" if len(bad) > 1 else ""
-    return f"observation[{first}] is {obs[first]}{more}; observations must be finite"
+    return RequestError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"observation[{first}] is {obs[first]}{more}; observations must be finite",
+        field=f"observation[{first}]",
+    )
 
 
 class PolicyCore:
@@ -102,10 +175,11 @@ class PolicyCore:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"observation: model {model.name!r} version {model.version} expects "
                 f"{model.obs_dim} values, got {obs.shape[0]}",
+                field="observation",
             )
         if not np.isfinite(obs).all():
             if self.safety.nonfinite == "reject":
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, _describe_nonfinite(obs))
+                raise _nonfinite_error(obs)
             fill, low, high = self._sanitize_bounds(model)
             obs = np.where(np.isnan(obs), fill, obs)
             obs = np.where(np.isposinf(obs), high, np.where(np.isneginf(obs), low, obs)).astype(np.float32)

@@ -62,7 +62,14 @@ class ServerMetrics:
 
     def serve_http(self, host: str, port: int) -> int:
         """Expose /metrics; returns the bound port (0 picks a free one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as err:
+            # The bare OSError ("Address already in use") does not say which of the
+            # server's two ports it is about (issue 12, item 7).
+            named = OSError(f"cannot serve metrics on {host}:{port} (--metrics-port {port}): {err.strerror or err}")
+            named.errno = err.errno
+            raise named from err
         self._http = server
         return int(server.server_address[1])
 

@@ -18,18 +18,24 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import IO
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sim2real.serve.config import ServeConfig
-from sim2real.serve.core import PolicyCore, RequestError, StreamState
+from sim2real.serve.core import PolicyCore, RequestError, StreamState, check_size, decode_request
 from sim2real.serve.metrics import ServerMetrics
 from sim2real.serve.model import LoadedModel
 from sim2real.serve.recorder import StepRecorder
 from sim2real.serve.repository import ModelRepository
-from sim2real.serve.security import TokenAuthInterceptor, read_token
+from sim2real.serve.security import (
+    CallGuardInterceptor,
+    LogThrottle,
+    TokenAuthInterceptor,
+    read_token,
+)
 from sim2real.v1 import log_pb2, policy_pb2, policy_pb2_grpc
 
 log = logging.getLogger("sim2real.serve")
@@ -37,12 +43,25 @@ log = logging.getLogger("sim2real.serve")
 POLICY_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 ADMIN_SERVICE = policy_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
 
+TRANSPORT_MESSAGE_FACTOR = 4
+"""gRPC's own receive limit is this many times --max-message-bytes. gRPC enforces its limit
+by ending the whole call, which in StreamAct would cost a robot its stream; the server
+enforces --max-message-bytes itself, per message, and gRPC's limit only stops a client
+from making the server buffer arbitrarily large messages."""
+SHUTDOWN_SETTLE_SECONDS = 2.0
+"""After gRPC stops, how long the tasks of the calls it cancelled get to finish."""
+
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
-    def __init__(self, core: PolicyCore, metrics: ServerMetrics, recorder: StepRecorder | None = None) -> None:
+    def __init__(
+        self, core: PolicyCore, metrics: ServerMetrics, recorder: StepRecorder | None = None, *,
+        max_message_bytes: int = 1 << 20, throttle: LogThrottle | None = None,
+    ) -> None:
         self.core = core
         self.metrics = metrics
         self.recorder = recorder
+        self.max_message_bytes = max_message_bytes
+        self.throttle = throttle or LogThrottle()
         m = metrics
         self._requests_act = m.requests.labels("Act")
         self._requests_stream = m.requests.labels("StreamAct")
@@ -62,6 +81,8 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
     async def Act(
         self, request: policy_pb2.ActRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ActResponse:
+        # Parsed by CallGuardInterceptor (after the token check), which answers malformed
+        # and oversized requests itself.
         self._requests_act.inc()
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
@@ -71,17 +92,20 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             outcome = self.core.act(request)
         except RequestError as err:
             self.metrics.errors.labels("Act", err.code.name).inc()
-            await context.abort(err.code, err.message)
+            await context.abort(err.code, err.wire_message, trailing_metadata=err.trailing_metadata())
         self._observe("Act", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
         if self.recorder is not None:
             self.recorder.submit(request, outcome.response)
         return outcome.response
 
     async def StreamAct(
-        self, request_iterator: AsyncIterator[policy_pb2.ActRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> None:
         # context.read()/write() rather than an async generator: one less coroutine hop
-        # per message (5-20% lower echo latency on the dev machine).
+        # per message (5-20% lower echo latency on the dev machine). Registered without a
+        # request deserializer: read() gives the raw bytes, parsed here so that a malformed
+        # or oversized message is answered with its own error and the stream goes on
+        # (the proto's promise), where gRPC's parsing would end the stream.
         state = StreamState()
         self.metrics.streams.inc()
         try:
@@ -89,20 +113,23 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
             # (and its credentials accepted) before its control loop sends anything.
             await context.send_initial_metadata(())
             while True:
-                request = await context.read()
-                if request is grpc.aio.EOF:
+                raw = await context.read()
+                if raw is grpc.aio.EOF:
                     break
                 self._requests_stream.inc()
+                request: policy_pb2.ActRequest | None = None
                 try:
+                    request = self._decode(raw, context)
+                    self._check_size(raw, context)
                     outcome = self.core.act(request, state)
                 except RequestError as err:
                     # Answer this message with its error and keep the stream: the control
                     # loop's next observation may be fine.
                     self.metrics.errors.labels("StreamAct", err.code.name).inc()
                     await context.write(policy_pb2.ActResponse(
-                        sequence=request.sequence,
-                        client_time_ns=request.client_time_ns,
-                        error=policy_pb2.StepError(code=err.code.value[0], message=err.message),
+                        sequence=request.sequence if request is not None else 0,
+                        client_time_ns=request.client_time_ns if request is not None else 0,
+                        error=policy_pb2.StepError(code=err.code.value[0], message=err.wire_message),
                     ))
                     continue
                 self._observe(
@@ -111,8 +138,40 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                 if self.recorder is not None:
                     self.recorder.submit(request, outcome.response)
                 await context.write(outcome.response)
+        except grpc.aio.AbortError:
+            raise
+        except grpc.aio.BaseError as err:
+            # The call ended under the handler: the client went away mid-write (a failed
+            # write batch), or the server is stopping. gRPC logs the former with a
+            # traceback and the latter as a warning per stream; neither is news. It logs
+            # a CancelledError at debug level only, and sends nothing more on the call.
+            log.debug("StreamAct from %s ended: %s: %s", context.peer(), type(err).__name__, err)
+            raise asyncio.CancelledError from None
         finally:
             self.metrics.streams.dec()
+
+    def _decode(self, raw: bytes, context: grpc.aio.ServicerContext) -> policy_pb2.ActRequest:
+        """One streamed message. A malformed one is logged (rate-limited): it means a
+        broken or hostile client, unlike a wrong observation."""
+        try:
+            return decode_request(raw)
+        except RequestError as err:
+            self._warn(err, context)
+            raise
+
+    def _check_size(self, raw: bytes, context: grpc.aio.ServicerContext) -> None:
+        """After parsing, so an oversized message still gets its sequence number back: it
+        is at most TRANSPORT_MESSAGE_FACTOR x the limit, so parsing it is bounded work."""
+        try:
+            check_size(len(raw), self.max_message_bytes)
+        except RequestError as err:
+            self._warn(err, context)
+            raise
+
+    def _warn(self, err: RequestError, context: grpc.aio.ServicerContext) -> None:
+        self.throttle.warning(
+            f"bad-request-{err.code.name}", "StreamAct message from %s: %s", context.peer(), err.message
+        )
 
     async def GetPolicyInfo(
         self, request: policy_pb2.PolicyInfoRequest, context: grpc.aio.ServicerContext
@@ -120,8 +179,33 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         try:
             return self.core.policy_info(request.model_name)
         except RequestError as err:
-            await context.abort(err.code, err.message)
+            self.metrics.errors.labels("GetPolicyInfo", err.code.name).inc()
+            await context.abort(err.code, err.wire_message, trailing_metadata=err.trailing_metadata())
             raise  # unreachable: abort raises
+
+
+def add_policy_service(servicer: PolicyServicer, server: grpc.aio.Server) -> None:
+    """Register PolicyService like the generated add_PolicyServiceServicer_to_server, but
+    with StreamAct taking raw bytes (it parses each message itself, see StreamAct)."""
+    handlers = {
+        "Act": grpc.unary_unary_rpc_method_handler(
+            servicer.Act,
+            request_deserializer=policy_pb2.ActRequest.FromString,
+            response_serializer=policy_pb2.ActResponse.SerializeToString,
+        ),
+        "StreamAct": grpc.stream_stream_rpc_method_handler(
+            servicer.StreamAct,
+            request_deserializer=None,
+            response_serializer=policy_pb2.ActResponse.SerializeToString,
+        ),
+        "GetPolicyInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetPolicyInfo,
+            request_deserializer=policy_pb2.PolicyInfoRequest.FromString,
+            response_serializer=policy_pb2.PolicyInfo.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(POLICY_SERVICE, handlers),))
+    server.add_registered_method_handlers(POLICY_SERVICE, handlers)
 
 
 def model_statuses(repository: ModelRepository) -> list[policy_pb2.ModelStatus]:
@@ -161,6 +245,20 @@ class AdminServicer(policy_pb2_grpc.PolicyAdminServiceServicer):
         )
 
 
+async def _settle_call_tasks(timeout: float) -> None:
+    """Let the tasks of the calls gRPC cancelled at the end of the grace period finish.
+
+    grpc.aio's stop() returns before they have run their last steps. asyncio.run (and a
+    test's loop.stop) would then cancel them while gRPC's wrapper awaits them, which gRPC
+    logs as "Exception not handled" with a CancelledError traceback per open stream. This
+    server's loop runs nothing else, so every other task is one of those.
+    """
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
 @dataclass
 class ServerAddresses:
     grpc_port: int
@@ -191,7 +289,9 @@ class PolicyServer:
         # Loading is blocking work (onnxruntime session creation); fine before serving.
         self.repository.load_initial()
         options = [
-            ("grpc.max_receive_message_length", config.max_message_bytes),
+            # The real per-message limit is enforced by the handlers (TRANSPORT_MESSAGE_FACTOR).
+            # (gRPC's channel arguments are C ints.)
+            ("grpc.max_receive_message_length", min(config.max_message_bytes * TRANSPORT_MESSAGE_FACTOR, 2**31 - 1)),
             ("grpc.max_send_message_length", config.max_message_bytes),
             # Two servers on one port must fail, not silently share it.
             ("grpc.so_reuseport", 0),
@@ -203,26 +303,38 @@ class PolicyServer:
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
+        # Checked before anything binds: a bad pair must be reported as such, not as a
+        # failed bind.
+        tls = config.tls()
+        credentials = tls.credentials() if tls else None
+        throttle = LogThrottle(log)
+        guard = CallGuardInterceptor(
+            config.max_calls_per_connection, config.max_message_bytes, throttle,
+            on_error=lambda method, code: self.metrics.errors.labels(method, code.name).inc(),
+        )
         server = grpc.aio.server(
-            interceptors=[TokenAuthInterceptor(self.token)],
+            # Token first: the guard (parsing, per-connection limit) only sees calls whose
+            # credentials passed.
+            interceptors=[TokenAuthInterceptor(self.token), guard],
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
-        self._servicer = PolicyServicer(self.core, self.metrics)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(self._servicer, server)
+        self._servicer = PolicyServicer(
+            self.core, self.metrics, max_message_bytes=config.max_message_bytes, throttle=throttle
+        )
+        add_policy_service(self._servicer, server)
         policy_pb2_grpc.add_PolicyAdminServiceServicer_to_server(AdminServicer(self.repository), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"{config.host}:{config.port}"
-        tls = config.tls()
         try:
             port = (
-                server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
+                server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
             )
         except RuntimeError as err:
-            raise OSError(f"cannot bind {address}: {err} (is the port in use?)") from err
+            raise OSError(f"cannot bind {address} (--host/--port): {err} (is the port in use?)") from err
         recorder_config = config.recorder()
         if recorder_config is not None:
             self.recorder = StepRecorder(recorder_config, self._log_info)
@@ -261,6 +373,7 @@ class PolicyServer:
         if self.server is not None:
             await self.server.stop(self.config.grace_seconds if grace is None else grace)
             self.server = None
+            await _settle_call_tasks(SHUTDOWN_SETTLE_SECONDS)
         if self.recorder is not None:
             try:
                 stats = await asyncio.to_thread(self.recorder.close)
@@ -379,10 +492,21 @@ def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.01)
     return False
 
 
+SPAWN_KEEP_LINES = 10_000
+
+
+def _drain(stream: IO[str], lines: list[str]) -> None:
+    for line in stream:
+        if len(lines) < SPAWN_KEEP_LINES:
+            lines.append(line.rstrip())
+
+
 def spawn_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen[str], int, list[str]]:
     """Start `sim2real serve ARGS` as a subprocess; return it, the port from its startup
     line, and the lines printed up to it. Its output keeps being drained afterwards so it
-    never blocks on a full pipe. Raises RuntimeError with the output if it does not start."""
+    never blocks on a full pipe, and appended to that list (the first SPAWN_KEEP_LINES
+    lines), so a test can read what the server logged at shutdown. Raises RuntimeError
+    with the output if it does not start."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "sim2real.train.cli", "serve", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -397,7 +521,7 @@ def spawn_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Po
         lines.append(line.rstrip())
         match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
         if match:
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            threading.Thread(target=_drain, args=(proc.stdout, lines), daemon=True).start()
             return proc, int(match.group(1)), lines
     proc.kill()
     proc.wait()

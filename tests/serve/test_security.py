@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -159,3 +161,38 @@ def test_config_errors_name_the_flag(tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError, match=text):
             ServeConfig(**kwargs)
+
+
+def test_a_key_that_does_not_match_its_certificate_is_named(pki, tmp_path: Path) -> None:
+    """Not "is the port in use?" (issue 12, item 7): the pair is checked before binding."""
+    other_crt, other_key = make_leaf(tmp_path, "other", *make_ca(tmp_path, "third-ca")[:2])
+    encrypted = _write(tmp_path / "encrypted.key", _key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw"),
+    ))
+    junk = _write(tmp_path / "junk.pem", b"not a certificate\n")
+    for cert, key, ca, text in (
+        (pki["server_crt"], other_key, None, f"--tls-key {other_key} does not match the certificate in --tls-cert"),
+        (pki["server_crt"], encrypted, None, "the key is encrypted"),
+        (junk, pki["server_key"], None, f"--tls-cert {junk}: no PEM certificate"),
+        (pki["server_crt"], junk, None, f"--tls-key {junk}: not a PEM private key"),
+        (pki["server_crt"], pki["server_key"], junk, f"--tls-client-ca {junk}: no PEM certificate"),
+    ):
+        config = ServeConfig(model=pki["model"], port=0, device="cpu", tls_cert=cert, tls_key=key, tls_client_ca=ca)
+        with pytest.raises(ValueError) as err:
+            BackgroundServer(config).start()
+        assert text in str(err.value) and "port" not in str(err.value), err.value
+    # The matching pair still serves.
+    config = ServeConfig(model=pki["model"], port=0, device="cpu", tls_cert=other_crt, tls_key=other_key)
+    with BackgroundServer(config) as srv:
+        assert srv.port > 0
+
+
+def test_the_cli_reports_a_mismatched_key_in_one_line(pki, tmp_path: Path) -> None:
+    _, other_key = make_leaf(tmp_path, "other", *make_ca(tmp_path, "third-ca")[:2])
+    result = subprocess.run(
+        [sys.executable, "-m", "sim2real.train.cli", "serve", "--port", "0", "--device", "cpu",
+         "--model", str(pki["model"]), "--tls-cert", str(pki["server_crt"]), "--tls-key", str(other_key)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "does not match the certificate" in result.stderr and "Traceback" not in result.stderr

@@ -211,3 +211,11 @@ def test_port_in_use_fails_at_start(policy) -> None:
             _server(model=path, port=first.port).start()
         with PolicyClient(first.target) as client:  # the first one is unaffected
             client.act(np.zeros(OBS_DIM))
+
+
+def test_a_taken_metrics_port_is_named(policy) -> None:
+    path, _ = policy
+    with _server(model=path, metrics_port=0) as first:
+        taken = first.server.addresses.metrics_port
+        with pytest.raises(OSError, match=f"cannot serve metrics on 127.0.0.1:{taken} \\(--metrics-port {taken}\\)"):
+            _server(model=path, metrics_port=taken).start()
