@@ -111,8 +111,28 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
         replayer.close()
 
 
+def damage_lines(damage: dict[str, Any]) -> list[str]:
+    """What a damaged log lost (report["damage"], from LogDamage.as_dict)."""
+    lost = damage["steps_lost"]
+    lost_text = "an unknown number of steps" if lost is None else f"{lost} steps"
+    head = (f"DAMAGED LOG (read with --allow-damaged): {damage['steps_recovered']} steps recovered, "
+            f"{lost_text} lost")
+    extra = [text for flag, text in ((damage["truncated"], "the file was cut short"),
+                                     (damage["info_lost"], "its LogInfo was lost")) if flag]
+    lines = [head + (f"; {', '.join(extra)}" if extra else "")]
+    for r in damage["skipped"]:
+        held = [f"{r['chunks']} chunk{'s' if r['chunks'] != 1 else ''}" if r["chunks"] is not None else "",
+                f"{r['steps']} steps" if r["steps"] is not None else ""]
+        what = ", ".join(h for h in held if h)
+        lines.append(f"  skipped bytes {r['start']}-{r['end']}{f' ({what})' if what else ''}: {r['reason']}")
+    lines += [f"  {note}" for note in damage["notes"]]
+    return lines
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"log: {report['log']} ({report['steps']} steps, {report['episodes']} episodes, source {report['source']})"]
+    if report.get("damage"):
+        lines += damage_lines(report["damage"])
     policy = report.get("policy")
     if policy:
         lines.append(f"policy vs log ({policy['source']}): action RMSE {policy['rmse']:.4f}, max |error| {policy['max_abs_error']:.4f}")
@@ -250,6 +270,9 @@ def run_replay(config: ReplayConfig) -> dict[str, Any]:
         "log": str(config.log), "source": log.info.source, "env_id": log.info.env_id,
         "steps": len(log.steps), "episodes": len(set(arrays.episode.tolist())),
     }
+    if log.damage is not None:
+        # --allow-damaged read past damage: the report must say what its numbers lack.
+        report["damage"] = log.damage.as_dict()
     policy, replayed = _policy_section(config, log, arrays)
     if policy is not None:
         report["policy"] = policy

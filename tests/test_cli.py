@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -126,3 +127,128 @@ def test_judge_and_view_misuse_is_refused_with_the_reason(
 def test_bad_render_options_are_refused_before_any_work(args: list[str], message: str) -> None:
     result = run(*args)
     assert result.returncode != 0 and message in result.stderr
+
+
+class _DictObservationEnv(gym.Env):  # Box actions, but a Dict observation: not trainable here
+    observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2,))})
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+
+class _ImageObservationEnv(gym.Env):  # Box both, but a 2-D observation: not flat
+    observation_space = gym.spaces.Box(0, 1, (4, 4))
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+
+@pytest.fixture(scope="module")
+def odd_envs() -> dict[str, str]:
+    ids = {"dict": "sim2real_test/DictObservation-v0", "image": "sim2real_test/ImageObservation-v0"}
+    for key, cls in (("dict", _DictObservationEnv), ("image", _ImageObservationEnv)):
+        if ids[key] not in gym.registry:
+            gym.register(id=ids[key], entry_point=cls)
+    return ids
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("Nope-v0", "unknown env id 'Nope-v0'"),
+        ("CartPole-v1", "needs a flat (1-D) Box action space, got Discrete(2)"),
+        ("dict", "needs a flat (1-D) Box observation space, got Dict("),
+        ("image", "needs a flat (1-D) Box observation space, got Box(0.0, 1.0, (4, 4)"),
+    ],
+)
+def test_train_on_an_env_it_cannot_train_is_one_line_exit_2(
+    env: str, message: str, odd_envs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env_id = odd_envs.get(env, env)
+    assert main(["train", "--env", env_id, "--out", str(tmp_path / "run"), "--num-workers", "0"]) == 2
+    assert message in _one_line_error(capsys)
+
+
+def _run_dir(tmp_path: Path, **changes: object) -> Path:
+    import dataclasses
+
+    from sim2real.train.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    data = {**dataclasses.asdict(TrainConfig(env="Pendulum-v1")), "out": str(run)}  # as the trainer writes it
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        target = data
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    (run / "config.json").write_text(json.dumps(data))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"total_steps": "100"}, "total_steps: expected int, got '100' (str)"),
+        ({"domain_randomization": 1}, "domain_randomization: expected bool, got 1 (int)"),
+        ({"sac__actor_hidden": [64, "x"]}, "sac.actor_hidden[1]: expected int, got 'x' (str)"),
+        ({"device": "tpu"}, "device: expected one of ['cpu', 'cuda', 'auto'], got 'tpu'"),
+        ({"sac": [1, 2]}, "sac: expected a JSON object of SACConfig fields, got list"),
+        ({"frobnicate": 1}, "unknown key frobnicate (not fields of TrainConfig)"),
+        ({"sac__warp_factor": 9}, "unknown key sac.warp_factor (not fields of SACConfig)"),
+        ({"env": None}, "env: expected the env id the run trained on (a string), got None"),
+        ({"num_envs": 0}, "TrainConfig.num_envs must be >= 1, got 0"),
+    ],
+)
+def test_resume_of_a_run_with_a_bad_config_json_names_the_field(
+    changes: dict[str, object], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_dir(tmp_path, **changes)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = _one_line_error(capsys)
+    assert f"{run / 'config.json'}: " in err and message in err
+
+
+def test_resume_misuse_says_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    bad_json = _run_dir(tmp_path)
+    (bad_json / "config.json").write_text('{"env": "Pendulum-v1", ')
+    for target, message in ((tmp_path / "file", "is a file; expected a run directory"),
+                            (tmp_path / "missing", "no such directory"),
+                            (tmp_path / "empty", "no config.json in it"),
+                            (bad_json, "config.json: not valid JSON")):
+        assert main(["train", "--resume", str(target)]) == 2
+        err = _one_line_error(capsys)
+        assert str(target) in err and message in err, err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sim2real.train.config import TrainConfig
+    from sim2real.train.sac import SACConfig
+    from sim2real.train.trainer import run_training
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    run_training(TrainConfig(env="Pendulum-v1", total_steps=64, out=out, learning_starts=32, num_workers=0,
+                             eval_interval=0, eval_episodes=1, checkpoint_interval=64,
+                             sac=SACConfig(actor_hidden=(8,), critic_hidden=(8,), batch_size=16)))
+    return out
+
+
+def test_export_refuses_an_output_folder_that_does_not_exist(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "a" / "b" / "c.onnx"
+    assert main(["export", str(tiny_run), "-o", str(target)]) == 2
+    err = _one_line_error(capsys)
+    assert f"the folder {target.parent} does not exist" in err
+    assert not (tmp_path / "a").exists()  # nothing created
+    (tmp_path / "dir.onnx").mkdir()
+    assert main(["export", str(tiny_run), "-o", str(tmp_path / "dir.onnx")]) == 2
+    assert "is a folder" in _one_line_error(capsys)
+    assert main(["export", str(tiny_run), "-o", str(tmp_path / "ok.onnx")]) == 0
+    assert (tmp_path / "ok.onnx").is_file()

@@ -16,11 +16,14 @@ from sim2real.train.config import TrainConfig
 
 def train_main(argv: list[str], prog: str = "sim2real train") -> int:
     config = tyro.cli(TrainConfig, args=argv, prog=prog)
+    from sim2real.robots.registry import UnknownEnvError
     from sim2real.train.trainer import run_training
 
     try:
         final = run_training(config)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    # ValueError covers CheckpointError (a corrupt checkpoint), RunDirError (a bad --resume
+    # target) and EnvNotTrainableError (a non-Box env).
+    except (ValueError, RuntimeError, FileNotFoundError, UnknownEnvError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     run_dir = config.resume or config.out
@@ -101,7 +104,8 @@ def export_main(argv: list[str], prog: str = "sim2real export") -> int:
 
     try:
         result = export_onnx(config.run_dir, config.output, atol=config.atol)
-    except (CheckpointError, RuntimeError) as err:
+    # OSError: -o in a folder that does not exist (export creates none) or cannot be written.
+    except (CheckpointError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(

@@ -1,12 +1,23 @@
-"""The one config of `sim2real train`; its CLI flags are generated from it (tyro)."""
+"""The one config of `sim2real train`; its CLI flags are generated from it (tyro).
+
+Also what a run directory's config.json may hold (:func:`load_run_config`, strict: every
+key a field, every value of the field's type) and what env a run can train on
+(:func:`check_env`), so that misuse is a one-line error naming the problem.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import types
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sim2real.train.sac import SACConfig
+
+RUN_CONFIG_FILE = "config.json"
+"""The TrainConfig of a run, in its directory (written by the trainer, read on --resume)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,3 +94,136 @@ class TrainConfig:
             env_kwargs(self.env, self.domain_randomization, self.env_config)
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
+
+
+class RunDirError(ValueError):
+    """A --resume target that is not a resumable run directory: missing, a file, or a
+    config.json that is not valid JSON of TrainConfig's fields and types."""
+
+
+class EnvNotTrainableError(ValueError):
+    """An env that SAC here cannot train: not makeable, or not flat Box spaces."""
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """config.json's content (and the checkpoint's ``config``): plain JSON types."""
+    out = dataclasses.asdict(config)
+    out["out"] = str(config.out)
+    out["resume"] = None
+    return out
+
+
+def config_from_dict(data: Any, source: str = "config") -> TrainConfig:
+    """The inverse of :func:`config_to_dict`, strict: unknown keys and values of the wrong
+    type are RunDirError naming ``source`` and the field. Keys left out take the field's
+    default (a run written before the field existed)."""
+    values = _fields_from_dict(TrainConfig, data, source, "")
+    if not isinstance(values.get("env"), str):
+        raise RunDirError(f"{source}: env: expected the env id the run trained on (a string), "
+                          f"got {data.get('env')!r}")
+    values["resume"] = None
+    try:
+        return TrainConfig(**values)
+    except ValueError as err:
+        raise RunDirError(f"{source}: {err}") from None
+
+
+def _fields_from_dict(cls: type, data: Any, source: str, prefix: str) -> dict[str, Any]:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(data, dict):
+        raise RunDirError(f"{source}: {where}: expected a JSON object of {cls.__name__} fields, "
+                          f"got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise RunDirError(f"{source}: unknown key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(prefix + k for k in unknown)} (not fields of {cls.__name__})")
+    values: dict[str, Any] = {}
+    for name in names:
+        if name in data:
+            values[name] = _convert(hints[name], data[name], source, prefix + name)
+    return values
+
+
+def _convert(annotation: Any, value: Any, source: str, field: str) -> Any:
+    """``value`` (parsed JSON) as ``annotation``'s type, or RunDirError naming ``field``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return annotation(**_fields_from_dict(annotation, value, source, field + "."))
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _convert(inner[0], value, source, field)
+    elif origin is Literal:
+        if value in args:
+            return value
+        raise RunDirError(f"{source}: {field}: expected one of {list(args)}, got {value!r}")
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if isinstance(value, list):
+            return tuple(_convert(args[0], v, source, f"{field}[{i}]") for i, v in enumerate(value))
+    elif annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation in (str, Path):
+        if isinstance(value, str):
+            return annotation(value)
+    else:  # a field type added to the configs without a case here: a bug, not a bad file
+        raise TypeError(f"config_from_dict cannot read {field} of type {annotation!r}")
+    expected = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    raise RunDirError(f"{source}: {field}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The TrainConfig saved in run directory ``run_dir`` (``out`` set to it), or
+    RunDirError saying why it is not a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RunDirError(f"--resume {run_dir}: no such directory (give the --out folder of an earlier run)")
+    if not run_dir.is_dir():
+        raise RunDirError(f"--resume {run_dir}: is a file; expected a run directory (the --out folder "
+                          f"of an earlier run, holding {RUN_CONFIG_FILE} and the checkpoint)")
+    path = run_dir / RUN_CONFIG_FILE
+    if not path.is_file():
+        raise RunDirError(f"--resume {run_dir}: no {RUN_CONFIG_FILE} in it (not a run directory)")
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError as err:
+        raise RunDirError(f"{path}: not text ({err})") from None
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{path}: not valid JSON ({err})") from None
+    except OSError as err:
+        raise RunDirError(f"{path}: unreadable ({err})") from None
+    if isinstance(data, dict):
+        data = {**data, "out": str(run_dir)}  # the run lives where it is now, wherever it started
+    return config_from_dict(data, str(path))
+
+
+def check_env(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Make ``env_id`` once and check SAC here can train it (flat Box observation and
+    action spaces): EnvNotTrainableError naming the space otherwise; an unknown id is the
+    registry's UnknownEnvError listing the valid ones."""
+    import gymnasium as gym
+
+    from sim2real.robots import registry
+
+    try:
+        env = registry.make(env_id, **env_kwargs)
+    except gym.error.Error as err:  # e.g. DependencyNotInstalled (Box2D)
+        raise EnvNotTrainableError(f"env {env_id} cannot be made: {err}") from None
+    try:
+        for role, space in (("action", env.action_space), ("observation", env.observation_space)):
+            if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+                raise EnvNotTrainableError(
+                    f"env {env_id}: SAC here needs a flat (1-D) Box {role} space, got {space}"
+                )
+    finally:
+        env.close()

@@ -206,10 +206,15 @@ def export_onnx(run_dir: Path, out: Path, atol: float = 1e-5) -> dict[str, Any]:
     """Write ``out`` from the run's checkpoint; checks onnxruntime against torch."""
     import onnx
 
+    out = Path(out)
+    # Checked before any work, and no folder is created: a typo in -o would otherwise
+    # leave a tree of new folders wherever it pointed.
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"-o {out}: the folder {out.parent} does not exist (export creates no folders)")
+    if out.is_dir():
+        raise IsADirectoryError(f"-o {out}: is a folder; give the path of the .onnx file to write")
     policy = RunPolicy(run_dir)
     obs_dim = policy.meta["obs_dim"]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of the torch.export one, which

@@ -24,35 +24,23 @@ from sim2real.train.checkpoint import (
     save_checkpoint,
     unflatten_optimizer,
 )
-from sim2real.train.config import TrainConfig
+from sim2real.train.config import (
+    RUN_CONFIG_FILE,
+    TrainConfig,
+    check_env,
+    config_to_dict,
+    load_run_config,
+)
 from sim2real.train.evaluate import env_kwargs, evaluate
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.replay import ReplayBuffer
-from sim2real.train.sac import SAC, SACConfig
+from sim2real.train.sac import SAC
 
 CHECKPOINT = "checkpoint.safetensors"
-CONFIG = "config.json"
+CONFIG = RUN_CONFIG_FILE
 METRICS = "metrics.jsonl"
 REPLAY = "replay.npz"
 CURVE = "learning_curve.png"
-
-
-# --- config (de)serialization ------------------------------------------------------------
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    out = dataclasses.asdict(config)
-    out["out"] = str(config.out)
-    out["resume"] = None
-    return out
-
-
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    sac = dict(data["sac"])
-    for key in ("actor_hidden", "critic_hidden"):
-        sac[key] = tuple(sac[key])
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in data.items() if k in fields and k not in ("sac", "out", "resume")}
-    values["env_config"] = tuple(values.get("env_config", ()))
-    return TrainConfig(**values, out=Path(data["out"]), sac=SACConfig(**sac))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -459,16 +447,23 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
     """Start or resume a run; returns the final evaluation record."""
-    if config.resume is not None:
-        run_dir = Path(config.resume)
-        saved = config_from_dict(json.loads((run_dir / CONFIG).read_text()))
+    resume = config.resume
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = load_run_config(run_dir)  # RunDirError naming the problem
         # Everything comes from the run's own config; only the step budget may grow.
         total = max(saved.total_steps, config.total_steps) if config.total_steps != TrainConfig.total_steps else saved.total_steps
         config = dataclasses.replace(saved, out=run_dir, total_steps=total, resume=None)
-        trainer = Trainer(config)
-        trainer.load(run_dir / CHECKPOINT)
-    else:
-        trainer = Trainer(config)
+    assert config.env is not None
+    # Before any worker process starts: an unknown id or a non-Box env is one clear error.
+    check_env(config.env, env_kwargs(config.env, config.domain_randomization, config.env_config))
+    trainer = Trainer(config)
+    if resume is not None:
+        try:
+            trainer.load(Path(resume) / CHECKPOINT)
+        except BaseException:
+            trainer.close()
+            raise
     previous = _stop_on_signals(trainer)
     try:
         return trainer.train()
