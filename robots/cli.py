@@ -49,9 +49,10 @@ class ViewRollout:
     a trained policy: an .onnx file from `sim2real export` or a training run directory.
     A trained policy runs on the task config it was trained with."""
     command: str | None = None
-    """Joystick task: the one command to pin, [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
+    """A task with a judge: the one case to pin (default: each of the judge's cases in
+    turn, --seconds each). Joystick task: [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
     forward=0.5,0,0; write --command=-0.5,0,0 or name it (back=-0.5,0,0) when it starts
-    with a minus sign (default: each of the judge's commands in turn, --seconds each)."""
+    with a minus sign. Hand valve: ccw or cw."""
     frames: int = 8
     """Frames in a .png strip (evenly spaced over the rollout, 4 per row)."""
     seed: int = 0
@@ -256,8 +257,8 @@ def view(command: ViewRollout) -> int:
         commands = None
         if command.command is not None:
             if not judge.has_judge(command.env_id):
-                raise ValueError(f"--command applies to {judge.QUADRUPED_ENV_ID} only, not {command.env_id}")
-            commands = [judge.JoystickCommand.parse(command.command)]
+                raise ValueError(f"--command applies to the tasks with a judge only, not {command.env_id}")
+            commands = [judge.parse_case(command.env_id, command.command)]
         frames, fps = policy_frames(
             policy, command.env_id, command.seed, command.dr, env_config, commands,
             command.seconds, command.width, command.height,

@@ -67,13 +67,15 @@ class EvalConfig:
     """Episodes to run: per command on a task with a judge (default 5), else in all
     (default 10)."""
     commands: tuple[str, ...] | None = None
-    """Joystick commands to judge, each [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
-    'forward=0.5,0,0' 'turn=0,0,0.8' (name a command that starts with a minus sign,
-    'back=-0.5,0,0', or the parser takes it for a flag) (default: stand, forward 0.5 and 1.0, backward 0.5,
-    sideways 0.4, turn 0.8, forward 0.6 + turn 0.5). Quadruped joystick task only."""
+    """What to judge. Quadruped joystick task: commands, each [NAME=]VX,VY,YAW (m/s, m/s,
+    rad/s), e.g. 'forward=0.5,0,0' 'turn=0,0,0.8' (name a command that starts with a minus
+    sign, 'back=-0.5,0,0', or the parser takes it for a flag) (default: stand, forward 0.5
+    and 1.0, backward 0.5, sideways 0.4, turn 0.8, forward 0.6 + turn 0.5). Hand valve
+    task: directions ccw, cw (default both); the cube task is judged ccw only."""
     video: Path | None = None
     """Also render the policy to this video (.mp4 or .gif): the first episode of each
-    command (its first --video-seconds), captioned with command and measured velocity."""
+    command (its first --video-seconds), captioned with the command and what the judge
+    measures (velocity; angle and turn rate on the hand)."""
     video_seconds: float = 6.0
     """Seconds of each command's episode in the video."""
     seed: int = 0
@@ -191,8 +193,8 @@ def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
         commands = None
         if config.commands is not None:
             if not judged:
-                raise ValueError(f"--commands applies to {judge.QUADRUPED_ENV_ID} only, not {env_id}")
-            commands = [judge.JoystickCommand.parse(text) for text in config.commands]
+                raise ValueError(f"--commands applies to the tasks with a judge only, not {env_id}")
+            commands = [judge.parse_case(env_id, text) for text in config.commands]
         episodes = config.episodes or (5 if judged else 10)
         result = evaluate(policy, env_id, episodes, config.seed, config.dr, env_config=overrides,
                           commands=commands, progress=not config.json)
@@ -212,11 +214,10 @@ def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
     per = " per command" if judged else ""
     print(f"{env_id} ({'DR on' if config.dr else 'DR off'}), {episodes} episodes{per} from seed {config.seed}")
     print(f"  return {result.mean_return:.3f} +- {result.std_return:.3f}, mean length "
-          f"{np.mean(result.lengths):.1f}, {'falls' if judged else 'terminated'} "
+          f"{np.mean(result.lengths):.1f}, {result.task.failure_name if result.task else 'terminated'} "
           f"{result.terminated}/{len(result.returns)}")
     if result.task is not None:
-        print(f"\ntask metrics from simulator state (the first {judge.SETTLE_S:g} s of each "
-              f"episode not judged):\n")
+        print(f"\n{result.task.preamble}\n")
         print(result.task.format_table())
         print("\ntargets:")
         print(result.task.format_targets())

@@ -25,7 +25,7 @@ class EvalResult:
     """Mean over episodes of each reward term's episode sum (empty for plain gym envs)."""
     terminated: int
     """Episodes that ended by termination (a fall) rather than the time limit."""
-    task: judge.JudgeResult | None = None
+    task: judge.TaskResult | None = None
     """Task metrics per command, for a task with a judge (then the episodes above are the
     judged ones: every command, pinned)."""
 
@@ -76,21 +76,22 @@ def evaluate(
     domain_randomization: bool = True,
     max_steps_per_episode: int = 100_000,
     env_config: Sequence[str] = (),
-    commands: Sequence[judge.JoystickCommand] | None = None,
+    commands: Sequence[Any] | None = None,
     progress: bool = False,
 ) -> EvalResult:
     """Run ``episodes`` full episodes, seeds ``seed``, ``seed + 1``, ...; one env.
 
-    On a task with a judge, ``episodes`` is per command (``commands``, default the judge's
-    set) and the result carries the task metrics.
+    On a task with a judge, ``episodes`` is per case (``commands``: joystick commands on
+    the quadruped, turn directions on the hand; default the judge's set) and the result
+    carries the task metrics.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if judge.has_judge(env_id):
-        return _judged(policy, episodes, seed, domain_randomization, env_config,
-                       commands or judge.DEFAULT_COMMANDS, progress)
+        return _judged(env_id, policy, episodes, seed, domain_randomization, env_config,
+                       commands, progress)
     if commands:
-        raise ValueError(f"commands apply to the joystick task only; {env_id} has no commands")
+        raise ValueError(f"commands apply to the tasks with a judge only; {env_id} has none")
     env = registry.make(env_id, **env_kwargs(env_id, domain_randomization, env_config))
     low, high = env.action_space.low, env.action_space.high
     returns, lengths, terminated = [], [], 0
@@ -123,16 +124,17 @@ def evaluate(
 
 
 def _judged(
+    env_id: str,
     policy: Policy,
-    episodes_per_command: int,
+    episodes_per_case: int,
     seed: int,
     domain_randomization: bool,
     env_config: Sequence[str],
-    commands: Sequence[judge.JoystickCommand],
+    cases: Sequence[Any] | None,
     progress: bool,
 ) -> EvalResult:
-    result = judge.judge_joystick(
-        policy, episodes_per_command, seed, domain_randomization, env_config, commands,
+    result = judge.judge_policy(
+        env_id, policy, episodes_per_case, seed, domain_randomization, env_config, cases,
         progress=progress,
     )
     episodes = result.episodes

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.robots.quadruped import constants as quadruped_constants
+from sim2real.train import hand_judge
 
 QUADRUPED_ENV_ID = "sim2real/QuadrupedJoystick-v0"
 
@@ -160,6 +161,10 @@ class JudgeResult:
 
     rows: list[CommandMetrics]
 
+    failure_name = "falls"
+    preamble = (f"task metrics from simulator state (the first {SETTLE_S:g} s of each episode "
+                "not judged):")
+
     @property
     def episodes(self) -> list[EpisodeMetrics]:
         return [e for row in self.rows for e in row.episodes]
@@ -203,6 +208,21 @@ class JudgeResult:
             "walking_planar_error": self.walking_planar_error,
             "turn_yaw_error": self.turn_yaw_error,
         }
+
+    def row_scalars(self) -> dict[str, float]:
+        """Per-row numbers for TensorBoard, keyed metric/row."""
+        out = {}
+        for row in self.rows:
+            key = row.command.name.replace(" ", "_")
+            out[f"planar_error/{key}"] = row.mean("planar_error")
+            out[f"yaw_error/{key}"] = row.mean("yaw_error")
+        return out
+
+    def short_text(self) -> str:
+        """One line for the training log."""
+        return (f"falls {self.fall_rate:.0%}, planar error (walking) "
+                f"{self.walking_planar_error:.3f} m/s, yaw error (turn) "
+                f"{self.turn_yaw_error:.3f} rad/s")
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, JSON-safe: a value with nothing to judge (nan) is None."""
@@ -378,5 +398,101 @@ def make_judged_env(
     return registry.get_record(QUADRUPED_ENV_ID).load_class()(render_mode=render_mode, **kwargs)
 
 
+# --- every task with a judge, behind one interface -----------------------------------------
+# A "case" is what a judged episode pins: a JoystickCommand on the quadruped, a
+# hand_judge.TurnDirection on the hand tasks. A result has rows, episodes (each with
+# .fell, .episode_return, .length, .reward_terms), summary(), targets(), as_dict(),
+# format_table(), format_targets(), row_scalars(), short_text(), failure_name, preamble.
+TaskResult = JudgeResult | hand_judge.TurnJudgeResult
+
+
 def has_judge(env_id: str) -> bool:
-    return env_id == QUADRUPED_ENV_ID
+    return env_id == QUADRUPED_ENV_ID or env_id in hand_judge.HAND_ENV_IDS
+
+
+def _require_judge(env_id: str) -> None:
+    if not has_judge(env_id):
+        raise ValueError(f"no judge for {env_id}; judged tasks: "
+                         f"{[QUADRUPED_ENV_ID, *hand_judge.HAND_ENV_IDS]}")
+
+
+def default_cases(env_id: str) -> tuple[Any, ...]:
+    _require_judge(env_id)
+    if env_id == QUADRUPED_ENV_ID:
+        return DEFAULT_COMMANDS
+    return hand_judge.default_directions(env_id)
+
+
+def case_name(case: Any) -> str:
+    return case.name
+
+
+def parse_case(env_id: str, text: str) -> Any:
+    """A case from the command line: [NAME=]VX,VY,YAW on the quadruped, ccw/cw on the hand."""
+    _require_judge(env_id)
+    if env_id == QUADRUPED_ENV_ID:
+        return JoystickCommand.parse(text)
+    case = hand_judge.TurnDirection.parse(text)
+    if case not in hand_judge.default_directions(env_id):
+        raise ValueError(f"{env_id} is only judged {[c.name for c in hand_judge.default_directions(env_id)]}, "
+                         f"not {case.name}")
+    return case
+
+
+def judge_policy(
+    env_id: str,
+    policy: Policy,
+    episodes_per_case: int,
+    seed: int,
+    domain_randomization: bool = True,
+    env_config: Sequence[str] = (),
+    cases: Sequence[Any] | None = None,
+    progress: bool = False,
+) -> TaskResult:
+    """The task's judge on ``policy``: ``episodes_per_case`` episodes per case."""
+    _require_judge(env_id)
+    if env_id == QUADRUPED_ENV_ID:
+        return judge_joystick(policy, episodes_per_case, seed, domain_randomization, env_config,
+                              tuple(cases or DEFAULT_COMMANDS), progress=progress)
+    return hand_judge.judge_turning(env_id, policy, episodes_per_case, seed, domain_randomization,
+                                    env_config, cases, progress=progress)
+
+
+def make_env(env_id: str, domain_randomization: bool, env_config: Sequence[str] = (),
+             render_mode: str | None = None) -> Any:
+    """The raw (unwrapped) env the judge steps, which exposes simulator state."""
+    _require_judge(env_id)
+    if env_id == QUADRUPED_ENV_ID:
+        return make_judged_env(domain_randomization, env_config, render_mode)
+    return hand_judge.make_hand_env(env_id, domain_randomization, env_config, render_mode)
+
+
+def run_case_episode(env_id: str, env: Any, policy: Policy, case: Any, seed: int,
+                     frame_sink: Callable[[np.ndarray, list[str]], None] | None = None,
+                     max_steps: int | None = None) -> Any:
+    """One judged episode; ``frame_sink`` receives each frame with its caption lines."""
+    _require_judge(env_id)
+    if env_id == QUADRUPED_ENV_ID:
+        sink = None if frame_sink is None else (
+            lambda frame, command, measured: frame_sink(frame, joystick_caption(command, measured)))
+        return run_judged_episode(env, policy, case, seed, frame_sink=sink, max_steps=max_steps)
+    sink = None if frame_sink is None else (
+        lambda frame, direction, measured: frame_sink(frame, turn_caption(direction, measured)))
+    return hand_judge.run_turn_episode(env, policy, case, seed, frame_sink=sink, max_steps=max_steps)
+
+
+def joystick_caption(command: JoystickCommand, measured: dict[str, float]) -> list[str]:
+    return [
+        f"command {command.name}: vx {command.vx:+.2f} vy {command.vy:+.2f} m/s, "
+        f"yaw {command.yaw_rate:+.2f} rad/s",
+        f"measured t={measured['t']:4.1f} s: vx {measured['vx']:+.2f} vy {measured['vy']:+.2f} "
+        f"m/s, yaw {measured['yaw_rate']:+.2f} rad/s",
+    ]
+
+
+def turn_caption(direction: hand_judge.TurnDirection, measured: dict[str, float]) -> list[str]:
+    return [
+        f"command: turn {direction.name}",
+        f"measured t={measured['t']:4.1f} s: turned {measured['angle']:+.2f} rad, "
+        f"rate {measured['rate']:+.2f} rad/s (+: the commanded way)",
+    ]

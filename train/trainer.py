@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from sim2real.robots.vector import SubprocVectorEnv
-from sim2real.train import judge
+from sim2real.train import hand_judge, judge
 from sim2real.train.checkpoint import (
     flatten_optimizer,
     load_checkpoint,
@@ -260,9 +261,9 @@ class Trainer:
         assert cfg.env is not None
         episodes = cfg.eval_episodes
         if judge.has_judge(cfg.env):
-            # eval_episodes spread over the judge's commands (at least one each): the
-            # periodic check stays cheap, the full judge is `sim2real eval`.
-            episodes = max(1, math.ceil(cfg.eval_episodes / len(judge.DEFAULT_COMMANDS)))
+            # eval_episodes spread over the judge's cases (at least one each): the periodic
+            # check stays cheap, the full judge is `sim2real eval`.
+            episodes = max(1, math.ceil(cfg.eval_episodes / len(judge.default_cases(cfg.env))))
         result = evaluate(
             self.deterministic_policy, cfg.env, episodes, seed=10_000 + cfg.seed,
             domain_randomization=cfg.domain_randomization, env_config=cfg.env_config,
@@ -279,14 +280,9 @@ class Trainer:
         if result.task is not None:
             for name, value in result.task.summary().items():
                 self._scalar(f"eval/task/{name}", value)
-            for row in result.task.rows:
-                key = row.command.name.replace(" ", "_")
-                self._scalar(f"eval/task/planar_error/{key}", row.mean("planar_error"))
-                self._scalar(f"eval/task/yaw_error/{key}", row.mean("yaw_error"))
-            summary = result.task.summary()
-            task_text = (f"; falls {summary['fall_rate']:.0%}, planar error (walking) "
-                         f"{summary['walking_planar_error']:.3f} m/s, yaw error (turn) "
-                         f"{summary['turn_yaw_error']:.3f} rad/s")
+            for name, value in result.task.row_scalars().items():
+                self._scalar(f"eval/task/{name}", value)
+            task_text = f"; {result.task.short_text()}"
         self._last_eval = record
         tqdm.write(
             f"step {self.step}: eval return {result.mean_return:.2f} +- {result.std_return:.2f} "
@@ -392,8 +388,12 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
 
     judged = all(t is not None for t in task)
     config = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
+    turning = judged and "directions" in task[-1]
+    panels = 1
     if judged:
-        fig, axes = plt.subplots(1, 3, figsize=(16, 4), gridspec_kw={"wspace": 0.55})
+        panels = 3 if not turning or "drop_rate" in task[-1] else 2
+    if panels > 1:
+        fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4), gridspec_kw={"wspace": 0.55})
     else:
         fig, ax0 = plt.subplots(figsize=(7, 4))
         axes = [ax0]
@@ -403,36 +403,17 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (deterministic policy)")
     ax.grid(alpha=0.3)
-    if judged:
-        ax = axes[1]
-        walking = [num(t["walking_planar_error"]) for t in task]
-        ax.plot(steps, walking, marker="o", color="k", label="walking commands (mean)")
-        for i, row in enumerate(task[-1]["commands"]):
-            values = [num(t["commands"][i]["planar_error"]) if i < len(t["commands"]) else np.nan for t in task]
-            ax.plot(steps, values, lw=0.8, alpha=0.6, label=row["command"])
-        turn = [num(t["turn_yaw_error"]) for t in task]
-        ax.plot(steps, turn, marker="s", ls="--", color="tab:red", label="yaw-rate error, turn (rad/s)")
-        ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("tracking error (m/s; rad/s for the yaw-rate line)")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        ax.grid(alpha=0.3)
-        ax = axes[2]
-        ax.plot(steps, [100 * t["fall_rate"] for t in task], marker="o", color="tab:red")
-        ax.axhline(100 * judge.TARGET_FALL_RATE, color="k", ls=":", lw=1, label="target")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("falls (% of judged episodes)")
-        ax.set_ylim(-2, 102)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+    if judged and turning:
+        _plot_turning(axes[1:], steps, task, num)
+    elif judged:
+        _plot_tracking(axes[1:], steps, task, num)
     fig.suptitle(f"SAC on {config.get('env', '?')} (seed {config.get('seed', '?')})")
     from matplotlib.ticker import FuncFormatter
 
     for axis in axes:  # 25k, not 25000: long runs' tick labels would run together
         axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
-    if judged:
-        fig.subplots_adjust(left=0.05, right=0.97, bottom=0.13, top=0.88)
+    if panels > 1:
+        fig.subplots_adjust(left=0.05 * 3 / panels, right=0.97, bottom=0.13, top=0.88)
     else:
         fig.tight_layout()
     out = run_dir / CURVE
@@ -443,6 +424,57 @@ def plot_learning_curve(run_dir: Path) -> Path | None:
     plt.close(fig)
     os.replace(tmp, out)
     return out
+
+
+def _plot_tracking(axes: Any, steps: np.ndarray, task: list[dict[str, Any]],
+                   num: Callable[[Any], float]) -> None:
+    """Quadruped: tracking errors per command, and the fall rate."""
+    ax = axes[0]
+    walking = [num(t["walking_planar_error"]) for t in task]
+    ax.plot(steps, walking, marker="o", color="k", label="walking commands (mean)")
+    for i, row in enumerate(task[-1]["commands"]):
+        values = [num(t["commands"][i]["planar_error"]) if i < len(t["commands"]) else np.nan for t in task]
+        ax.plot(steps, values, lw=0.8, alpha=0.6, label=row["command"])
+    turn = [num(t["turn_yaw_error"]) for t in task]
+    ax.plot(steps, turn, marker="s", ls="--", color="tab:red", label="yaw-rate error, turn (rad/s)")
+    ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("tracking error (m/s; rad/s for the yaw-rate line)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(alpha=0.3)
+    _plot_failures(axes[1], steps, [100 * t["fall_rate"] for t in task],
+                   100 * judge.TARGET_FALL_RATE, "falls (% of judged episodes)")
+
+
+def _plot_turning(axes: Any, steps: np.ndarray, task: list[dict[str, Any]],
+                  num: Callable[[Any], float]) -> None:
+    """Hand: turn rate per direction (and drops of the free cube)."""
+    ax = axes[0]
+    for i, row in enumerate(task[-1]["directions"]):
+        values = [num(t["directions"][i]["turn_rate"]) if i < len(t["directions"]) else np.nan for t in task]
+        ax.plot(steps, values, marker="o", label=row["direction"])
+    cube = "drop_rate" in task[-1]
+    target = hand_judge.TARGET_CUBE_TURN_RATE if cube else hand_judge.TARGET_VALVE_TURN_RATE
+    ax.axhline(target, color="k", ls=":", lw=1, label="target")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("turn rate in the commanded direction (rad/s)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    if cube:
+        _plot_failures(axes[1], steps, [100 * num(t["drop_rate"]) for t in task],
+                       100 * hand_judge.TARGET_CUBE_DROP_RATE, "drops (% of judged episodes)")
+
+
+def _plot_failures(ax: Any, steps: np.ndarray, percent: list[float], target: float, label: str) -> None:
+    ax.plot(steps, percent, marker="o", color="tab:red")
+    ax.axhline(target, color="k", ls=":", lw=1, label="target")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(label)
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.train import judge
-from sim2real.train.judge import JoystickCommand, Policy
+from sim2real.train.judge import Policy, joystick_caption  # noqa: F401  (re-exported)
 
 
 def use_offscreen_gl() -> None:
@@ -38,42 +38,35 @@ def caption(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     return np.asarray(image)
 
 
-def joystick_caption(command: JoystickCommand, measured: dict[str, float]) -> list[str]:
-    return [
-        f"command {command.name}: vx {command.vx:+.2f} vy {command.vy:+.2f} m/s, "
-        f"yaw {command.yaw_rate:+.2f} rad/s",
-        f"measured t={measured['t']:4.1f} s: vx {measured['vx']:+.2f} vy {measured['vy']:+.2f} "
-        f"m/s, yaw {measured['yaw_rate']:+.2f} rad/s",
-    ]
-
-
 def policy_frames(
     policy: Policy,
     env_id: str,
     seed: int,
     domain_randomization: bool,
     env_config: Sequence[str],
-    commands: Sequence[JoystickCommand] | None,
+    commands: Sequence[Any] | None,
     seconds: float,
     width: int = 640,
     height: int = 480,
 ) -> tuple[list[np.ndarray], int]:
-    """Frames of the policy (captioned), and the frame rate. The joystick task: one
-    episode per command, ``seconds`` each; other envs: the first ``seconds`` of episodes."""
+    """Frames of the policy (captioned), and the frame rate. A task with a judge: one
+    episode per case (joystick command, turn direction), ``seconds`` each, captioned with
+    what the judge measures; other envs: the first ``seconds`` of episodes."""
     use_offscreen_gl()
     frames: list[np.ndarray] = []
     if judge.has_judge(env_id):
-        env = judge.make_judged_env(domain_randomization, env_config, render_mode="rgb_array")
+        env = judge.make_env(env_id, domain_randomization, env_config, render_mode="rgb_array")
         env.set_render_size(height, width)
-        fps = int(env.metadata.get("render_fps", 50))
-        steps = max(1, round(seconds * fps))
+        fps = int(env.metadata.get("render_fps", round(1.0 / env.control_dt)))
+        steps = max(1, round(seconds / env.control_dt))
 
-        def sink(frame: np.ndarray, command: JoystickCommand, measured: dict[str, float]) -> None:
-            frames.append(caption(frame, joystick_caption(command, measured)))
+        def sink(frame: np.ndarray, lines: list[str]) -> None:
+            frames.append(caption(frame, lines))
 
         try:
-            for command in commands or judge.DEFAULT_COMMANDS:
-                judge.run_judged_episode(env, policy, command, seed, frame_sink=sink, max_steps=steps)
+            for case in commands or judge.default_cases(env_id):
+                judge.run_case_episode(env_id, env, policy, case, seed, frame_sink=sink,
+                                       max_steps=steps)
         finally:
             env.close()
         return frames, fps
@@ -170,7 +163,7 @@ def render_policy_video(
     seed: int = 0,
     domain_randomization: bool = True,
     env_config: Sequence[str] = (),
-    commands: Sequence[JoystickCommand] | None = None,
+    commands: Sequence[Any] | None = None,
     seconds: float = 6.0,
     width: int = 640,
     height: int = 480,

@@ -144,3 +144,41 @@ def test_direction_parsing_names_what_it_expects() -> None:
     assert hj.TurnDirection.parse("-1") is hj.CLOCKWISE
     with pytest.raises(ValueError, match="expected ccw"):
         hj.TurnDirection.parse("left")
+
+
+def test_training_evaluations_on_the_valve_record_the_judge(tmp_path) -> None:
+    """The trainer's periodic evaluation judges the valve (both directions) and the
+    learning curve gets the turn-rate panel; `sim2real eval` prints the table."""
+    import json
+    import subprocess
+    import sys
+
+    from sim2real.train.config import TrainConfig
+    from sim2real.train.sac import SACConfig
+    from sim2real.train.trainer import CURVE, METRICS, Trainer
+
+    config = TrainConfig(env=hj.VALVE_ENV_ID, total_steps=400, out=tmp_path / "run", num_envs=1,
+                         eval_episodes=2, learning_starts=100, num_workers=0,
+                         env_config=("episode_steps=20",),
+                         sac=SACConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=32))
+    trainer = Trainer(config)
+    try:
+        trainer.open_run()
+        record = trainer._evaluate()
+    finally:
+        trainer.close()
+    task = record["task"]
+    assert [d["direction"] for d in task["directions"]] == ["counter-clockwise", "clockwise"]
+    assert all(d["episodes"] == 1 for d in task["directions"])  # 2 episodes over 2 directions
+    assert "worst_direction_turn_rate" in task["targets"]
+    line = json.loads((tmp_path / "run" / METRICS).read_text().splitlines()[-1])
+    assert line["task"]["turn_rate"] == pytest.approx(task["turn_rate"])
+    assert (tmp_path / "run" / CURVE).read_bytes().startswith(b"\x89PNG")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sim2real.train.cli", "eval", "zero", "--env", hj.VALVE_ENV_ID,
+         "--episodes", "1", "--commands", "cw", "--env-config", "episode_steps=20"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| clockwise | 0/1 |" in result.stdout and "counter-clockwise |" not in result.stdout
+    assert "target >= 0.8): NOT met" in result.stdout
