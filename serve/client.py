@@ -179,7 +179,19 @@ class PolicyClient:
         return self._call(self.admin.Reload, policy_pb2.ReloadRequest(model_name=model_name), timeout_s)  # type: ignore[return-value]
 
     def list_models(self, timeout_s: float | None = None) -> policy_pb2.ListModelsResponse:
+        """Admin: every model's status (serving version, version policy, rejected versions,
+        problem), the repository entries ignored with their reasons (``.ignored``) and why
+        the repository could not be read, if so (``.scan_error``)."""
         return self._call(self.admin.ListModels, policy_pb2.ListModelsRequest(), timeout_s)  # type: ignore[return-value]
+
+    def set_version_policy(
+        self, model_name: str, policy: str, timeout_s: float | None = 60.0
+    ) -> policy_pb2.ReloadResponse:
+        """Admin: serve ``model_name`` ('' = the default model) by ``policy``, "latest" or
+        "specific:N". PolicyCallError: NOT_FOUND (no such model), INVALID_ARGUMENT (a
+        malformed policy), FAILED_PRECONDITION (version N cannot serve; nothing changed)."""
+        request = policy_pb2.SetVersionPolicyRequest(model_name=model_name, version_policy=policy)
+        return self._call(self.admin.SetVersionPolicy, request, timeout_s)  # type: ignore[return-value]
 
     def session(
         self,

@@ -9,6 +9,7 @@ from typing import Literal
 from sim2real.serve.core import SafetyConfig
 from sim2real.serve.model import SessionTuning
 from sim2real.serve.recorder import RecorderConfig
+from sim2real.serve.repository import VersionPolicy, parse_version_policy
 from sim2real.serve.security import TlsFiles
 
 
@@ -20,7 +21,11 @@ class ServeConfig:
     """One exported policy (policy.onnx). Changes to the file are hot-reloaded as new versions."""
     model_repo: Path | None = None
     """A model repository: DIR/NAME/VERSION/policy.onnx (Triton's layout); the highest valid
-    version of each NAME serves, new versions are picked up while running."""
+    version of each NAME serves, new versions are picked up while running, and removing the
+    serving version's folder rolls back to the next highest valid one."""
+    version_policy: str = "latest"
+    """latest: the highest valid version serves; specific:N: exactly version N (--model-repo
+    only; applies to every model, the admin call SetVersionPolicy changes one at run time)."""
     name: str | None = None
     """Name of the --model policy (default: the file's stem)."""
     default_model: str | None = None
@@ -80,6 +85,12 @@ class ServeConfig:
             raise ValueError("give exactly one of --model FILE or --model-repo DIR")
         if self.name is not None and self.model is None:
             raise ValueError("--name applies to --model only (repository models are named by folder)")
+        policy = self.parsed_version_policy()  # ValueError naming --version-policy
+        if policy.pinned is not None and self.model is not None:
+            raise ValueError(
+                f"--version-policy {policy} applies to --model-repo only: a --model file has one "
+                "version at a time (use --version-policy latest, or serve a --model-repo)"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: expected 0..65535, got {self.port}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
@@ -102,6 +113,9 @@ class ServeConfig:
             raise ValueError(f"intra_op_threads: expected >= 1, got {self.intra_op_threads}")
         self.safety()  # validates nonfinite / max_action_delta
         self.recorder()  # validates the record_* fields
+
+    def parsed_version_policy(self) -> VersionPolicy:
+        return parse_version_policy(self.version_policy, field="--version-policy")
 
     def recorder(self) -> RecorderConfig | None:
         if self.record is None:

@@ -16,9 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,7 +30,12 @@ from sim2real.serve.core import PolicyCore, RequestError, StreamState, check_siz
 from sim2real.serve.metrics import ServerMetrics
 from sim2real.serve.model import LoadedModel
 from sim2real.serve.recorder import StepRecorder
-from sim2real.serve.repository import ModelRepository
+from sim2real.serve.repository import (
+    ModelNotFoundError,
+    ModelRepository,
+    VersionPolicyError,
+    parse_version_policy,
+)
 from sim2real.serve.security import (
     CallGuardInterceptor,
     LogThrottle,
@@ -50,6 +56,11 @@ enforces --max-message-bytes itself, per message, and gRPC's limit only stops a 
 from making the server buffer arbitrarily large messages."""
 SHUTDOWN_SETTLE_SECONDS = 2.0
 """After gRPC stops, how long the tasks of the calls it cancelled get to finish."""
+MAX_LISTED_IGNORED = 1000
+"""Ignored repository entries listed in one ListModels/Reload answer; beyond it one last
+entry says how many more there are. A folder full of junk must not push the answer past
+the send limit (--max-message-bytes) and fail the admin call that would explain it."""
+ResultT = TypeVar("ResultT")
 
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
@@ -221,28 +232,99 @@ def model_statuses(repository: ModelRepository) -> list[policy_pb2.ModelStatus]:
                 policy_pb2.RejectedVersion(version=v, reason=reason)
                 for v, (_, reason) in sorted(state.rejected.items())
             ],
+            version_policy=str(repository.version_policy(name)),
+            problem=state.problem or "",
         ))
     return out
 
 
+def ignored_entries(repository: ModelRepository, limit: int = MAX_LISTED_IGNORED) -> list[policy_pb2.IgnoredEntry]:
+    """The last scan's ignored entries (at most ``limit``, then a count of the rest)."""
+    ignored = repository.ignored()
+    out = [policy_pb2.IgnoredEntry(model_name=e.name, folder=e.folder, reason=e.reason) for e in ignored[:limit]]
+    if len(ignored) > limit:
+        out.append(policy_pb2.IgnoredEntry(reason=f"{len(ignored) - limit} more ignored entries not listed"))
+    return out
+
+
 class AdminServicer(policy_pb2_grpc.PolicyAdminServiceServicer):
+    """Operator calls. Repository errors become status codes with the reason (NOT_FOUND,
+    INVALID_ARGUMENT with a BadRequest field violation, FAILED_PRECONDITION), never
+    UNKNOWN with Python's exception text."""
+
     def __init__(self, repository: ModelRepository) -> None:
         self.repository = repository
 
     async def Reload(
         self, request: policy_pb2.ReloadRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ReloadResponse:
-        # Loading a model takes milliseconds to seconds: off the event loop, so streams
-        # keep being served meanwhile.
-        loaded = await asyncio.to_thread(self.repository.poll, request.model_name or None)
-        return policy_pb2.ReloadResponse(models=model_statuses(self.repository), loaded=loaded)
+        async def reload() -> policy_pb2.ReloadResponse:
+            # Loading a model takes milliseconds to seconds: off the event loop, so streams
+            # keep being served meanwhile.
+            name = request.model_name
+            loaded = await asyncio.to_thread(self.repository.poll, name or None)
+            if name and name not in self.repository.states():
+                raise ModelNotFoundError(name, sorted(self.repository.serving()))
+            return self._reload_response(loaded)
+
+        return await self._answer("Reload", context, reload)
 
     async def ListModels(
         self, request: policy_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> policy_pb2.ListModelsResponse:
-        return policy_pb2.ListModelsResponse(
-            models=model_statuses(self.repository), default_model=self.repository.default_name or ""
+        async def list_models() -> policy_pb2.ListModelsResponse:
+            repository = self.repository
+            return policy_pb2.ListModelsResponse(
+                models=model_statuses(repository), default_model=repository.default_name or "",
+                ignored=ignored_entries(repository), scan_error=repository.scan_error or "",
+            )
+
+        return await self._answer("ListModels", context, list_models)
+
+    async def SetVersionPolicy(
+        self, request: policy_pb2.SetVersionPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> policy_pb2.ReloadResponse:
+        async def set_policy() -> policy_pb2.ReloadResponse:
+            try:
+                policy = parse_version_policy(request.version_policy, field="version_policy")
+            except ValueError as err:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err), field="version_policy") from None
+            # Settling the policy may load a model: off the event loop.
+            loaded = await asyncio.to_thread(self.repository.set_version_policy, request.model_name, policy)
+            log.info(
+                "version policy of %s set to %s by an admin call",
+                request.model_name or self.repository.default_name, policy,
+            )
+            return self._reload_response(loaded)
+
+        return await self._answer("SetVersionPolicy", context, set_policy)
+
+    def _reload_response(self, loaded: list[str]) -> policy_pb2.ReloadResponse:
+        repository = self.repository
+        return policy_pb2.ReloadResponse(
+            models=model_statuses(repository), loaded=loaded,
+            ignored=ignored_entries(repository), scan_error=repository.scan_error or "",
         )
+
+    async def _answer(
+        self, method: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[ResultT]]
+    ) -> ResultT:
+        try:
+            return await work()
+        except RequestError as err:
+            error = err
+        except ModelNotFoundError as err:
+            error = RequestError(grpc.StatusCode.NOT_FOUND, err.message)
+        except VersionPolicyError as err:
+            # The request is well formed; the repository's state does not allow it now.
+            error = RequestError(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+        except Exception as err:  # noqa: BLE001 - a bug: INTERNAL with the reason, traceback in the log only
+            log.exception("admin call %s failed", method)
+            error = RequestError(
+                grpc.StatusCode.INTERNAL, f"{method} failed: {type(err).__name__}: {err} (see the server log)"
+            )
+        await context.abort(error.code, error.wire_message, trailing_metadata=error.trailing_metadata())
+        raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
 
 async def _settle_call_tasks(timeout: float) -> None:
@@ -273,9 +355,12 @@ class PolicyServer:
         self.repository = ModelRepository(
             root=config.model_repo, model_file=config.model, name=config.name,
             default_model=config.default_model, device=config.device, tuning=config.tuning(),
+            version_policy=config.parsed_version_policy(),
         )
         self.metrics = ServerMetrics()
-        self.repository.add_listener(self.metrics.on_model_loaded)
+        self._providers: dict[str, str] = {}
+        self.repository.add_listener(self._on_model_loaded)
+        self.repository.add_unload_listener(self._on_model_unloaded)
         self.core = PolicyCore(self.repository, config.safety())
         self.token = read_token(config.token_file)
         self.health = health.aio.HealthServicer()
@@ -355,6 +440,20 @@ class PolicyServer:
             raise
         self.addresses = ServerAddresses(port, metrics_port)
         return self.addresses
+
+    def _on_model_loaded(self, model: LoadedModel) -> None:
+        self._providers[model.name] = model.provider
+        self.metrics.on_model_loaded(model)
+
+    def _on_model_unloaded(self, name: str, version: int) -> None:
+        """A removed version that no other replaced: /metrics stops reporting a serving
+        version (and provider) for a model that serves nothing."""
+        with suppress(KeyError):
+            self.metrics.model_version.remove(name)
+        provider = self._providers.pop(name, None)
+        if provider is not None:
+            with suppress(KeyError):
+                self.metrics.provider.remove(name, provider)
 
     async def _poll_forever(self, interval: float) -> None:
         while True:

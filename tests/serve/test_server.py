@@ -17,8 +17,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from sim2real.serve.client import PolicyCallError, PolicyClient
 from sim2real.serve.config import ServeConfig
+from sim2real.serve.core import MAX_MESSAGE_UTF8_BYTES
 from sim2real.serve.model import load_model
-from sim2real.serve.server import BackgroundServer, wait_until
+from sim2real.serve.security import LogThrottle
+from sim2real.serve.server import TRANSPORT_MESSAGE_FACTOR, BackgroundServer, wait_until
 from sim2real.serve.synthetic import ACT_DIM, OBS_DIM, reference_action, write_policy
 from sim2real.v1 import policy_pb2, policy_pb2_grpc
 
@@ -219,3 +221,43 @@ def test_a_taken_metrics_port_is_named(policy) -> None:
         taken = first.server.addresses.metrics_port
         with pytest.raises(OSError, match=f"cannot serve metrics on 127.0.0.1:{taken} \\(--metrics-port {taken}\\)"):
             _server(model=path, metrics_port=taken).start()
+
+
+def test_defaults_are_loopback_and_the_documented_limits(policy) -> None:
+    """docs/security.md states these defaults; changing one means changing the doc."""
+    path, _ = policy
+    config = ServeConfig(model=path)
+    assert (config.host, config.port) == ("127.0.0.1", 50051)
+    assert config.tls() is None and config.token_file is None and config.metrics_port is None
+    assert (config.max_message_bytes, config.max_concurrent_rpcs, config.max_calls_per_connection) == (
+        1 << 20, 256, 32,
+    )
+    assert (config.version_policy, config.nonfinite, config.max_action_delta) == ("latest", "reject", None)
+    assert TRANSPORT_MESSAGE_FACTOR == 4 and MAX_MESSAGE_UTF8_BYTES == 1000 and LogThrottle().interval == 10.0
+    with _server(model=path) as srv:  # host left at its default
+        assert srv.target.startswith("127.0.0.1:")
+        assert f"on grpc://127.0.0.1:{srv.port}" in srv.server.describe()
+
+
+def test_calls_beyond_max_concurrent_rpcs_are_resource_exhausted(policy) -> None:
+    path, _ = policy
+    obs = np.zeros(OBS_DIM, np.float32)
+    with _server(model=path, max_concurrent_rpcs=2) as srv, PolicyClient(srv.target) as client:
+        sessions = [client.session(deadline_s=5.0, default_action=np.zeros(ACT_DIM)) for _ in range(2)]
+        try:
+            assert not any(loop.step(obs).fallback for loop in sessions)  # two streams hold both slots
+            with pytest.raises(PolicyCallError) as err:
+                client.act(obs, timeout_s=5)
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+        finally:
+            for loop in sessions:
+                loop.close()
+        assert wait_until(lambda: _acts(client, obs), timeout=10)  # the slots come back
+
+
+def _acts(client: PolicyClient, obs: np.ndarray) -> bool:
+    try:
+        client.act(obs, timeout_s=5)
+        return True
+    except PolicyCallError:
+        return False

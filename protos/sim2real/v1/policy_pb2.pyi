@@ -114,18 +114,22 @@ class ReloadRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ...) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_name", "serving_version", "path", "execution_provider", "rejected")
+    __slots__ = ("model_name", "serving_version", "path", "execution_provider", "rejected", "version_policy", "problem")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_POLICY_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     serving_version: int
     path: str
     execution_provider: str
     rejected: _containers.RepeatedCompositeFieldContainer[RejectedVersion]
-    def __init__(self, model_name: _Optional[str] = ..., serving_version: _Optional[int] = ..., path: _Optional[str] = ..., execution_provider: _Optional[str] = ..., rejected: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ...) -> None: ...
+    version_policy: str
+    problem: str
+    def __init__(self, model_name: _Optional[str] = ..., serving_version: _Optional[int] = ..., path: _Optional[str] = ..., execution_provider: _Optional[str] = ..., rejected: _Optional[_Iterable[_Union[RejectedVersion, _Mapping]]] = ..., version_policy: _Optional[str] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class RejectedVersion(_message.Message):
     __slots__ = ("version", "reason")
@@ -136,21 +140,47 @@ class RejectedVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReloadResponse(_message.Message):
-    __slots__ = ("models", "loaded")
+    __slots__ = ("models", "loaded", "ignored", "scan_error")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    SCAN_ERROR_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
     loaded: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., loaded: _Optional[_Iterable[str]] = ...) -> None: ...
+    ignored: _containers.RepeatedCompositeFieldContainer[IgnoredEntry]
+    scan_error: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., loaded: _Optional[_Iterable[str]] = ..., ignored: _Optional[_Iterable[_Union[IgnoredEntry, _Mapping]]] = ..., scan_error: _Optional[str] = ...) -> None: ...
+
+class IgnoredEntry(_message.Message):
+    __slots__ = ("model_name", "folder", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    folder: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., folder: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetVersionPolicyRequest(_message.Message):
+    __slots__ = ("model_name", "version_policy")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_POLICY_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    version_policy: str
+    def __init__(self, model_name: _Optional[str] = ..., version_policy: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models", "default_model")
+    __slots__ = ("models", "default_model", "ignored", "scan_error")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    SCAN_ERROR_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
     default_model: str
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ...) -> None: ...
+    ignored: _containers.RepeatedCompositeFieldContainer[IgnoredEntry]
+    scan_error: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., default_model: _Optional[str] = ..., ignored: _Optional[_Iterable[_Union[IgnoredEntry, _Mapping]]] = ..., scan_error: _Optional[str] = ...) -> None: ...

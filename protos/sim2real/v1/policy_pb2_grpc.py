@@ -211,6 +211,11 @@ class PolicyAdminServiceStub:
                 request_serializer=sim2real_dot_v1_dot_policy__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=sim2real_dot_v1_dot_policy__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.SetVersionPolicy = channel.unary_unary(
+                '/sim2real.v1.PolicyAdminService/SetVersionPolicy',
+                request_serializer=sim2real_dot_v1_dot_policy__pb2.SetVersionPolicyRequest.SerializeToString,
+                response_deserializer=sim2real_dot_v1_dot_policy__pb2.ReloadResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyAdminServiceServicer:
@@ -230,6 +235,15 @@ class PolicyAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetVersionPolicy(self, request, context):
+        """Give one model a version policy now ("latest" or "specific:N"). A pin to a version
+        that cannot serve is refused with FAILED_PRECONDITION and nothing changes; an unknown
+        model is NOT_FOUND, a malformed policy INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -242,6 +256,11 @@ def add_PolicyAdminServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=sim2real_dot_v1_dot_policy__pb2.ListModelsRequest.FromString,
                     response_serializer=sim2real_dot_v1_dot_policy__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'SetVersionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVersionPolicy,
+                    request_deserializer=sim2real_dot_v1_dot_policy__pb2.SetVersionPolicyRequest.FromString,
+                    response_serializer=sim2real_dot_v1_dot_policy__pb2.ReloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -299,6 +318,33 @@ class PolicyAdminService:
             '/sim2real.v1.PolicyAdminService/ListModels',
             sim2real_dot_v1_dot_policy__pb2.ListModelsRequest.SerializeToString,
             sim2real_dot_v1_dot_policy__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVersionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sim2real.v1.PolicyAdminService/SetVersionPolicy',
+            sim2real_dot_v1_dot_policy__pb2.SetVersionPolicyRequest.SerializeToString,
+            sim2real_dot_v1_dot_policy__pb2.ReloadResponse.FromString,
             options,
             channel_credentials,
             insecure,
