@@ -464,7 +464,11 @@ def _build(model: bytes, layout: dict[bytes, object], onnx: dict[str, bytes]) ->
                 Path(os.fsdecode(policy)).write_bytes(data)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 40 fixed examples in the default run (seconds); a hunt (FUZZ_EXAMPLES set, e.g.
+# benchmarks/fuzz_hunt.py) draws that many fresh ones.
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None,
+          derandomize="FUZZ_EXAMPLES" not in os.environ,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(_layouts, min_size=1, max_size=3), pin=st.sampled_from([None, 1, 2, 10]))
 def test_fuzz_scanner_never_raises_and_serves_the_right_version(onnx_bytes, steps, pin) -> None:
     with tempfile.TemporaryDirectory() as tmp:
