@@ -1,7 +1,9 @@
 """Export the deterministic actor of a run to ONNX, and load policies back for evaluation.
 
 The ONNX graph is ``observation [batch, obs_dim] float32 -> action [batch, act_dim]
-float32 in [-1, 1]``: frozen observation normalization, the actor's tanh(mean), a clamp.
+float32 in [-1, 1]``: the trace of :class:`~sim2real.train.policy.DeterministicPolicy`
+(frozen observation normalization, the actor's tanh(mean), a clamp), the module the
+trainer evaluates with.
 Everything a robot controller needs besides the weights travels in ``metadata_props``
 (all values are strings; lists and dicts are JSON).
 """
@@ -16,31 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from sim2real.train.checkpoint import load_checkpoint
-from sim2real.train.networks import Actor
+from sim2real.train.policy import DeterministicPolicy, policy_from_checkpoint
 from sim2real.train.trainer import CHECKPOINT
 
 INPUT_NAME = "observation"
 OUTPUT_NAME = "action"
 OPSET = 17
 METADATA_FORMAT = "sim2real.policy/1"
-
-
-class NormalizedActor(nn.Module):
-    """(obs - mean) / std, clipped, -> tanh(mean action), clamped to [-1, 1]."""
-
-    def __init__(self, actor: Actor, mean: np.ndarray, std: np.ndarray, clip: float) -> None:
-        super().__init__()
-        self.actor = actor
-        self.register_buffer("obs_mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("obs_std", torch.as_tensor(std, dtype=torch.float32))
-        self.clip = float(clip)
-
-    def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        x = ((observation - self.obs_mean) / self.obs_std).clamp(-self.clip, self.clip)
-        return self.actor.act(x).clamp(-1.0, 1.0)
 
 
 class RunPolicy:
@@ -50,16 +36,8 @@ class RunPolicy:
         self.run_dir = Path(run_dir)
         tensors, meta = load_checkpoint(self.run_dir / CHECKPOINT)
         self.meta = meta
-        config = meta["config"]
-        actor = Actor(meta["obs_dim"], meta["act_dim"], tuple(config["sac"]["actor_hidden"]))
-        actor.load_state_dict({k[len("actor."):]: v for k, v in tensors.items() if k.startswith("actor.")})
-        if config["normalize_obs"]:
-            mean = tensors["norm.obs.mean"].numpy()
-            std = np.sqrt(tensors["norm.obs.var"].numpy() + float(tensors["norm.obs.eps"][0]))
-            clip = float(tensors["norm.obs.clip"][0])
-        else:
-            mean, std, clip = np.zeros(meta["obs_dim"]), np.ones(meta["obs_dim"]), float("inf")
-        self.module = NormalizedActor(actor, mean, std, clip).eval()
+        # The trainer's own policy module, loaded: export traces it, `sim2real eval` runs it.
+        self.module: DeterministicPolicy = policy_from_checkpoint(tensors, meta)
         low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
         self.action_offset = (high + low) / 2.0
         self.action_scale = (high - low) / 2.0
@@ -75,8 +53,7 @@ class RunPolicy:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Raw observations -> policy actions in [-1, 1] (evaluate() maps them to the env)."""
-        with torch.no_grad():
-            return self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        return self.module.act(obs)
 
 
 class OnnxPolicy:

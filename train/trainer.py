@@ -34,6 +34,7 @@ from sim2real.train.config import (
 )
 from sim2real.train.evaluate import env_kwargs, evaluate
 from sim2real.train.normalizer import RunningNormalizer
+from sim2real.train.policy import DeterministicPolicy, with_prefix
 from sim2real.train.replay import ReplayBuffer
 from sim2real.train.sac import SAC
 
@@ -92,6 +93,9 @@ class Trainer:
             critic_obs_dim=self.privileged_dim or None, device=self.device,
         )
         self.obs_norm = RunningNormalizer(self.obs_dim)
+        # The exported and `sim2real eval`-ed policy, sharing the live actor: evaluations
+        # during training measure exactly what export will write.
+        self.policy = DeterministicPolicy(self.sac.actor, self.obs_dim).to(self.device)
         self.critic_norm = RunningNormalizer(self.privileged_dim) if self.privileged_dim else None
         self.buffer = ReplayBuffer(
             config.buffer_size, self.obs_dim, self.act_dim, self.privileged_dim
@@ -110,10 +114,12 @@ class Trainer:
         return self.action_low + (action + 1.0) * 0.5 * (self.action_high - self.action_low)
 
     def deterministic_policy(self, obs: np.ndarray) -> np.ndarray:
-        """Raw observations -> [-1, 1] actions of the tanh(mean) actor (normalizer not updated)."""
-        with torch.no_grad():
-            x = torch.as_tensor(self._normalize(self.obs_norm, obs), device=self.device)
-            return self.sac.actor.act(x).cpu().numpy()
+        """Raw observations -> [-1, 1] actions of the tanh(mean) actor (normalizer not updated).
+
+        :class:`DeterministicPolicy` with the normalizer's current statistics: the module the
+        exporter traces, so this is what the ONNX file and `sim2real eval` compute."""
+        self.policy.set_normalizer(self.obs_norm if self.config.normalize_obs else None)
+        return self.policy.act(obs)
 
     def _normalize(self, norm: RunningNormalizer | None, x: np.ndarray) -> np.ndarray:
         if norm is None or not self.config.normalize_obs:
@@ -336,8 +342,7 @@ class Trainer:
             if meta[key] != expected:
                 raise ValueError(f"checkpoint {path}: {key} is {meta[key]}, this run's env has {expected}")
         for name, module in self.sac.modules().items():
-            prefix = f"{name}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            module.load_state_dict(with_prefix(tensors, name))
         with torch.no_grad():
             self.sac.log_alpha.copy_(tensors["log_alpha"])
         for name, optimizer in self.sac.optimizers().items():
@@ -346,8 +351,7 @@ class Trainer:
         norms = {"obs": self.obs_norm, "critic": self.critic_norm}
         for name, norm in norms.items():
             if norm is not None:
-                prefix = f"norm.{name}."
-                norm.load_state({k[len(prefix):]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)})
+                norm.load_state({k: v.numpy() for k, v in with_prefix(tensors, f"norm.{name}").items()})
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.step, self.episodes, self.sac.updates = meta["step"], meta["episodes"], meta["updates"]
         if meta.get("replay_saved") and (self.run_dir / REPLAY).is_file():
@@ -479,6 +483,20 @@ def _plot_failures(ax: Any, steps: np.ndarray, percent: list[float], target: flo
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
     """Start or resume a run; returns the final evaluation record."""
+    trainer = prepare_trainer(config)
+    previous = _stop_on_signals(trainer)
+    try:
+        return trainer.train()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        trainer.close()
+
+
+def prepare_trainer(config: TrainConfig) -> Trainer:
+    """The Trainer of a new run, or of a resumed one (``config.resume``) with its checkpoint
+    loaded: what run_training trains, apart so a test can inspect the restored state.
+    The caller closes it."""
     resume = config.resume
     if resume is not None:
         run_dir = Path(resume)
@@ -496,13 +514,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         except BaseException:
             trainer.close()
             raise
-    previous = _stop_on_signals(trainer)
-    try:
-        return trainer.train()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        trainer.close()
+    return trainer
 
 
 def _stop_on_signals(trainer: Trainer) -> dict[int, Any]:

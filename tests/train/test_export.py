@@ -1,11 +1,14 @@
-"""ONNX export: the model contract, metadata, and agreement with torch; robots end to end."""
+"""ONNX export: the model contract, metadata, and agreement with the trainer's own
+deterministic policy; robots end to end."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -14,32 +17,80 @@ import pytest
 import torch
 
 from sim2real.robots import get_record
+from sim2real.train.commands import policy_from_source
 from sim2real.train.config import TrainConfig
 from sim2real.train.export import OnnxPolicy, RunPolicy, export_onnx, read_metadata
-from sim2real.train.judge import DEFAULT_COMMANDS, has_judge
+from sim2real.train.judge import default_cases, has_judge
+from sim2real.train.policy import DeterministicPolicy
 from sim2real.train.sac import SACConfig
-from sim2real.train.trainer import run_training
+from sim2real.train.trainer import Trainer, prepare_trainer
 
 TINY = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64)
 
 
-def _train(out: Path, env: str, steps: int, num_envs: int = 1) -> Path:
-    run_training(TrainConfig(
-        env=env, total_steps=steps, seed=3, out=out, learning_starts=steps // 2,
-        num_envs=num_envs, num_workers=0, eval_interval=0, eval_episodes=1,
-        checkpoint_interval=steps, sac=TINY,
-    ))
-    return out
+QUADRUPED = "sim2real/QuadrupedJoystick-v0"
 
 
 @pytest.fixture(scope="module")
-def quadruped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(tmp_path_factory.mktemp("quad") / "run", "sim2real/QuadrupedJoystick-v0", 400, 2)
+def quadruped_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]:
+    """A quadruped run trained for a few hundred steps (the normalizer has real statistics,
+    the actor has had updates), its Trainer kept open: the trainer's own deterministic
+    policy, which its evaluations run, is what the export must reproduce."""
+    trainer = prepare_trainer(TrainConfig(
+        env=QUADRUPED, total_steps=400, seed=3, out=tmp_path_factory.mktemp("quad") / "run",
+        learning_starts=200, num_envs=2, num_workers=0, eval_interval=0, eval_episodes=1,
+        checkpoint_interval=400, sac=TINY,
+    ))
+    try:
+        trainer.open_run()
+        # Checkpoints at its last step (checkpoint_interval): the file holds this very
+        # state. (train() would add the final judged evaluation, a minute of CPU here.)
+        trainer.run_loop()
+        yield trainer
+    finally:
+        trainer.close()
 
 
-def test_onnx_matches_torch_on_random_and_real_observations(quadruped_run: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def quadruped_run(quadruped_trainer: Trainer) -> Path:
+    return quadruped_trainer.run_dir
+
+
+def _observations(trainer: Trainer) -> dict[str, np.ndarray]:
+    """Observation batches: from the policy's own rollout, around the normalizer's
+    statistics, far outside them (normalized beyond the clip) and a single row."""
+    env = gym.make(QUADRUPED)
+    obs, _ = env.reset(seed=0)
+    real = []
+    for _ in range(200):
+        real.append(obs)
+        obs, _, term, trunc, _ = env.step(trainer.deterministic_policy(obs[None])[0])
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    rng = np.random.default_rng(1)
+    mean, std = trainer.obs_norm.mean, trainer.obs_norm.std
+    near = (mean + std * rng.normal(0, 2, (300, len(mean)))).astype(np.float32)
+    far = (mean + std * rng.normal(0, 40, (100, len(mean)))).astype(np.float32)
+    return {"rollout": np.array(real, np.float32), "near": near, "far": far, "one": near[:1]}
+
+
+def _assert_acts_as_the_trainer(trainer: Trainer, policy: Callable[[np.ndarray], np.ndarray]) -> None:
+    for name, batch in _observations(trainer).items():
+        expected = trainer.deterministic_policy(batch)
+        got = policy(batch)
+        assert got.shape == expected.shape == (len(batch), 12), name
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=f"{name} observations")
+        assert np.all(np.abs(got) <= 1.0)
+
+
+def test_onnx_acts_as_the_trainers_deterministic_policy(quadruped_trainer: Trainer, tmp_path: Path) -> None:
+    """onnxruntime on the exported file == the policy the trainer evaluated, on a trained
+    run (not the module the exporter traced, which would agree with itself whatever the
+    export dropped)."""
+    trainer = quadruped_trainer
     path = tmp_path / "policy.onnx"
-    result = export_onnx(quadruped_run, path)
+    result = export_onnx(trainer.run_dir, path)
     assert result["max_abs_error"] <= 1e-5
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
@@ -49,24 +100,66 @@ def test_onnx_matches_torch_on_random_and_real_observations(quadruped_run: Path,
     assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic batch
     assert inp.type.tensor_type.shape.dim[1].dim_value == 45
 
-    policy, onnx_policy = RunPolicy(quadruped_run), OnnxPolicy(path)
-    env = gym.make("sim2real/QuadrupedJoystick-v0")
-    obs, _ = env.reset(seed=0)
-    real = []
-    for _ in range(200):
-        real.append(obs)
-        obs, _, term, trunc, _ = env.step(policy(obs[None])[0])
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
-    random = np.random.default_rng(1).normal(0, 3, (300, 45)).astype(np.float32)
-    for batch in (np.array(real, np.float32), random, random[:1]):
-        with torch.no_grad():
-            expected = policy.module(torch.as_tensor(batch)).numpy()
-        got = onnx_policy.raw(batch)
-        assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, atol=1e-5)
-        assert np.all(np.abs(got) <= 1.0)
+    # The comparison can see the normalizer: dropping it changes the actions a lot, and
+    # the far batch lies beyond the clip.
+    observations = _observations(trainer)
+    with torch.no_grad():
+        raw_actor = trainer.sac.actor.act(torch.as_tensor(observations["near"])).numpy()
+    assert np.abs(raw_actor - trainer.deterministic_policy(observations["near"])).max() > 0.1
+    norm = trainer.obs_norm
+    assert np.abs((observations["far"] - norm.mean) / norm.std).max() > 2 * norm.clip
+
+    _assert_acts_as_the_trainer(trainer, OnnxPolicy(path).raw)
+
+
+def test_eval_of_a_run_and_of_its_export_act_the_same(quadruped_trainer: Trainer, tmp_path: Path) -> None:
+    """`sim2real eval RUN_DIR` and `sim2real eval exported.onnx` load policies (the same
+    policy_from_source) that give the trainer's actions on the same observations."""
+    path = tmp_path / "policy.onnx"
+    export_onnx(quadruped_trainer.run_dir, path)
+    from_run = policy_from_source(quadruped_trainer.run_dir, None, 0)
+    from_onnx = policy_from_source(path, None, 0)
+    assert isinstance(from_run, RunPolicy) and isinstance(from_onnx, OnnxPolicy)
+    _assert_acts_as_the_trainer(quadruped_trainer, from_run)
+    _assert_acts_as_the_trainer(quadruped_trainer, from_onnx)
+
+
+def _without_normalizer(policy: DeterministicPolicy) -> None:
+    policy.set_normalizer(None)
+
+
+def _without_clip(policy: DeterministicPolicy) -> None:
+    policy.clip = float("inf")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broken", [_without_normalizer, _without_clip], ids=["no-normalizer", "no-clip"])
+def test_export_tests_fail_on_an_export_that_drops_part_of_the_policy(
+    quadruped_trainer: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    broken: Callable[[DeterministicPolicy], None],
+) -> None:
+    """The two tests above are sensitive: a checkpoint loader that drops the observation
+    normalization (or its clip) makes an export and a `sim2real eval RUN_DIR` that agree
+    with each other, and with the module traced (what the old parity test and the export's
+    own check compare), but not with the trainer."""
+    import sim2real.train.export as export_module
+
+    real = export_module.policy_from_checkpoint
+
+    def loader(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> DeterministicPolicy:
+        policy = real(tensors, meta)
+        broken(policy)
+        return policy
+
+    monkeypatch.setattr(export_module, "policy_from_checkpoint", loader)
+    path = tmp_path / "policy.onnx"
+    export_onnx(quadruped_trainer.run_dir, path)  # its own check passes
+    run_policy, onnx_policy = RunPolicy(quadruped_trainer.run_dir), OnnxPolicy(path)
+    far = _observations(quadruped_trainer)["far"]
+    np.testing.assert_allclose(onnx_policy.raw(far), run_policy(far), atol=1e-5)
+    for policy in (onnx_policy.raw, run_policy):
+        with pytest.raises(AssertionError):
+            _assert_acts_as_the_trainer(quadruped_trainer, policy)
 
 
 def test_onnx_and_checkpoint_evaluate_identically(quadruped_run: Path, tmp_path: Path) -> None:
@@ -133,7 +226,7 @@ def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None
     # The joystick task is judged: one episode per command, with task metrics.
     judged = has_judge(env_id)
     assert report["env_id"] == env_id
-    assert report["episodes"] == (len(DEFAULT_COMMANDS) if judged else 1)
+    assert report["episodes"] == (len(default_cases(env_id)) if judged else 1)
     assert ("task" in report) == judged
     assert json.loads(read_metadata(onnx_path)["env_config"]) == overrides
     # The overridden 40-step episode, not the default 400/1000 (shorter only if it fell).
@@ -141,9 +234,9 @@ def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None
     assert set(report["reward_terms"]) == set(
         get_record(env_id).load_config_class()().rewards.__dataclass_fields__
     )
-    if judged:
+    if env_id == QUADRUPED:
         # Seeing the trained policy: eval --video and robots view --policy (ONNX and run
-        # directory), on the task config the policy trained with.
+        # directory), on the task config the policy trained with (joystick commands).
         video, strip = tmp_path / "judge.mp4", tmp_path / "strip.png"
         result = subprocess.run(
             [sim2real, "eval", str(onnx_path), "--episodes", "1", "--commands", "fwd=0.5,0,0",

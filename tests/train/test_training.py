@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from sim2real.train.checkpoint import load_checkpoint
 from sim2real.train.config import TrainConfig
 from sim2real.train.sac import SACConfig
-from sim2real.train.trainer import CHECKPOINT, CURVE, METRICS, run_training
+from sim2real.train.trainer import (
+    CHECKPOINT,
+    CURVE,
+    METRICS,
+    Trainer,
+    prepare_trainer,
+    run_training,
+)
 
 SMALL_SAC = SACConfig(
     actor_hidden=(64, 64), critic_hidden=(64, 64), batch_size=128,
@@ -55,6 +67,9 @@ def _alpha(run: Path) -> float:
 
 
 def test_resume_after_a_crash_continues_the_run(tmp_path: Path) -> None:
+    """A SIGKILL mid-run leaves a whole checkpoint and `--resume` finishes the run from its
+    counters. (That the resume restores the state itself, not only the counters:
+    test_resume_restores_the_whole_training_state.)"""
     run = tmp_path / "run"
     sim2real = shutil.which("sim2real")
     assert sim2real
@@ -88,6 +103,156 @@ def test_resume_after_a_crash_continues_the_run(tmp_path: Path) -> None:
     assert meta["step"] == 3000
     assert meta["updates"] == 3000 - 200 + 1  # updates continued from the checkpoint's count
     assert _alpha(run) != alpha_at_crash
+
+
+def _training_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything a resumed run must continue from, read off the live objects (not through
+    the checkpoint format, so a save that leaves something out fails as surely as a load
+    that skips it): weights and target weights, log_alpha, each Adam state (moments and
+    step, per parameter in order), observation normalizer statistics, RNGs, counters."""
+    state: dict[str, Any] = {}
+    for name, module in trainer.sac.modules().items():
+        state.update({f"{name}.{k}": v.detach().clone() for k, v in module.state_dict().items()})
+    state["log_alpha"] = trainer.sac.log_alpha.detach().clone()
+    for name, optimizer in trainer.sac.optimizers().items():
+        for i, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+            for field, value in optimizer.state[param].items():
+                state[f"optim.{name}.{i}.{field}"] = value.detach().clone() if torch.is_tensor(value) else value
+        state[f"optim.{name}.lr"] = [group["lr"] for group in optimizer.param_groups]
+    norms = {"obs": trainer.obs_norm, "critic": trainer.critic_norm}
+    for name, norm in norms.items():
+        if norm is not None:
+            state.update({f"norm.{name}.{k}": torch.as_tensor(v) for k, v in norm.state().items()})
+    state["torch_rng"] = torch.get_rng_state()
+    state["numpy_rng"] = trainer.rng.bit_generator.state
+    state["counters"] = (trainer.step, trainer.episodes, trainer.sac.updates)
+    return state
+
+
+def _assert_same_state(saved: dict[str, Any], resumed: dict[str, Any]) -> None:
+    """Bit-for-bit equal, every entry; the message names the ones that differ."""
+    def same(a: Any, b: Any) -> bool:
+        return torch.equal(a, b) if torch.is_tensor(a) and torch.is_tensor(b) else bool(a == b)
+
+    # A key on one side only (an optimizer state never restored) differs too.
+    differ = sorted(k for k in set(saved) | set(resumed)
+                    if k not in saved or k not in resumed or not same(saved[k], resumed[k]))
+    assert not differ, f"not restored by resume: {', '.join(differ)}"
+
+
+RESUME_STEPS = 600
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A short Pendulum run checkpointed at its last step, with its live state then."""
+    run = tmp_path_factory.mktemp("resume") / "run"
+    trainer = prepare_trainer(TrainConfig(
+        env="Pendulum-v1", total_steps=RESUME_STEPS, seed=4, out=run, learning_starts=200,
+        eval_interval=0, eval_episodes=1, num_envs=1, num_workers=0,
+        checkpoint_interval=RESUME_STEPS, sac=SACConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=32),
+    ))
+    try:
+        trainer.open_run()
+        trainer.run_loop()  # checkpoints at its last step (checkpoint_interval)
+        state = _training_state(trainer)
+    finally:
+        trainer.close()
+    _, meta = load_checkpoint(run / CHECKPOINT)
+    assert meta["step"] == RESUME_STEPS
+    # Each piece of the state has moved away from what a fresh trainer starts with, so a
+    # resume that skipped restoring it cannot pass by coincidence.
+    assert state["log_alpha"] != 0.0  # init_alpha 1
+    assert float(state["optim.critic.0.step"]) == RESUME_STEPS - 200 + 1
+    assert state["optim.actor.0.exp_avg"].abs().sum() > 0 and state["optim.alpha.0.exp_avg_sq"] > 0
+    assert not torch.equal(state["critic_target.out.weight"], state["critic.out.weight"])
+    assert state["norm.obs.count"] == RESUME_STEPS and (state["norm.obs.var"] - 1.0).abs().max() > 0.1
+    return run, state
+
+
+def test_resume_restores_the_whole_training_state(saved_run: tuple[Path, dict[str, Any]]) -> None:
+    """`--resume` (prepare_trainer, what run_training trains) continues from exactly the
+    saved state: not only the counters."""
+    run, saved = saved_run
+    resumed = prepare_trainer(TrainConfig(resume=run))
+    try:
+        _assert_same_state(saved, _training_state(resumed))
+        # The policy it evaluates with uses the restored normalizer and actor.
+        obs = np.random.default_rng(0).normal(0, 2, (8, 3)).astype(np.float32)
+        std = np.sqrt(saved["norm.obs.var"].numpy() + saved["norm.obs.eps"].numpy())
+        normalized = torch.as_tensor((obs - saved["norm.obs.mean"].numpy()) / std, dtype=torch.float32)
+        with torch.no_grad():
+            expected = torch.tanh(resumed.sac.actor.distribution_params(normalized)[0]).numpy()
+        np.testing.assert_allclose(resumed.deterministic_policy(obs), expected, atol=1e-6)
+    finally:
+        resumed.close()
+
+
+def _drop_from_checkpoint(edit: Callable[[dict[str, torch.Tensor]], None]) -> Callable[[Path], Any]:
+    """load_checkpoint as Trainer.load sees it, with ``edit`` applied to the tensors: a
+    resume that restores the wrong thing for one part of the state."""
+    def load(path: Path) -> Any:
+        tensors, meta = load_checkpoint(path)
+        edit(tensors)
+        return tensors, meta
+    return load
+
+
+def _target_from_critic(tensors: dict[str, torch.Tensor]) -> None:
+    for key in [k for k in tensors if k.startswith("critic_target.")]:
+        tensors[key] = tensors["critic." + key[len("critic_target."):]]
+
+
+def _alpha_reset(tensors: dict[str, torch.Tensor]) -> None:
+    tensors["log_alpha"] = torch.zeros_like(tensors["log_alpha"])
+
+
+def _adam_steps_reset(tensors: dict[str, torch.Tensor]) -> None:
+    for key in [k for k in tensors if k.startswith("optim.") and k.endswith(".step")]:
+        tensors[key] = torch.zeros_like(tensors[key])
+
+
+def _broken_resumes() -> dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]]:
+    """name -> (a key the state check must name, how to break the resume)."""
+    import sim2real.train.trainer as trainer_module
+    from sim2real.train.networks import Actor
+    from sim2real.train.normalizer import RunningNormalizer
+
+    def skip(cls: type, method: str) -> Callable[[pytest.MonkeyPatch], None]:
+        return lambda mp: mp.setattr(cls, method, lambda self, state: None)
+
+    def edit(fn: Callable[[dict[str, torch.Tensor]], None]) -> Callable[[pytest.MonkeyPatch], None]:
+        return lambda mp: mp.setattr(trainer_module, "load_checkpoint", _drop_from_checkpoint(fn))
+
+    return {
+        "actor-weights-skipped": ("actor.mean.weight", skip(Actor, "load_state_dict")),
+        "optimizer-state-skipped": ("optim.critic.0.exp_avg", skip(torch.optim.Adam, "load_state_dict")),
+        "normalizer-skipped": ("norm.obs.mean", skip(RunningNormalizer, "load_state")),
+        "target-rebuilt-from-critic": ("critic_target.out.weight", edit(_target_from_critic)),
+        "log-alpha-reset": ("log_alpha", edit(_alpha_reset)),
+        "adam-step-reset": ("optim.actor.0.step", edit(_adam_steps_reset)),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broken", list(_broken_resumes()))
+def test_resume_test_fails_on_a_resume_that_skips_part_of_the_state(
+    broken: str, saved_run: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The state check above is sensitive: a resume that leaves out any one part of the
+    state fails it, naming that part, while the counters still come out right (which is
+    all the crash test checks)."""
+    run, saved = saved_run
+    key, breaks = _broken_resumes()[broken]
+    breaks(monkeypatch)
+    resumed = prepare_trainer(TrainConfig(resume=run))
+    try:
+        state = _training_state(resumed)
+        assert state["counters"] == saved["counters"]
+        with pytest.raises(AssertionError, match=re.escape(key)):
+            _assert_same_state(saved, state)
+    finally:
+        resumed.close()
 
 
 def test_resume_without_a_saved_buffer_refills_it_before_updating(tmp_path: Path) -> None:
