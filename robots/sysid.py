@@ -1,9 +1,11 @@
 """System identification: which dynamics parameters best explain a log, and did the policy
 train on them?
 
-For each candidate (floor friction, Kp/Kd scale, joint damping scale, trunk added mass,
-actuation latency) the logged actions are replayed open-loop from logged states over short
-windows (sim_replay.py) and scored by joint-position error. The search is the
+For each candidate (quadruped: floor friction, Kp/Kd scale, joint damping scale, trunk
+added mass, actuation latency; valve rig: valve bearing friction and damping, Kp/Kd scale,
+fingertip friction, latency) the logged actions are replayed open-loop from logged states
+over short windows (sim_replay.py) and scored by joint-position error (on the valve rig,
+with the valve angle scored as one more joint). The search is the
 cross-entropy method (a population per round, refit to the best fifth): derivative-free,
 robust to the non-smooth contact dynamics, and the integer latency is just rounded. The
 result is compared with the domain-randomization ranges the policy was trained on.
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim2real.robots.sim_replay import PARAMETERS, SimReplayer, Window, score
+from sim2real.robots.sim_replay import SimReplayer, Window, score
 
 # Search bounds: wider than the training ranges on purpose, so a robot outside what the
 # policy saw shows up as a fit outside the ranges rather than a fit pinned to their edge.
@@ -29,6 +31,11 @@ SEARCH_BOUNDS: dict[str, tuple[float, float]] = {
     "joint_damping_scale": (0.2, 4.0),
     "trunk_added_mass": (-2.0, 4.0),
     "latency_steps": (0.0, 3.0),
+    # The valve rig (training DR: friction U(0.005, 0.02) N m, damping U(0.002, 0.01)
+    # N m s/rad, fingertip friction U(0.5, 1.0)).
+    "valve_friction": (0.0, 0.05),
+    "valve_damping": (0.0, 0.025),
+    "fingertip_friction": (0.2, 1.5),
 }
 
 
@@ -101,17 +108,20 @@ def identify(
     actions: np.ndarray,
     windows: list[Window],
     *,
-    parameters: Sequence[str] = PARAMETERS,
+    parameters: Sequence[str] | None = None,
     rounds: int = 12,
     population: int = 32,
     seed: int = 0,
     progress: bool = True,
 ) -> SysidResult:
-    """Cross-entropy search over ``parameters`` (the others stay nominal)."""
-    unknown = set(parameters) - set(PARAMETERS)
+    """Cross-entropy search over ``parameters`` (default: all of the robot's; the others
+    stay nominal)."""
+    names = list(replayer.parameters if parameters is None else parameters)
+    unknown = set(names) - set(replayer.parameters)
     if unknown:
-        raise ValueError(f"parameters: unknown {sorted(unknown)}; choose from {list(PARAMETERS)}")
-    names = list(parameters)
+        raise ValueError(
+            f"parameters: unknown {sorted(unknown)} for {replayer.env_id}; choose from {list(replayer.parameters)}"
+        )
     low = np.array([SEARCH_BOUNDS[n][0] for n in names])
     high = np.array([SEARCH_BOUNDS[n][1] for n in names])
     nominal = replayer.nominal_parameters()
@@ -163,8 +173,6 @@ def identify(
         bumped = [np.clip(best_x + d * np.eye(len(names))[i], low, high) for d in (-step, step)]
         worse = max(evaluate(b) for b in bumped)
         sensitivity[name] = float((worse - best_err) / max(best_err, 1e-12))
-    for name in PARAMETERS:
-        sensitivity.setdefault(name, 0.0)
     replayer.set_parameters(best)
     trained = replayer.trained_ranges()
     return SysidResult(

@@ -10,6 +10,7 @@ identification can be checked against ground truth.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,9 +72,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def object_joint_names(robot: Any) -> list[str]:
+    """The task object's measured joints the log carries (the valve rig: its hinge)."""
+    from sim2real.robots.hand import constants as hand_consts
+
+    return [hand_consts.VALVE_JOINT] if hasattr(robot, "valve_angle") else []
+
+
 def robot_state(robot: Any) -> dict[str, np.ndarray]:
     """The measured state a real robot's controller would log, from the simulator."""
     state = {"joint_position": robot.joint_pos(), "joint_velocity": robot.joint_vel()}
+    if hasattr(robot, "valve_angle"):  # the valve rig's encoder (true value, no noise)
+        state["object_joint_position"] = [robot.valve_angle()]
+        state["object_joint_velocity"] = [robot.valve_angvel()]
     root = getattr(robot, "_root_qpos", None)
     if root is not None:  # floating base
         qvel = robot._root_qvel
@@ -105,6 +116,11 @@ class ControllerRun:
     simulator state), after the first second of each episode, m/s."""
     yaw_errors: list[float] = field(default_factory=list)
     """Joystick tasks: |cmd_yaw - w_z| per judged step, rad/s."""
+    turns: list[dict[str, float]] = field(default_factory=list)
+    """Valve task, per episode, from simulator state as `sim2real eval`'s hand judge reads
+    it: direction (+1 counter-clockwise, -1 clockwise), angle (net valve angle turned in the
+    commanded direction, rad), turn_rate (that angle / the episode's duration, rad/s),
+    time_to_half_turn (s until pi rad in the commanded direction; nan if never)."""
 
     @property
     def steps(self) -> int:
@@ -127,6 +143,8 @@ class ControllerRun:
             "commands": self.commands,
             "planar_error_mps": float(np.mean(self.planar_errors)) if self.planar_errors else None,
             "yaw_error_radps": float(np.mean(self.yaw_errors)) if self.yaw_errors else None,
+            "turns": self.turns,
+            "turn_rate_radps": float(np.mean([t["turn_rate"] for t in self.turns])) if self.turns else None,
             "log": str(self.log_path) if self.log_path else None,
         }
 
@@ -173,6 +191,7 @@ def run_controller(
                     observation_names=list(spec.observation_names), action_names=list(spec.action_names),
                     joint_names=list(spec.joint_names), action_scale=list(spec.action_scales),
                     action_offset=list(spec.default_pose), dynamics_json=json.dumps(dynamics),
+                    object_joint_names=object_joint_names(robot),
                     tags={"seed": str(seed), "domain_randomization": str(domain_randomization), **(tags or {})},
                 ))
             if writer is not None:
@@ -184,6 +203,9 @@ def run_controller(
             tracks = command is not None and hasattr(robot, "heading_frame_velocity")
             if tracks:
                 run.commands.append(np.asarray(command, float).tolist())
+            turning = hasattr(robot, "valve_angle")
+            if turning:
+                start_angle, direction, half_turn_s = robot.valve_angle(), int(robot.direction), math.nan
             # Left out of the tracking errors, as `sim2real eval`'s judge does.
             settle_steps = round(TRACKING_SETTLE_S * spec.control_rate_hz)
             next_tick = time.perf_counter()
@@ -208,6 +230,8 @@ def run_controller(
                     if not np.array_equal(info["command"], command):
                         command = info["command"]
                         run.commands.append(np.asarray(command, float).tolist())
+                if turning and math.isnan(half_turn_s) and direction * (robot.valve_angle() - start_angle) >= math.pi:
+                    half_turn_s = length * period
                 run.latencies_ns.append(answer.latency_ns)
                 run.fallbacks += int(answer.fallback)
                 if writer is not None:
@@ -236,6 +260,10 @@ def run_controller(
                     break
             run.returns.append(ret)
             run.lengths.append(length)
+            if turning:
+                angle = direction * (robot.valve_angle() - start_angle)
+                run.turns.append({"direction": direction, "angle": angle, "turn_rate": angle / (length * period),
+                                  "time_to_half_turn": half_turn_s})
     finally:
         bar.close()
         env.close()

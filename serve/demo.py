@@ -1,5 +1,12 @@
 """`sim2real demo`: the whole product in one command, on a fresh machine, no arguments.
 
+`--robot quadruped` (the default) runs it on the quadruped; `--robot hand` on the hand at
+the valve rig (sim2real/HandValveTurn-v0), where the summary is the valve judge's (turn
+rate in the commanded direction, angle turned) and system identification fits the valve's
+bearing friction and damping and the finger servos' Kp scale. Until a trained valve policy
+ships (serve/policies/hand_valve.onnx), the hand demo serves a zero-action ONNX policy
+built on the spot (serve/synthetic.py) and says so; `--model PATH` serves any other.
+
 1. loads the quadruped policy shipped with the package (trained by `sim2real train`; its
    card, policies/quadruped_joystick.json, has the command, seed and evaluation),
 2. starts `sim2real serve` on it as a real subprocess on 127.0.0.1 (recording what it
@@ -20,21 +27,29 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 POLICY_PACKAGE = "sim2real.serve.policies"
 POLICY_FILE = "quadruped_joystick.onnx"
 CARD_FILE = "quadruped_joystick.json"
+HAND_POLICY_FILE = "hand_valve.onnx"
+HAND_CARD_FILE = "hand_valve.json"
+HAND_ENV_ID = "sim2real/HandValveTurn-v0"
+# Control steps of one demo episode when --steps is not given: 20 s on either robot.
+DEFAULT_STEPS = {"quadruped": 1000, "hand": 400}
 
 
 @dataclass
 class DemoConfig:
-    """Serve the shipped quadruped policy, drive the simulated robot over gRPC, replay the log."""
+    """Serve a shipped policy, drive the simulated robot over gRPC, replay the log."""
 
     out: Path = Path("sim2real_demo")
     """Where the logs and the replay report go."""
-    steps: int = 1000
-    """Control steps of the closed-loop run (50 Hz: 1000 steps = 20 s)."""
+    robot: Literal["quadruped", "hand"] = "quadruped"
+    """Which robot: the quadruped (joystick task) or the hand on the valve rig."""
+    steps: int | None = None
+    """Control steps of the closed-loop run; default 20 s: 1000 at the quadruped's 50 Hz,
+    400 at the hand's 20 Hz (one whole valve episode; more are cut at 400)."""
     seed: int = 0
     """Seed of the episode (its domain randomization and command)."""
     realtime: bool = True
@@ -44,10 +59,13 @@ class DemoConfig:
     sysid: bool = True
     """Identify the episode's dynamics from the log (--no-sysid to skip)."""
     model: Path | None = None
-    """Use this ONNX policy instead of the shipped one."""
+    """Use this ONNX policy instead of the shipped one (any policy exported for the
+    robot's task)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 10:
+        if self.robot not in DEFAULT_STEPS:
+            raise ValueError(f"robot: expected one of {list(DEFAULT_STEPS)}, got {self.robot!r}")
+        if self.steps is not None and self.steps < 10:
             raise ValueError(f"steps: expected >= 10, got {self.steps}")
         if self.deadline_ms <= 0:
             raise ValueError(f"deadline_ms: expected > 0, got {self.deadline_ms}")
@@ -59,6 +77,45 @@ def shipped_policy() -> tuple[Path, dict[str, Any]]:
     path = Path(str(files / POLICY_FILE))
     card = json.loads((files / CARD_FILE).read_text())
     return path, card
+
+
+def hand_policy(out: Path) -> tuple[Path, dict[str, Any], str | None]:
+    """The shipped valve policy and its card; while none ships, a zero-action ONNX policy
+    written to ``out`` (with the valve task's metadata) and a note saying so."""
+    files = resources.files(POLICY_PACKAGE)
+    shipped = files / HAND_POLICY_FILE
+    if shipped.is_file():
+        card_file = files / HAND_CARD_FILE
+        card = json.loads(card_file.read_text()) if card_file.is_file() else {}
+        return Path(str(shipped)), card, None
+    path = out / "hand_valve_zero_action.onnx"
+    write_zero_hand_policy(path)
+    note = (f"no trained valve policy ships yet ({POLICY_PACKAGE}/{HAND_POLICY_FILE} is missing): serving a "
+            f"zero-action ONNX policy made by sim2real.serve.synthetic ({path}); the hand holds its home pose "
+            "and the valve does not turn. Give --model PATH to serve a trained one.")
+    return path, {}, note
+
+
+def write_zero_hand_policy(path: Path) -> Path:
+    """An ONNX policy for HandValveTurn-v0 that always answers 0 (the home pose), carrying
+    the task's deployment metadata (names, action scale/offset, rate, gains)."""
+    from sim2real.robots import registry
+    from sim2real.serve.synthetic import write_policy
+
+    env = registry.make(HAND_ENV_ID, domain_randomization=False)
+    try:
+        spec = env.unwrapped.deployment_spec
+    finally:
+        env.close()
+    obs_dim, act_dim = len(spec.observation_names), len(spec.action_names)
+    write_policy(path, obs_dim=obs_dim, act_dim=act_dim, gain=0.0, metadata={
+        "env_id": HAND_ENV_ID, "observation_names": list(spec.observation_names),
+        "action_names": list(spec.action_names), "joint_names": list(spec.joint_names),
+        "action_scale": list(spec.action_scales), "action_offset": list(spec.default_pose),
+        "control_rate_hz": spec.control_rate_hz, "kp": list(spec.kp), "kd": list(spec.kd),
+        "training_steps": 0, "observation_mean": [0.0] * obs_dim, "observation_std": [1.0] * obs_dim,
+    })
+    return path
 
 
 def start_server(model: Path, record: Path) -> tuple[subprocess.Popen[str], int]:
@@ -91,27 +148,42 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from sim2real.serve.replay_report import run_replay, summary_lines
     from sim2real.train.export import read_metadata
 
-    model, card = (config.model, {}) if config.model else shipped_policy()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = config.steps or DEFAULT_STEPS[config.robot]
+    note = None
+    if config.model:
+        model, card = config.model, {}
+    elif config.robot == "hand":
+        model, card, note = hand_policy(out)
+    else:
+        model, card = shipped_policy()
     metadata = read_metadata(model)
-    env_id = metadata.get("env_id") or card.get("env_id", "sim2real/QuadrupedJoystick-v0")
+    default_env = HAND_ENV_ID if config.robot == "hand" else "sim2real/QuadrupedJoystick-v0"
+    from sim2real.serve.model import _metadata_value
+
+    # Exported models write env_id as plain text, serve/synthetic.py as JSON: read both.
+    env_id = _metadata_value(metadata["env_id"]) if metadata.get("env_id") else card.get("env_id", default_env)
+    if env_id != default_env:
+        raise RuntimeError(f"--robot {config.robot} runs {default_env}; the policy {model} is for {env_id}")
     # The task as the policy was trained (observation layout, action scales...), from the
     # model's own metadata.
     env_config = json.loads(metadata.get("env_config") or "[]")
     env_kwargs = {"config": task_config(env_id, env_config)} if env_config else None
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     sim_log = out / "controller.mcap"
     t0 = time.perf_counter()
     print(f"[1/4] policy: {model}" + (f" ({card.get('summary', '')})" if card else ""))
+    if note:
+        print(f"      NOTE: {note}")
     print("[2/4] starting `sim2real serve` on 127.0.0.1 (recording to server_logs/)")
     proc, port = start_server(model, out / "server_logs")
     try:
         with PolicyClient(f"127.0.0.1:{port}") as client:
             info = client.info()
             print(f"[3/4] driving {env_id} in MuJoCo (domain randomization on) over gRPC at "
-                  f"{info.control_rate_hz:g} Hz for {config.steps} steps, provider {info.execution_provider}")
+                  f"{info.control_rate_hz:g} Hz for {steps} steps, provider {info.execution_provider}")
             with client.session(deadline_s=config.deadline_ms / 1e3) as session:
-                run = run_controller(env_id, remote_policy(session), episodes=1, max_steps=config.steps,
+                run = run_controller(env_id, remote_policy(session), episodes=1, max_steps=steps,
                                      seed=config.seed, log_path=sim_log, realtime=config.realtime,
                                      env_kwargs=env_kwargs, tags={"demo": "true"})
                 misses = session.deadline_misses
@@ -128,7 +200,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     summary = {
         "return": s["return_mean"], "steps": s["steps"], "fell": bool(s["falls"]),
         "commands": s["commands"], "planar_error_mps": s["planar_error_mps"],
-        "yaw_error_radps": s["yaw_error_radps"],
+        "yaw_error_radps": s["yaw_error_radps"], "robot": config.robot, "env_id": env_id, "model": str(model),
+        "policy_note": note, "turns": s["turns"], "turn_rate_radps": s["turn_rate_radps"],
         "latency_p50_us": s["latency_p50_us"], "latency_p99_us": s["latency_p99_us"],
         "deadline_misses": misses, "fallbacks": s["fallbacks"], "server_exit_code": code, "server_pid": proc.pid,
         "server_recorded_steps": server_steps, "log": str(sim_log), "report": str(out / "replay"),
@@ -142,6 +215,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         print(f"tracking (from simulator state, after the first second): planar velocity error "
               f"{summary['planar_error_mps']:.3f} m/s, yaw-rate error {summary['yaw_error_radps']:.3f} "
               f"rad/s; {'FELL' if summary['fell'] else 'no fall'}")
+    for turn in s["turns"]:
+        way = "counter-clockwise" if turn["direction"] > 0 else "clockwise"
+        half = (f"{turn['time_to_half_turn']:.1f} s" if turn["time_to_half_turn"] == turn["time_to_half_turn"]
+                else "never")
+        print(f"valve (from simulator state; commanded {way}): turn rate {turn['turn_rate']:+.3f} rad/s in the "
+              f"commanded direction (target >= 0.8), angle turned {turn['angle']:+.3f} rad, first half turn: {half}")
+    if note:
+        print("policy: zero-action placeholder (no trained valve policy ships yet)")
     print(f"episode return {summary['return']:.1f} over {summary['steps']} steps"
           f"{' (fell)' if summary['fell'] else ''}; gRPC round trip p50 {summary['latency_p50_us']:.0f} us, "
           f"p99 {summary['latency_p99_us']:.0f} us; deadline misses {misses}, fallbacks {summary['fallbacks']}")

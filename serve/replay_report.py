@@ -80,14 +80,26 @@ def _policy_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> tuple[
 
 
 def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str, Any] | None:
-    from sim2real.robots.sim_replay import SUPPORTED, SimReplayer, choose_windows, gap_report
+    from sim2real.robots.sim_replay import (
+        DEFAULT_SYSID_PARAMETERS,
+        HAND_VALVE,
+        SUPPORTED,
+        SimReplayer,
+        SimReplayError,
+        choose_windows,
+        gap_report,
+    )
 
     steps = log.steps
     if not config.sim:
         return None
     if log.info.env_id not in SUPPORTED:
         return {"skipped": f"sim replay supports {list(SUPPORTED)}, the log is from {log.info.env_id or 'an unknown env'}"}
-    if not len(steps[0].base_orientation) or not len(steps[0].joint_position):
+    if log.info.env_id == HAND_VALVE:
+        if not len(steps[0].object_joint_position) or not len(steps[0].joint_position):
+            return {"skipped": "the log has no joint/valve state (recorded by a server: observations and actions "
+                               "only, or by a controller that did not log the valve encoder)"}
+    elif not len(steps[0].base_orientation) or not len(steps[0].joint_position):
         return {"skipped": "the log has no joint/base state (recorded by a server: observations and actions only)"}
     rng = np.random.default_rng(config.seed)
     replayer = SimReplayer(log.info.env_id, list(log.info.action_scale), list(log.info.action_offset))
@@ -97,7 +109,17 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
         if config.sysid:
             from sim2real.robots.sysid import identify
 
-            fit = identify(replayer, steps, arrays.action, windows, parameters=config.sysid_parameters,
+            parameters = tuple(config.sysid_parameters)
+            if not set(parameters) <= set(replayer.parameters):
+                default = next(f.default for f in dataclasses.fields(ReplayConfig) if f.name == "sysid_parameters")
+                if parameters != tuple(default):
+                    raise SimReplayError(
+                        f"--sysid-parameters {list(parameters)}: {log.info.env_id} has "
+                        f"{list(replayer.parameters)}"
+                    )
+                # Not chosen by the user: the default is the quadruped's; use this robot's.
+                parameters = DEFAULT_SYSID_PARAMETERS[log.info.env_id]
+            fit = identify(replayer, steps, arrays.action, windows, parameters=parameters,
                            rounds=config.sysid_rounds,
                            population=config.sysid_population, seed=config.seed)
             section["sysid"] = fit.as_dict()
@@ -154,6 +176,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"sim-to-real gap (nominal sim, {nominal['windows']} windows x {nominal['horizon']} steps): "
                      f"mean joint error {nominal['mean_abs_error_rad']:.4f} rad, at the horizon "
                      f"{nominal['mean_abs_error_by_horizon_rad'][-1]:.4f} rad")
+        for i, obj in enumerate(nominal.get("object", [])):
+            fitted = sim.get("fitted", {}).get("object", [])
+            after = f"; identified dynamics {fitted[i]['mean_abs_error_rad']:.4f} rad" if i < len(fitted) else ""
+            lines.append(f"  {obj['name']} angle: mean error {obj['mean_abs_error_rad']:.4f} rad, at the horizon "
+                         f"{obj['final_abs_error_rad']:.4f} rad (nominal sim){after}")
         if "sysid" in sim:
             fit = sim["sysid"]
             lines.append(f"system identification: error {fit['nominal_mse_rad2']:.2e} -> {fit['best_mse_rad2']:.2e} rad^2 "
