@@ -25,9 +25,13 @@ from sim2real.v1 import log_pb2
 VECTOR_FIELDS = (
     "observation", "action", "joint_position", "joint_velocity", "base_orientation",
     "base_angular_velocity", "base_position", "base_linear_velocity", "joint_target",
+    # The task object's measured joints (the valve rig's encoder: angle, rad, and rate, rad/s),
+    # which sim replay and system identification of the hand need.
+    "object_joint_position", "object_joint_velocity",
 )
 SCALAR_FIELDS = ("timestamp_s", "timestamp_ns", "episode", "reward", "latency_ns")
 REQUIRED = ("observation", "action")
+VALVE_ENV_ID = "sim2real/HandValveTurn-v0"
 
 
 class TableImportError(ValueError):
@@ -160,6 +164,15 @@ def import_table(
         raise TableImportError(f"{path}: expected a .csv or .npz file, got {suffix or 'no extension'}")
     info = log_pb2.LogInfo(source="import", env_id=env_id, control_rate_hz=rate_hz or 0.0,
                            tags={"imported_from": path.name})
+    if "object_joint_position" in table:
+        from sim2real.robots.hand import constants as hand_consts
+
+        width = table["object_joint_position"].shape[1]
+        if env_id == VALVE_ENV_ID and width != 1:
+            raise TableImportError(f"{path}: object_joint_position of {env_id} is the valve angle "
+                                   f"(1 column), got {width} columns")
+        info.object_joint_names.extend([hand_consts.VALVE_JOINT] if env_id == VALVE_ENV_ID else
+                                       [f"object_{i}" for i in range(width)])
     tmp = out.with_name(f".{out.name}.partial")
     try:
         n = table_to_log(table, tmp, info, path, rate_hz)

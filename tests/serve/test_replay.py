@@ -155,6 +155,17 @@ def test_csv_and_npz_import_with_a_column_mapping(quad_log, tmp_path: Path) -> N
                                      mapping=["observation=o", "action=a"], rate_hz=50.0))
     assert report["policy"]["rmse"] < 1e-6 and (tmp_path / "r" / "imported.mcap").is_file()
 
+    # The valve rig's encoder columns land in the object-joint fields, named for the valve.
+    theta = np.linspace(0.0, 1.0, len(q))[:, None]
+    np.savez(tmp_path / "valve.npz", o=arrays.observation, a=arrays.action, th=theta, w=np.ones_like(theta))
+    import_table(tmp_path / "valve.npz", ["observation=o", "action=a", "object_joint_position=th",
+                                          "object_joint_velocity=w"], tmp_path / "valve.mcap",
+                 env_id="sim2real/HandValveTurn-v0", rate_hz=20.0)
+    valve = read_log(tmp_path / "valve.mcap")
+    assert list(valve.info.object_joint_names) == ["valve_hinge"]
+    np.testing.assert_allclose([s.object_joint_position[0] for s in valve.steps], theta[:, 0], atol=1e-6)
+    np.testing.assert_allclose([s.object_joint_velocity[0] for s in valve.steps], 1.0)
+
     for bad, text in (
         (["observation=nope_*", "action=act_*"], "matches no column"),
         (["action=act_*"], "lacks ['observation']"),
