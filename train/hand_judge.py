@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.train.judging import format_target_lines, nan_to_none, run_cases
+
 VALVE_ENV_ID = "sim2real/HandValveTurn-v0"
 CUBE_ENV_ID = "sim2real/HandCubeRotate-v0"
 HAND_ENV_IDS = (VALVE_ENV_ID, CUBE_ENV_ID)
@@ -201,8 +203,6 @@ class TurnJudgeResult:
         return ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
-        from sim2real.train.judge import nan_to_none
-
         return nan_to_none({
             **self.summary(),
             "targets": self.targets(),
@@ -231,12 +231,7 @@ class TurnJudgeResult:
             "turn_rate": "turn rate, counter-clockwise (rad/s)",
             "drop_rate": "drops (share of episodes)",
         }
-        out = []
-        for key, t in self.targets().items():
-            verdict = "met" if t["met"] else "NOT met"
-            bound = f">= {t['at_least']:g}" if "at_least" in t else f"<= {t['at_most']:g}"
-            out.append(f"  {names[key]:48} {t['value']:.3f} (target {bound}): {verdict}")
-        return "\n".join(out)
+        return format_target_lines(self.targets(), names)
 
 
 def _quat_conj(q: np.ndarray) -> np.ndarray:
@@ -366,32 +361,17 @@ def judge_turning(
     direction)."""
     if env_id not in HAND_ENV_IDS:
         raise ValueError(f"the turning judge applies to {HAND_ENV_IDS}, not {env_id}")
-    if episodes_per_direction < 1:
-        raise ValueError(f"episodes_per_direction must be >= 1, got {episodes_per_direction}")
     directions = tuple(directions or default_directions(env_id))
     own_env = env is None
     if own_env:
         env = make_hand_env(env_id, domain_randomization, env_config)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(directions) * episodes_per_direction, unit="episode",
-                   desc="judge", leave=False)
     try:
-        rows = []
-        for case in directions:
-            episodes = []
-            for i in range(episodes_per_direction):
-                episodes.append(run_turn_episode(env, policy, case, seed + i))
-                if bar is not None:
-                    bar.update(1)
-            rows.append(DirectionMetrics(case, episodes))
+        rows = run_cases(directions, episodes_per_direction, seed,
+                         lambda case, s: run_turn_episode(env, policy, case, s), progress)
     finally:
-        if bar is not None:
-            bar.close()
         if own_env:
             env.close()
+    rows = [DirectionMetrics(case, episodes) for case, episodes in rows]
     return TurnJudgeResult(env_id, rows)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from sim2real.robots.quadruped import constants as quadruped_constants
 from sim2real.train import hand_judge
+from sim2real.train.judging import format_target_lines, nan_to_none, run_cases
 
 QUADRUPED_ENV_ID = "sim2real/QuadrupedJoystick-v0"
 
@@ -256,21 +257,7 @@ class JudgeResult:
             "walking_planar_error": "planar velocity error, walking commands (m/s)",
             "turn_yaw_error": "yaw-rate error, turn in place (rad/s)",
         }
-        out = []
-        for key, t in self.targets().items():
-            verdict = "met" if t["met"] else "NOT met"
-            out.append(f"  {names[key]:48} {t['value']:.3f} (target <= {t['at_most']:g}): {verdict}")
-        return "\n".join(out)
-
-
-def nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [nan_to_none(v) for v in value]
-    return value
+        return format_target_lines(self.targets(), names)
 
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -357,33 +344,16 @@ def judge_joystick(
 ) -> JudgeResult:
     """Judge ``policy`` on each command for ``episodes_per_command`` episodes (seeds
     ``seed``, ``seed + 1``, ... for every command, so rows differ only in the command)."""
-    if episodes_per_command < 1:
-        raise ValueError(f"episodes_per_command must be >= 1, got {episodes_per_command}")
-    if not commands:
-        raise ValueError("commands must name at least one command")
     own_env = env is None
     if own_env:
         env = make_judged_env(domain_randomization, env_config)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(commands) * episodes_per_command, unit="episode", desc="judge",
-                   leave=False)
     try:
-        rows = []
-        for command in commands:
-            episodes = []
-            for i in range(episodes_per_command):
-                episodes.append(run_judged_episode(env, policy, command, seed + i))
-                if bar is not None:
-                    bar.update(1)
-            rows.append(CommandMetrics(command, episodes))
+        rows = run_cases(commands, episodes_per_command, seed,
+                         lambda command, s: run_judged_episode(env, policy, command, s), progress)
     finally:
-        if bar is not None:
-            bar.close()
         if own_env:
             env.close()
+    rows = [CommandMetrics(command, episodes) for command, episodes in rows]
     return JudgeResult(rows)
 
 
