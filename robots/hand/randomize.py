@@ -102,16 +102,18 @@ class HandRandomization:
             "cube_pos_noise",
             "cube_ori_noise",
         ):
-            value = getattr(self, name)
-            if not (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and np.isfinite(value)
-                and value >= 0
-            ):
-                raise InvalidRangeError(
-                    f"{prefix}.{name} must be a finite number >= 0, got {value!r}"
-                )
+            _check_amplitude(f"{prefix}.{name}", getattr(self, name))
+
+
+def _check_amplitude(field: str, value: object) -> None:
+    """A noise amplitude: a finite number >= 0 (not a bool)."""
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and value >= 0
+    ):
+        raise InvalidRangeError(f"{field} must be a finite number >= 0, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,16 +383,7 @@ class ValveRandomization:
             "valve_angle_noise",
             "valve_vel_noise",
         ):
-            value = getattr(self, name)
-            if not (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and np.isfinite(value)
-                and value >= 0
-            ):
-                raise InvalidRangeError(
-                    f"{prefix}.{name} must be a finite number >= 0, got {value!r}"
-                )
+            _check_amplitude(f"{prefix}.{name}", getattr(self, name))
 
 
 @dataclasses.dataclass(frozen=True)
