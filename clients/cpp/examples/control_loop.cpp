@@ -1,0 +1,290 @@
+// A robot-style control loop against `sim2real serve`: fixed rate, paced with
+// clock_nanosleep(TIMER_ABSTIME) on CLOCK_MONOTONIC (no drift: each tick is the previous
+// tick plus one period, not "now plus one period"), one ControlSession::Step per tick.
+// Prints p50/p99/max round trip, deadline misses, fallbacks and loop overruns.
+//
+//   control_loop --address 127.0.0.1:50051 --rate 500 --duration 10
+//   control_loop --address unix:/run/sim2real.sock --deadline-ms 1.0 --rt-priority 80
+//   control_loop --address robot-pc:50051 --token-file token.txt --tls-ca ca.pem
+//       --tls-cert robot.crt --tls-key robot.key          (one command line)
+#include <sched.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sim2real/client.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop.store(true); }
+
+const char kUsage[] =
+    "usage: control_loop [options]\n"
+    "  --address TARGET     host:port or unix:/path (default 127.0.0.1:50051)\n"
+    "  --token-file PATH    bearer token, first line (default: $SIM2REAL_TOKEN if set)\n"
+    "  --tls-ca PEM         CA of the server's certificate (enables TLS)\n"
+    "  --tls-cert PEM       client certificate (mutual TLS; needs --tls-key)\n"
+    "  --tls-key PEM        client private key\n"
+    "  --server-name NAME   TLS name to check the server's certificate against\n"
+    "  --model NAME         model in the server's repository (default: its default model)\n"
+    "  --rate HZ            loop rate (default 500)\n"
+    "  --duration S         seconds to run (default 5; Ctrl-C stops early)\n"
+    "  --deadline-ms MS     per-step deadline (default: 75% of the period)\n"
+    "  --obs-size N         observation length (default: GetPolicyInfo's observation_dim)\n"
+    "  --fallback MODE      hold (last good action) or default (zeros = default pose)\n"
+    "  --rt-priority P      run the loop SCHED_FIFO at priority P with memory locked\n"
+    "  --json               also print the summary as one JSON line\n";
+
+struct Args {
+  sim2real::ClientOptions client;
+  std::string model;
+  double rate_hz = 500.0;
+  double duration_s = 5.0;
+  double deadline_ms = -1.0;
+  long obs_size = -1;
+  sim2real::Fallback fallback = sim2real::Fallback::kHold;
+  int rt_priority = 0;
+  bool json = false;
+};
+
+double ParseNumber(const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(value)) {
+    throw std::invalid_argument(flag + ": expected a number, got '" + text + "'");
+  }
+  return value;
+}
+
+std::string FirstLine(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(flag + " " + path + ": cannot read it");
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+  if (line.empty()) throw std::invalid_argument(flag + " " + path + ": the file is empty");
+  return line;
+}
+
+Args Parse(int argc, char** argv) {
+  Args args;
+  if (const char* token = std::getenv("SIM2REAL_TOKEN")) args.client.token = token;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (flag == "--json") {
+      args.json = true;
+      continue;
+    }
+    if (i + 1 >= argc) throw std::invalid_argument(flag + ": expected a value after it");
+    const std::string value = argv[++i];
+    if (flag == "--address") {
+      args.client.address = value;
+    } else if (flag == "--token-file") {
+      args.client.token = FirstLine(flag, value);
+    } else if (flag == "--tls-ca") {
+      args.client.tls_ca_file = value;
+    } else if (flag == "--tls-cert") {
+      args.client.tls_cert_file = value;
+    } else if (flag == "--tls-key") {
+      args.client.tls_key_file = value;
+    } else if (flag == "--server-name") {
+      args.client.server_name = value;
+    } else if (flag == "--model") {
+      args.model = value;
+    } else if (flag == "--rate") {
+      args.rate_hz = ParseNumber(flag, value);
+      if (args.rate_hz <= 0 || args.rate_hz > 100000) {
+        throw std::invalid_argument("--rate: expected 0 < HZ <= 100000, got " + value);
+      }
+    } else if (flag == "--duration") {
+      args.duration_s = ParseNumber(flag, value);
+      if (args.duration_s <= 0) throw std::invalid_argument("--duration: expected > 0 s, got " + value);
+    } else if (flag == "--deadline-ms") {
+      args.deadline_ms = ParseNumber(flag, value);
+      if (args.deadline_ms <= 0) throw std::invalid_argument("--deadline-ms: expected > 0, got " + value);
+    } else if (flag == "--obs-size") {
+      const double n = ParseNumber(flag, value);
+      if (n < 0 || n != std::floor(n)) {
+        throw std::invalid_argument("--obs-size: expected a whole number >= 0, got " + value);
+      }
+      args.obs_size = static_cast<long>(n);
+    } else if (flag == "--fallback") {
+      if (value == "hold") {
+        args.fallback = sim2real::Fallback::kHold;
+      } else if (value == "default") {
+        args.fallback = sim2real::Fallback::kDefault;
+      } else {
+        throw std::invalid_argument("--fallback: expected 'hold' or 'default', got '" + value + "'");
+      }
+    } else if (flag == "--rt-priority") {
+      args.rt_priority = static_cast<int>(ParseNumber(flag, value));
+    } else {
+      throw std::invalid_argument("unknown option " + flag + " (see --help)");
+    }
+  }
+  return args;
+}
+
+// Best effort: a real-time thread with its memory locked (needs CAP_SYS_NICE / rtprio limits).
+void TryRealtime(int priority) {
+  if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
+    std::fprintf(stderr, "warning: mlockall failed (%s); memory may page\n", std::strerror(errno));
+  }
+  sched_param param{};
+  param.sched_priority = priority;
+  if (sched_setscheduler(0, SCHED_FIFO, &param) != 0) {
+    std::fprintf(stderr, "warning: SCHED_FIFO priority %d refused (%s); running SCHED_OTHER\n",
+                 priority, std::strerror(errno));
+  }
+}
+
+void AddNanos(timespec& t, long long ns) {
+  t.tv_sec += static_cast<time_t>(ns / 1000000000LL);
+  t.tv_nsec += static_cast<long>(ns % 1000000000LL);
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_nsec -= 1000000000L;
+    ++t.tv_sec;
+  }
+}
+
+bool Later(const timespec& a, const timespec& b) {
+  return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec);
+}
+
+// Percentile of sorted microsecond values (nearest rank); 0 when empty.
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0.0;
+  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * sorted.size()));
+  return sorted[std::min(sorted.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+int Run(const Args& args) {
+  sim2real::PolicyClient client(args.client);
+  const sim2real::PolicyInfo info = client.Info(args.model);
+  const std::size_t obs_size =
+      args.obs_size >= 0 ? static_cast<std::size_t>(args.obs_size)
+                         : static_cast<std::size_t>(info.observation_dim);
+  const long long period_ns = std::llround(1e9 / args.rate_hz);
+  const double deadline_ms = args.deadline_ms > 0 ? args.deadline_ms : 0.75 * period_ns * 1e-6;
+
+  sim2real::SessionOptions options;
+  options.deadline = std::chrono::nanoseconds(std::llround(deadline_ms * 1e6));
+  options.fallback = args.fallback;
+  options.model_name = args.model;
+  options.observation_capacity = std::max<std::size_t>(obs_size, 1024);
+  if (args.rt_priority > 0) TryRealtime(args.rt_priority);  // the session's threads inherit it
+  sim2real::ControlSession session(client, options);
+
+  const auto steps = static_cast<std::size_t>(std::llround(args.duration_s * args.rate_hz));
+  std::printf("control_loop: %s model %s v%lld (%d obs -> %d actions, %s), %.0f Hz for %.1f s, "
+              "deadline %.2f ms, observation of %zu values\n",
+              args.client.address.c_str(), info.model_name.c_str(),
+              static_cast<long long>(info.model_version), info.observation_dim, info.action_dim,
+              info.execution_provider.c_str(), args.rate_hz, args.duration_s, deadline_ms, obs_size);
+  std::fflush(stdout);
+
+  // Everything the loop touches is allocated before it starts.
+  std::vector<float> observation(obs_size, 0.0F);
+  std::vector<float> action(session.action_dim(), 0.0F);
+  std::vector<double> round_trip_us;
+  round_trip_us.reserve(steps);
+  std::vector<double> step_us;
+  step_us.reserve(steps);
+  std::size_t done = 0, overruns = 0;
+  char first_reason[sim2real::StepResult::kReasonCapacity] = "";
+
+  timespec next{};
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  for (; done < steps && !g_stop.load(std::memory_order_relaxed); ++done) {
+    AddNanos(next, period_ns);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr) == EINTR) {
+      if (g_stop.load()) break;
+    }
+    const double t = static_cast<double>(done) / args.rate_hz;
+    for (std::size_t i = 0; i < obs_size; ++i) {
+      observation[i] = static_cast<float>(0.5 * std::sin(2.0 * M_PI * 0.5 * t + static_cast<double>(i)));
+    }
+    const sim2real::StepResult result = session.Step(observation, action);
+    const double us = std::chrono::duration<double, std::micro>(result.latency).count();
+    step_us.push_back(us);
+    if (!result.fallback) {
+      round_trip_us.push_back(us);
+    } else if (first_reason[0] == '\0') {
+      std::snprintf(first_reason, sizeof(first_reason), "%s", result.reason_c_str());
+    }
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    timespec tick_end = next;
+    AddNanos(tick_end, period_ns);
+    if (Later(now, tick_end)) ++overruns;  // this step ran into the next tick
+  }
+  const sim2real::SessionStats stats = session.stats();
+  session.Close();
+
+  std::sort(round_trip_us.begin(), round_trip_us.end());
+  std::sort(step_us.begin(), step_us.end());
+  const double p50 = Percentile(round_trip_us, 50), p99 = Percentile(round_trip_us, 99);
+  const double max = round_trip_us.empty() ? 0.0 : round_trip_us.back();
+  std::printf("steps %zu  answered %llu  fallbacks %llu (deadline misses %llu, server errors %llu, "
+              "disconnected %llu)  reconnects %llu  loop overruns %zu\n",
+              done, static_cast<unsigned long long>(stats.actions),
+              static_cast<unsigned long long>(stats.fallbacks),
+              static_cast<unsigned long long>(stats.deadline_misses),
+              static_cast<unsigned long long>(stats.server_errors),
+              static_cast<unsigned long long>(stats.disconnected),
+              static_cast<unsigned long long>(stats.reconnects), overruns);
+  std::printf("round trip (answered steps): p50 %.1f us  p99 %.1f us  max %.1f us\n", p50, p99, max);
+  std::printf("step time (all steps):       p50 %.1f us  p99 %.1f us  max %.1f us\n",
+              Percentile(step_us, 50), Percentile(step_us, 99), step_us.empty() ? 0.0 : step_us.back());
+  if (first_reason[0] != '\0') std::printf("first fallback: %s\n", first_reason);
+  if (args.json) {
+    std::printf("{\"steps\": %zu, \"answered\": %llu, \"fallbacks\": %llu, \"deadline_misses\": %llu, "
+                "\"server_errors\": %llu, \"disconnected\": %llu, \"overruns\": %zu, "
+                "\"p50_us\": %.3f, \"p99_us\": %.3f, \"max_us\": %.3f, \"deadline_ms\": %.3f}\n",
+                done, static_cast<unsigned long long>(stats.actions),
+                static_cast<unsigned long long>(stats.fallbacks),
+                static_cast<unsigned long long>(stats.deadline_misses),
+                static_cast<unsigned long long>(stats.server_errors),
+                static_cast<unsigned long long>(stats.disconnected), overruns, p50, p99, max,
+                deadline_ms);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  try {
+    return Run(Parse(argc, argv));
+  } catch (const sim2real::CallError& err) {
+    std::fprintf(stderr, "error: %s\n", err.what());
+    return 1;
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "error: %s\n", err.what());
+    return 2;
+  }
+}
