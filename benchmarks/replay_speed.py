@@ -33,7 +33,7 @@ from serve_latency import run_clients  # noqa: E402
 
 
 def start_server(model: Path, record: Path | None) -> tuple[subprocess.Popen[str], int]:
-    from sim2real.serve.server import spawn_server
+    from sim2real.serve.process import spawn_server
 
     args = ["--model", str(model), "--port", "0", "--device", "cpu", "--poll-interval", "0", "--log-level", "warning"]
     proc, port, _ = spawn_server(args + (["--record", str(record)] if record is not None else []))
@@ -48,12 +48,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
+    from sim2real.cli.demo import shipped_policy
+    from sim2real.logformat.mcap_log import read_log
+    from sim2real.replay.policy_vs_log import LogArrays, replay_local, replay_server
+    from sim2real.replay.sim_controller import local_policy, run_controller
     from sim2real.serve.client import PolicyClient
-    from sim2real.serve.controller import local_policy, run_controller
-    from sim2real.serve.demo import shipped_policy
-    from sim2real.serve.logs import read_log
     from sim2real.serve.model import load_model
-    from sim2real.serve.replay import LogArrays, replay_local, replay_server
+    from sim2real.serve.process import stop_server
 
     model_path, _ = shipped_policy()
     print(f"replay_speed: {platform.machine()}, {os.cpu_count()} cores; shipped quadruped policy\n")
@@ -80,8 +81,7 @@ def main() -> None:
                     replay_server(arrays, session, realtime=False, progress=False)
                     server_rates.append(len(arrays.action) / (time.perf_counter() - start))
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_server(proc)
         n = len(arrays.action)
         print(f"offline evaluation of a {n}-step log (median of {args.repeats}, reading the log included):\n")
         print("| against | steps/s | range |")
@@ -103,8 +103,7 @@ def main() -> None:
                         rows.setdefault((label, clients), []).append(r)
         finally:
             for p in (off, on):
-                p.terminate()
-                p.wait(timeout=30)
+                stop_server(p)
         recorded = sum(len(read_log(f).steps) for f in sorted((tmp / "recorded").glob("*.mcap")))
         print(f"\nserver latency with recording off / on (StreamAct, 500 Hz per client, {args.seconds:g} s x "
               f"{args.repeats} interleaved repeats; medians):\n")

@@ -558,7 +558,7 @@ def main() -> None:
         for algo in ALGOS:  # SAC and PPO of a seed start together
             run_dir = work / f"{algo}_seed{seed}"
             if algo == "sac":
-                argv = [sys.executable, "-m", "sim2real.train.cli", "train",
+                argv = [sys.executable, "-m", "sim2real.cli", "train",
                         *sac_argv(sac_tokens, seed, args.steps, args.eval_interval,
                                   args.eval_episodes, run_dir)]
             else:

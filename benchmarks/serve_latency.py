@@ -153,18 +153,18 @@ def free_port() -> int:
 
 
 def launch(kind: str, onnx_path: Path, weights: Path) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
     if kind == "ours":
-        cmd = [sys.executable, "-m", "sim2real.train.cli", "serve", "--model", str(onnx_path),
-               "--port", str(port), "--device", "cpu", "--poll-interval", "0", "--log-level", "warning"]
-        ready = "serving"
-    else:
-        cmd = [sys.executable, __file__, f"--_serve-{kind}", str(port), "--_weights", str(weights)]
-        ready = "ready"
+        from sim2real.serve.process import spawn_server
+
+        proc, port, _ = spawn_server(["--model", str(onnx_path), "--port", "0", "--device", "cpu",
+                                      "--poll-interval", "0", "--log-level", "warning"])
+        return proc, port
+    port = free_port()
+    cmd = [sys.executable, __file__, f"--_serve-{kind}", str(port), "--_weights", str(weights)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
-        if ready in line:
+        if "ready" in line:
             return proc, port
     raise RuntimeError(f"{kind} server failed to start (exit {proc.wait()})")
 

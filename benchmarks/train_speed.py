@@ -33,7 +33,7 @@ import sim2real.robots  # noqa: F401
 from sim2real.train.config import TrainConfig
 from sim2real.train.evaluate import evaluate
 from sim2real.train.normalizer import RunningNormalizer
-from sim2real.train.replay import ReplayBuffer
+from sim2real.train.replay_buffer import ReplayBuffer
 from sim2real.train.sac import SAC, SACConfig
 from sim2real.train.trainer import Trainer
 

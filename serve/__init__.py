@@ -1,1 +1,5 @@
-"""sim2real.serve: the gRPC policy server (onnxruntime) and its client library."""
+"""Serving: the gRPC policy server (onnxruntime model repository, safety, metrics,
+TLS/auth, the step recorder), its client library, and the shipped policies (policies/).
+
+May import logformat and v1 only, so a server host needs neither torch nor MuJoCo.
+"""

@@ -1,6 +1,6 @@
 """One ONNX policy loaded into onnxruntime, validated before it may serve.
 
-A model must honour DESIGN.md's contract: input ``observation`` [batch, obs_dim] float32,
+A model must honour the model-file contract (docs/design.md, Model file): input ``observation`` [batch, obs_dim] float32,
 output ``action`` [batch, act_dim] float32, metadata_props as JSON strings. Loading runs a
 probe observation through it, so a file that loads but cannot run (wrong shapes, broken
 graph, NaN output) is rejected before any robot sees it.

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from sim2real.serve.logs import Compression, LogWriter
+from sim2real.logformat.mcap_log import Compression, LogWriter
 from sim2real.v1 import log_pb2, policy_pb2
 
 log = logging.getLogger(__name__)

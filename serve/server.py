@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -525,103 +520,3 @@ async def serve_until_signal(config: ServeConfig) -> None:
     print(f"shutting down: draining in-flight calls (up to {config.grace_seconds:g} s)", flush=True)
     await server.stop()
     print("stopped", flush=True)
-
-
-class BackgroundServer:
-    """A PolicyServer on its own event-loop thread: for tests, benchmarks and the demo.
-
-        with BackgroundServer(ServeConfig(model=path, port=0)) as srv:
-            PolicyClient(f"127.0.0.1:{srv.port}")
-    """
-
-    def __init__(self, config: ServeConfig) -> None:
-        self.server = PolicyServer(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sim2real-serve", daemon=True)
-        self._started = False
-
-    def start(self) -> BackgroundServer:
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self.server.start(), self._loop)
-        try:
-            future.result(timeout=120)
-        except BaseException:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            raise
-        self._started = True
-        return self
-
-    @property
-    def port(self) -> int:
-        assert self.server.addresses is not None
-        return self.server.addresses.grpc_port
-
-    @property
-    def target(self) -> str:
-        return f"{self.server.config.host}:{self.port}"
-
-    def run(self, coro: object, timeout: float = 60) -> object:
-        """Run a coroutine on the server's loop (e.g. a health change) and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
-
-    def stop(self, grace: float = 0.0) -> None:
-        if self._started:
-            self.run(self.server.stop(grace), timeout=grace + 30)
-            self._started = False
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-        self._loop.close()
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate()`` until true or ``timeout``; for tests and the demo."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(interval)
-    return False
-
-
-SPAWN_KEEP_LINES = 10_000
-
-
-def _drain(stream: IO[str], lines: list[str]) -> None:
-    for line in stream:
-        if len(lines) < SPAWN_KEEP_LINES:
-            lines.append(line.rstrip())
-
-
-def spawn_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen[str], int, list[str]]:
-    """Start `sim2real serve ARGS` as a subprocess; return it, the port from its startup
-    line, and the lines printed up to it. Its output keeps being drained afterwards so it
-    never blocks on a full pipe, and appended to that list (the first SPAWN_KEEP_LINES
-    lines), so a test can read what the server logged at shutdown. Raises RuntimeError
-    with the output if it does not start."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sim2real.train.cli", "serve", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
-        if match:
-            threading.Thread(target=_drain, args=(proc.stdout, lines), daemon=True).start()
-            return proc, int(match.group(1)), lines
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("the policy server did not start:\n" + "\n".join(lines))

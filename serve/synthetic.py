@@ -1,4 +1,5 @@
-"""Synthetic ONNX policies that honour the model contract, built with onnx.helper.
+"""Synthetic ONNX policies that honour the model contract (docs/design.md, Model file),
+built with onnx.helper.
 
 For testing a controller integration or a deployment without training anything: a small
 MLP with tanh output, annotated with metadata like `sim2real export` writes it. Variants

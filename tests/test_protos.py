@@ -26,7 +26,11 @@ def test_committed_stubs_match_the_protos(tmp_path: Path) -> None:
         assert committed.read_text() == fresh.read_text(), (
             f"{rel} is out of date with the .proto: run python protos/generate.py"
         )
-    committed = {p.relative_to(ROOT / "protos") for p in (ROOT / "protos").rglob("*_pb2*.py*")}
+    committed = {
+        p.relative_to(ROOT / "protos")
+        for pattern in ("*_pb2*.py", "*_pb2*.pyi")  # not the __pycache__/*.pyc an import leaves
+        for p in (ROOT / "protos").rglob(pattern)
+    }
     assert committed == {p.relative_to(tmp_path) for p in written}, "stale stub files are committed"
 
 

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_DIRS = ("robots", "train", "serve", "protos")
+SOURCE_DIRS = ("robots", "train", "serve", "replay", "logformat", "cli", "protos")
 
 
 def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
@@ -34,10 +34,11 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
     assert "sim2real/robots/hand/xmls/scene.xml" in names
     assert {"sim2real/v1/policy_pb2.py", "sim2real/v1/policy_pb2_grpc.py", "sim2real/v1/policy.proto"} <= set(names)
     assert "sim2real/serve/server.py" in names
+    assert {"sim2real/replay/report.py", "sim2real/logformat/mcap_log.py", "sim2real/cli/main.py"} <= set(names)
     assert {"sim2real/serve/policies/quadruped_joystick.onnx", "sim2real/serve/policies/quadruped_joystick.json"} <= set(names)
-    assert not any(n.startswith(("robots/", "train/", "serve/", "protos/", "tests/")) for n in names), names
+    assert not any(n.startswith(tuple(f"{d}/" for d in (*SOURCE_DIRS, "tests"))) for n in names), names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "sim2real = sim2real.train.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "sim2real = sim2real.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     target = tmp_path / "site"
     subprocess.run(
@@ -51,9 +52,9 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
     site_packages = sysconfig.get_paths()["purelib"]
     probe = (
         "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
-        "import gymnasium as gym, sim2real.robots, sim2real.train.cli as cli;"
+        "import gymnasium as gym, sim2real.robots, sim2real.cli.main as cli;"
         "from sim2real.robots.quadruped import constants;"
-        "import sim2real.serve.server, sim2real.serve.client;"
+        "import sim2real.serve.server, sim2real.serve.client, sim2real.replay.report, sim2real.logformat.mcap_log;"
         "from sim2real.v1 import policy_pb2_grpc;"
         "assert sim2real.serve.server.__file__.startswith(sys.argv[1]);"
         "assert sim2real.robots.__file__.startswith(sys.argv[1]), sim2real.robots.__file__;"

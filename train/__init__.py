@@ -1,1 +1,5 @@
-"""SAC training, evaluation and ONNX export; also home of the `sim2real` command line."""
+"""Training: SAC (networks, update, replay buffer, trainer), the task judges, evaluation
+and ONNX export of the deterministic actor.
+
+May import robots only (the command line that drives it lives in cli/).
+"""

@@ -121,7 +121,8 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
-    """metadata_props of the exported model (DESIGN.md's model-file contract)."""
+    """metadata_props of the exported model: the keys of the model-file contract (docs/design.md,
+    Model file, which also says who reads each)."""
     from sim2real.robots import registry
 
     meta, config = policy.meta, policy.meta["config"]

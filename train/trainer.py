@@ -35,7 +35,7 @@ from sim2real.train.config import (
 from sim2real.train.evaluate import env_kwargs, evaluate
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.policy import DeterministicPolicy, with_prefix
-from sim2real.train.replay import ReplayBuffer
+from sim2real.train.replay_buffer import ReplayBuffer
 from sim2real.train.sac import SAC
 
 CHECKPOINT = "checkpoint.safetensors"

@@ -1,4 +1,4 @@
-"""Names, default pose and gains of the LEAP-class hand and its cube (shared/ROBOT_FACTS.md).
+"""Names, default pose and gains of the LEAP-class hand and its cube (docs/robot_facts.md).
 
 Everything else looks ids up by these names at init; no module hard-codes an index.
 """

@@ -21,7 +21,7 @@ from mcap.reader import make_reader
 from mcap.records import Chunk, Message
 from mcap.stream_reader import ReadDataStream, breakup_chunk
 
-from sim2real.serve.logs import STEPS_TOPIC, LogError, LogWriter, read_log
+from sim2real.logformat.mcap_log import STEPS_TOPIC, LogError, LogWriter, read_log
 from sim2real.train.checkpoint import CheckpointError, load_checkpoint
 from sim2real.train.config import TrainConfig
 from sim2real.train.sac import SACConfig

@@ -33,8 +33,8 @@ from sim2real.serve.core import (
     decode_request,
 )
 from sim2real.serve.repository import ModelRepository
-from sim2real.serve.server import BackgroundServer
 from sim2real.serve.synthetic import ACT_DIM, OBS_DIM, write_policy
+from sim2real.serve.testing import BackgroundServer
 from sim2real.v1 import policy_pb2
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))

@@ -14,11 +14,12 @@ import grpc
 import numpy as np
 import pytest
 
+from sim2real.cli.main import main
 from sim2real.serve.client import PolicyCallError, PolicyClient
 from sim2real.serve.config import ServeConfig
-from sim2real.serve.server import BackgroundServer, ignored_entries
+from sim2real.serve.server import ignored_entries
 from sim2real.serve.synthetic import OBS_DIM, reference_action, write_policy
-from sim2real.train.cli import main
+from sim2real.serve.testing import BackgroundServer
 from sim2real.v1 import policy_pb2
 
 TOKEN = "admin-token"

@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sim2real.serve.client import PolicyCallError, PolicyClient
 from sim2real.serve.config import ServeConfig
-from sim2real.serve.server import BackgroundServer
 from sim2real.serve.synthetic import OBS_DIM, write_policy
+from sim2real.serve.testing import BackgroundServer
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -190,7 +190,7 @@ def test_a_key_that_does_not_match_its_certificate_is_named(pki, tmp_path: Path)
 def test_the_cli_reports_a_mismatched_key_in_one_line(pki, tmp_path: Path) -> None:
     _, other_key = make_leaf(tmp_path, "other", *make_ca(tmp_path, "third-ca")[:2])
     result = subprocess.run(
-        [sys.executable, "-m", "sim2real.train.cli", "serve", "--port", "0", "--device", "cpu",
+        [sys.executable, "-m", "sim2real.cli", "serve", "--port", "0", "--device", "cpu",
          "--model", str(pki["model"]), "--tls-cert", str(pki["server_crt"]), "--tls-key", str(other_key)],
         capture_output=True, text=True, timeout=120,
     )

@@ -18,8 +18,9 @@ import pytest
 
 from sim2real.serve.client import PolicyClient
 from sim2real.serve.model import load_model
-from sim2real.serve.server import spawn_server, wait_until
+from sim2real.serve.process import spawn_server
 from sim2real.serve.synthetic import OBS_DIM, write_policy
+from sim2real.serve.testing import wait_until
 from sim2real.v1 import policy_pb2
 
 
@@ -164,7 +165,7 @@ def test_start_errors_are_clear(tmp_path: Path) -> None:
         (["--model-repo", str(tmp_path)], "no servable model"),
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "sim2real.train.cli", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "sim2real.cli", "serve", "--port", "0", *args],
             capture_output=True, text=True, timeout=60, env={**os.environ},
         )
         assert result.returncode == 2, result.stderr

@@ -20,8 +20,9 @@ from sim2real.serve.config import ServeConfig
 from sim2real.serve.core import MAX_MESSAGE_UTF8_BYTES
 from sim2real.serve.model import load_model
 from sim2real.serve.security import LogThrottle
-from sim2real.serve.server import TRANSPORT_MESSAGE_FACTOR, BackgroundServer, wait_until
+from sim2real.serve.server import TRANSPORT_MESSAGE_FACTOR
 from sim2real.serve.synthetic import ACT_DIM, OBS_DIM, reference_action, write_policy
+from sim2real.serve.testing import BackgroundServer, wait_until
 from sim2real.v1 import policy_pb2, policy_pb2_grpc
 
 

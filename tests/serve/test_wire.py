@@ -27,8 +27,9 @@ from sim2real.serve.core import MAX_MESSAGE_UTF8_BYTES, PolicyCore
 from sim2real.serve.metrics import ServerMetrics
 from sim2real.serve.repository import ModelRepository
 from sim2real.serve.security import LogThrottle
-from sim2real.serve.server import BackgroundServer, PolicyServer, PolicyServicer, wait_until
+from sim2real.serve.server import PolicyServer, PolicyServicer
 from sim2real.serve.synthetic import ACT_DIM, OBS_DIM, reference_action, write_policy
+from sim2real.serve.testing import BackgroundServer, wait_until
 from sim2real.v1 import policy_pb2
 
 MALFORMED = bytes.fromhex("0affffffff07")  # field 1, length 2^31-ish: runs past the end

@@ -16,13 +16,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from sim2real.cli.main import main
 from sim2real.train.checkpoint import (
     CheckpointError,
     UnverifiedCheckpointWarning,
     load_checkpoint,
     save_checkpoint,
 )
-from sim2real.train.cli import main
 from sim2real.train.config import TrainConfig
 from sim2real.train.sac import SACConfig
 from sim2real.train.trainer import CHECKPOINT, run_training

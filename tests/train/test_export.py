@@ -16,8 +16,8 @@ import onnx
 import pytest
 import torch
 
+from sim2real.cli.train import policy_from_source
 from sim2real.robots import get_record
-from sim2real.train.commands import policy_from_source
 from sim2real.train.config import TrainConfig
 from sim2real.train.export import OnnxPolicy, RunPolicy, export_onnx, read_metadata
 from sim2real.train.judge import default_cases, has_judge

@@ -176,7 +176,7 @@ def test_training_evaluations_on_the_valve_record_the_judge(tmp_path) -> None:
     assert (tmp_path / "run" / CURVE).read_bytes().startswith(b"\x89PNG")
 
     result = subprocess.run(
-        [sys.executable, "-m", "sim2real.train.cli", "eval", "zero", "--env", hj.VALVE_ENV_ID,
+        [sys.executable, "-m", "sim2real.cli", "eval", "zero", "--env", hj.VALVE_ENV_ID,
          "--episodes", "1", "--commands", "cw", "--env-config", "episode_steps=20"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -35,7 +35,7 @@ FORWARD = ["forward 0.5=0.5,0,0", "forward 1.0=1,0,0"]
 
 
 def sim2real(*args: str, timeout: float) -> str:
-    result = subprocess.run([sys.executable, "-m", "sim2real.train.cli", *args],
+    result = subprocess.run([sys.executable, "-m", "sim2real.cli", *args],
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout

@@ -12,7 +12,7 @@ import torch
 
 from sim2real.train.networks import Actor, QEnsemble, squashed_gaussian_log_prob
 from sim2real.train.normalizer import RunningNormalizer
-from sim2real.train.replay import ReplayBuffer
+from sim2real.train.replay_buffer import ReplayBuffer
 from sim2real.train.sac import (
     SAC,
     SACConfig,

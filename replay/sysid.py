@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from sim2real.robots.sim_replay import SimReplayer, Window, score
+from sim2real.replay.sim_replay import SimReplayer, Window, score
 
 # Search bounds: wider than the training ranges on purpose, so a robot outside what the
 # policy saw shows up as a fit outside the ranges rather than a fit pinned to their edge.

@@ -1,7 +1,11 @@
 """The ``sim2real`` command: one console script, one subcommand per job.
 
-Each subcommand's options are generated (tyro) from the config dataclass of the module
-that implements it, so a flag is declared exactly once, next to the code that uses it.
+SUBCOMMANDS below is the whole command table: each entry names the function in
+``sim2real.cli.<command>`` that starts it. Each subcommand's options are generated (tyro)
+from the config dataclass of the room that implements it (``TrainConfig`` in train/,
+``ServeConfig`` in serve/config.py, ``ReplayConfig`` in replay/config.py, ...), so a flag
+is declared exactly once, next to the code that uses it. Entry points are imported only
+when their command runs, so ``sim2real --help`` loads neither torch nor onnxruntime.
 """
 
 from __future__ import annotations
@@ -15,31 +19,31 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": (
         "train a SAC policy (auto temperature) on a robot task or any Box-action gymnasium env",
-        "sim2real.train.commands:train_main",
+        "sim2real.cli.train:train_main",
     ),
     "eval": (
         "evaluate a run's or an ONNX file's deterministic policy: return and reward terms",
-        "sim2real.train.commands:eval_main",
+        "sim2real.cli.train:eval_main",
     ),
     "export": (
         "export a run's deterministic actor to ONNX with deployment metadata",
-        "sim2real.train.commands:export_main",
+        "sim2real.cli.train:export_main",
     ),
     "serve": (
         "serve ONNX policies over gRPC (onnxruntime, hot reload, health, metrics, TLS)",
-        "sim2real.serve.cli:serve_main",
+        "sim2real.cli.serve:serve_main",
     ),
     "replay": (
         "replay a trajectory log: policy vs log, sim-to-real gap, system identification",
-        "sim2real.serve.cli:replay_main",
+        "sim2real.cli.replay:replay_main",
     ),
     "demo": (
         "end to end: serve the shipped quadruped policy, drive the simulated robot over gRPC, replay the log",
-        "sim2real.serve.cli:demo_main",
+        "sim2real.cli.demo:demo_main",
     ),
     "robots": (
         "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
-        "sim2real.robots.cli:main",
+        "sim2real.cli.robots:main",
     ),
 }
 

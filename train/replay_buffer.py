@@ -1,4 +1,5 @@
-"""Preallocated ring-buffer replay memory: O(1) insert, uniform sampling, no list growth."""
+"""SAC's experience replay buffer: a preallocated ring buffer, O(1) insert, uniform
+sampling, no list growth. (Replaying robot logs is another job: sim2real.replay.)"""
 
 from __future__ import annotations
 

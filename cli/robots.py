@@ -248,8 +248,8 @@ def rollout(command: RolloutStats) -> int:
 def view(command: ViewRollout) -> int:
     # Trained policies and the judge's captions live with training; imported here only,
     # so listing robots does not load torch.
+    from sim2real.cli.train import load_policy
     from sim2real.train import judge
-    from sim2real.train.commands import load_policy
     from sim2real.train.video import policy_frames, write_frame_strip, write_video
 
     try:

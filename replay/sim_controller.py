@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from sim2real.logformat.mcap_log import LogWriter
 from sim2real.robots.quadruped.constants import TRACKING_SETTLE_S
-from sim2real.serve.logs import LogWriter
 from sim2real.v1 import log_pb2
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim2real.serve.demo import shipped_policy
-from sim2real.serve.logs import read_log
+from sim2real.cli.demo import shipped_policy
+from sim2real.logformat.mcap_log import read_log
 from sim2real.serve.model import load_model
 
 
@@ -25,7 +25,7 @@ def test_shipped_policy_and_card() -> None:
 def test_demo_runs_end_to_end_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "sim2real.train.cli", "demo", "--out", str(out), "--steps", "150",
+        [sys.executable, "-m", "sim2real.cli", "demo", "--out", str(out), "--steps", "150",
          "--no-realtime", "--deadline-ms", "500"],  # CI machines stall; the default 10 ms is for real runs
         capture_output=True, text=True, timeout=600,
     )
@@ -56,11 +56,11 @@ def test_hand_demo_runs_end_to_end(tmp_path: Path) -> None:
     """`sim2real demo --robot hand`: serve (the zero-action placeholder while no valve
     policy ships, said so), closed loop over gRPC, MCAP with the valve state, replay,
     sysid of the valve's dynamics, and the valve judge's metrics in the summary."""
-    from sim2real.serve.demo import HAND_POLICY_FILE, POLICY_PACKAGE
+    from sim2real.cli.demo import HAND_POLICY_FILE, POLICY_PACKAGE
 
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "sim2real.train.cli", "demo", "--robot", "hand", "--out", str(out),
+        [sys.executable, "-m", "sim2real.cli", "demo", "--robot", "hand", "--out", str(out),
          "--steps", "60", "--no-realtime", "--deadline-ms", "500"],
         capture_output=True, text=True, timeout=600,
     )
@@ -88,7 +88,7 @@ def test_hand_demo_runs_end_to_end(tmp_path: Path) -> None:
 def test_demo_rejects_a_policy_for_another_robot(tmp_path: Path) -> None:
     path, _ = shipped_policy()
     result = subprocess.run(
-        [sys.executable, "-m", "sim2real.train.cli", "demo", "--robot", "hand", "--model", str(path),
+        [sys.executable, "-m", "sim2real.cli", "demo", "--robot", "hand", "--model", str(path),
          "--out", str(tmp_path / "d"), "--steps", "10", "--no-realtime"],
         capture_output=True, text=True, timeout=300,
     )

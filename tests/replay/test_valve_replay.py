@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim2real.robots.sim_replay import (
+from sim2real.logformat.mcap_log import read_log
+from sim2real.replay.config import ReplayConfig
+from sim2real.replay.policy_vs_log import LogArrays
+from sim2real.replay.report import run_replay
+from sim2real.replay.sim_controller import PolicyAnswer, PolicyFn, run_controller
+from sim2real.replay.sim_replay import (
     HAND_VALVE,
     SimReplayer,
     SimReplayError,
@@ -20,11 +25,7 @@ from sim2real.robots.sim_replay import (
     fixed_dynamics_config,
     gap_report,
 )
-from sim2real.robots.sysid import identify
-from sim2real.serve.controller import PolicyAnswer, PolicyFn, run_controller
-from sim2real.serve.logs import read_log
-from sim2real.serve.replay import LogArrays, ReplayConfig
-from sim2real.serve.replay_report import run_replay
+from sim2real.replay.sysid import identify
 
 # Nominal valve bearing: frictionloss 0.01 N m (xmls/valve_scene.xml); x2 here.
 TRUTH = {"valve_friction": 0.02, "kp_scale": 0.8, "latency_steps": 1}
@@ -116,7 +117,7 @@ def test_sysid_recovers_valve_friction_and_finger_gain(valve_log: Path) -> None:
 def test_replay_report_on_a_valve_log(valve_log: Path, tmp_path: Path) -> None:
     """`sim2real replay --sysid` on a valve log: the quadruped's default sysid parameters
     are swapped for the valve's, the valve angle's gap is reported."""
-    from sim2real.serve.replay_report import summary_lines
+    from sim2real.replay.report import summary_lines
 
     report = run_replay(ReplayConfig(log=valve_log, out=tmp_path / "r", windows=4, horizon=10, sysid=True,
                                      sysid_rounds=2, sysid_population=4))

@@ -8,26 +8,31 @@ ships (serve/policies/hand_valve.onnx), the hand demo serves a zero-action ONNX 
 built on the spot (serve/synthetic.py) and says so; `--model PATH` serves any other.
 
 1. loads the quadruped policy shipped with the package (trained by `sim2real train`; its
-   card, policies/quadruped_joystick.json, has the command, seed and evaluation),
+   card, serve/policies/quadruped_joystick.json, has the command, seed and evaluation),
 2. starts `sim2real serve` on it as a real subprocess on 127.0.0.1 (recording what it
    serves as MCAP),
-3. runs a simulated robot controller in MuJoCo with domain randomization that drives the
-   quadruped over gRPC in closed loop at its 50 Hz control rate, logging every step,
-4. replays that log: the policy against the log, the sim-to-real gap against the nominal
-   simulator, and system identification of the randomized dynamics,
+3. runs the simulated robot controller (replay/sim_controller.py) in MuJoCo with domain
+   randomization, driving the quadruped over gRPC in closed loop at its 50 Hz control
+   rate and logging every step,
+4. replays that log (replay/report.py): the policy against the log, the sim-to-real gap
+   against the nominal simulator, and system identification of the randomized dynamics,
 5. prints a summary and stops the server (SIGTERM, graceful drain).
+
+It runs every room (robots, train's export metadata, serve, replay) end to end, so it
+lives here with the command rather than in any one of them.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
+
+from sim2real.cli.parsing import run_command
 
 POLICY_PACKAGE = "sim2real.serve.policies"
 POLICY_FILE = "quadruped_joystick.onnx"
@@ -119,7 +124,7 @@ def write_zero_hand_policy(path: Path) -> Path:
 
 
 def start_server(model: Path, record: Path) -> tuple[subprocess.Popen[str], int]:
-    from sim2real.serve.server import spawn_server
+    from sim2real.serve.process import spawn_server
 
     proc, port, lines = spawn_server(
         ["--model", str(model), "--port", "0", "--device", "auto", "--record", str(record), "--log-level", "warning"]
@@ -128,24 +133,14 @@ def start_server(model: Path, record: Path) -> tuple[subprocess.Popen[str], int]
     return proc, port
 
 
-def stop_server(proc: subprocess.Popen[str]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
-    return proc.returncode
-
-
 def run_demo(config: DemoConfig) -> dict[str, Any]:
+    from sim2real.logformat.mcap_log import read_log
+    from sim2real.replay.config import ReplayConfig
+    from sim2real.replay.report import run_replay, summary_lines
+    from sim2real.replay.sim_controller import remote_policy, run_controller
     from sim2real.robots.registry import task_config
     from sim2real.serve.client import PolicyClient
-    from sim2real.serve.controller import remote_policy, run_controller
-    from sim2real.serve.logs import read_log
-    from sim2real.serve.replay import ReplayConfig
-    from sim2real.serve.replay_report import run_replay, summary_lines
+    from sim2real.serve.process import stop_server
     from sim2real.train.export import read_metadata
 
     out = Path(config.out)
@@ -230,3 +225,16 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     print(f"\nlog: {sim_log}  report: {out / 'replay'}/ (summary.txt, report.json, "
           f"{', '.join(report['plots'])})  total {summary['seconds']:.0f} s")
     return summary
+
+
+def demo_main(argv: list[str], prog: str = "sim2real demo") -> int:
+    def body(config: DemoConfig) -> int:
+        run_demo(config)
+        return 0
+
+    def expected() -> tuple[type[BaseException], ...]:
+        from sim2real.serve.model import ModelError
+
+        return (ModelError, RuntimeError, OSError)
+
+    return run_command(DemoConfig, argv, prog, body, expected)

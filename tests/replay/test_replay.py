@@ -9,22 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim2real.robots.sim_replay import (
+from sim2real.cli.replay import replay_main
+from sim2real.logformat.mcap_log import LogWriter, read_log
+from sim2real.replay.config import ReplayConfig
+from sim2real.replay.policy_vs_log import LogArrays, ReplayError, worst_windows
+from sim2real.replay.report import run_replay
+from sim2real.replay.sim_controller import local_policy, run_controller
+from sim2real.replay.sim_replay import (
     QUADRUPED,
     SimReplayer,
     choose_windows,
     fixed_dynamics_config,
     gap_report,
 )
-from sim2real.robots.sysid import identify
-from sim2real.serve.cli import replay_main
+from sim2real.replay.sysid import identify
 from sim2real.serve.config import ServeConfig
-from sim2real.serve.controller import local_policy, run_controller
-from sim2real.serve.logs import LogWriter, read_log
-from sim2real.serve.replay import LogArrays, ReplayConfig, ReplayError, worst_windows
-from sim2real.serve.replay_report import run_replay
-from sim2real.serve.server import BackgroundServer
 from sim2real.serve.synthetic import write_policy
+from sim2real.serve.testing import BackgroundServer
 from sim2real.v1 import log_pb2
 
 
@@ -132,7 +133,7 @@ def test_sysid_recovers_known_perturbed_dynamics(tmp_path: Path) -> None:
 
 
 def test_csv_and_npz_import_with_a_column_mapping(quad_log, tmp_path: Path) -> None:
-    from sim2real.serve.importers import TableImportError, import_table
+    from sim2real.replay.importers import TableImportError, import_table
 
     log_path, model = quad_log
     log = read_log(log_path)
@@ -189,7 +190,7 @@ def test_sysid_on_a_subset_without_latency(quad_log) -> None:
 
 
 def test_sim_replay_drives_the_joints_with_the_logged_control_law() -> None:
-    from sim2real.robots.sim_replay import SimReplayError
+    from sim2real.replay.sim_replay import SimReplayError
 
     default = SimReplayer(QUAD_ENV)
     narrow = SimReplayer(QUAD_ENV, action_scale=[0.2, 0.4, 0.4] * 4,

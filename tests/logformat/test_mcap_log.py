@@ -1,9 +1,9 @@
-"""MCAP trajectory logs: round trip, damaged files, and the server's recorder under load."""
+"""MCAP trajectory logs: round trip, damaged files (and what `sim2real replay` says of them);
+the server's recorder is tested in tests/serve/test_recorder.py."""
 
 from __future__ import annotations
 
 import io
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +11,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap.records import Message
 
-from sim2real.serve.client import PolicyClient
-from sim2real.serve.config import ServeConfig
-from sim2real.serve.logs import (
+from sim2real.logformat.mcap_log import (
     EPISODES_TOPIC,
     INFO_TOPIC,
     STEPS_TOPIC,
@@ -22,10 +20,8 @@ from sim2real.serve.logs import (
     LogWriter,
     read_log,
 )
-from sim2real.serve.recorder import RecorderConfig, StepRecorder
-from sim2real.serve.server import BackgroundServer
-from sim2real.serve.synthetic import OBS_DIM, write_policy
-from sim2real.v1 import log_pb2, policy_pb2
+from sim2real.serve.synthetic import write_policy
+from sim2real.v1 import log_pb2
 
 
 def _steps(n: int) -> list[log_pb2.RobotStep]:
@@ -186,7 +182,7 @@ def test_garbled_chunk_length_resyncs_on_the_next_intact_chunk(tmp_path: Path, s
 def test_replay_report_says_what_a_damaged_log_lost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from sim2real.train.cli import main
+    from sim2real.cli.main import main
 
     steps = _steps(2000)
     _write(tmp_path / "a.mcap", steps)
@@ -212,104 +208,3 @@ def test_not_a_log(tmp_path: Path) -> None:
         read_log(tmp_path / "x.mcap")
     with pytest.raises(FileNotFoundError):
         read_log(tmp_path / "missing.mcap")
-
-
-def test_recorder_rotates_and_loses_nothing_it_reports_written(tmp_path: Path) -> None:
-    config = RecorderConfig(tmp_path / "rec", max_file_bytes=32 * 1024, max_files=1000, queue_size=100_000)
-    recorder = StepRecorder(config, lambda name: log_pb2.LogInfo(source="server"))
-    request = policy_pb2.ActRequest(observation=[0.5] * 45, sequence=0)
-    for i in range(5000):
-        request.sequence = i
-        recorder.submit(policy_pb2.ActRequest(observation=request.observation, sequence=i, client_time_ns=i + 1),
-                        policy_pb2.ActResponse(action=[0.1] * 12, sequence=i, model_version=2))
-    stats = recorder.close()
-    assert stats.submitted == 5000 and stats.dropped == 0 and stats.failed == 0 and stats.written == 5000
-    files = recorder.paths()
-    assert len(files) == stats.files > 1  # rotated
-    sequences = [s.sequence for f in files for s in read_log(f).steps]
-    assert sequences == list(range(5000))
-
-
-def test_recorder_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
-    import os
-    import signal
-    import time
-
-    recorder = StepRecorder(RecorderConfig(tmp_path / "rec", queue_size=10), lambda name: log_pb2.LogInfo())
-    os.kill(recorder._process.pid, signal.SIGSTOP)  # the writer stalls: a slow disk
-    try:
-        start = time.perf_counter()
-        for i in range(3000):
-            recorder.submit(policy_pb2.ActRequest(sequence=i, observation=[0.5] * 45),
-                            policy_pb2.ActResponse(sequence=i, action=[0.1] * 12))
-        elapsed = time.perf_counter() - start
-    finally:
-        os.kill(recorder._process.pid, signal.SIGCONT)
-    assert recorder.stats.dropped > 0
-    assert elapsed < 2.0  # submitting never waited for the stalled writer
-    stats = recorder.close()
-    assert stats.written + stats.dropped == stats.submitted == 3000 and stats.failed == 0
-    sequences = [s.sequence for s in read_log(recorder.paths()[0]).steps]
-    assert len(sequences) == stats.written and sequences == sorted(sequences)
-
-
-def test_server_records_every_step_it_serves_under_load(tmp_path: Path) -> None:
-    write_policy(tmp_path / "p.onnx")
-    obs = np.zeros(OBS_DIM, np.float32)
-    config = ServeConfig(model=tmp_path / "p.onnx", port=0, device="cpu", record=tmp_path / "logs", record_max_file_mb=0.05)
-    served: list[int] = []
-    with BackgroundServer(config) as srv:
-        def loop(k: int) -> None:
-            with PolicyClient(srv.target) as client, client.session(deadline_s=1.0) as session:
-                for _ in range(300):
-                    r = session.step(obs)
-                    assert not r.fallback, r.reason
-                    served.append(r.sequence)
-        threads = [threading.Thread(target=loop, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        recorder = srv.server.recorder
-        assert recorder is not None
-        srv.stop()
-    stats = recorder.stats
-    assert stats.submitted == len(served) == 1200
-    steps = [s for f in recorder.paths() for s in read_log(f).steps]
-    assert len(steps) == stats.written == stats.submitted - stats.dropped
-    assert stats.dropped == 0  # 4 x 300 steps never fill a 65536-step queue
-    assert all(s.model_name == "p" and len(s.action) == 3 and len(s.observation) == OBS_DIM for s in steps)
-    info = read_log(recorder.paths()[0]).info
-    assert info.source == "server" and list(info.joint_names) == ["joint0", "joint1", "joint2"]
-
-
-def test_bad_timestamps_are_refused_before_they_cost_the_file(tmp_path: Path) -> None:
-    with LogWriter(tmp_path / "a.mcap", log_pb2.LogInfo(source="sim")) as log:
-        log.write(log_pb2.RobotStep(timestamp_ns=5, sequence=0))
-        with pytest.raises(ValueError, match="timestamp_ns"):
-            log.write(log_pb2.RobotStep(timestamp_ns=-1, sequence=1))
-        log.write(log_pb2.RobotStep(timestamp_ns=7, sequence=2))
-    assert [s.sequence for s in read_log(tmp_path / "a.mcap").steps] == [0, 2]
-    # The recorder falls back to its own clock for a negative client time.
-    recorder = StepRecorder(RecorderConfig(tmp_path / "rec"), lambda name: log_pb2.LogInfo(source="server"))
-    recorder.submit(policy_pb2.ActRequest(sequence=1, client_time_ns=-5), policy_pb2.ActResponse(sequence=1))
-    stats = recorder.close()
-    assert stats.written == 1 and stats.failed == 0
-    assert read_log(recorder.paths()[0]).steps[0].timestamp_ns > 0
-
-
-def test_recorder_keeps_each_model_in_its_own_files(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    write_policy(root / "walk" / "1" / "policy.onnx", obs_dim=OBS_DIM, act_dim=3)
-    write_policy(root / "wave" / "1" / "policy.onnx", obs_dim=4, act_dim=2)
-    config = ServeConfig(model_repo=root, port=0, device="cpu", record=tmp_path / "logs")
-    with BackgroundServer(config) as srv, PolicyClient(srv.target) as client:
-        for _ in range(3):
-            client.act(np.zeros(OBS_DIM), model_name="walk")
-            client.act(np.zeros(4), model_name="wave")
-        recorder = srv.server.recorder
-        srv.stop()
-    logs = {read_log(p).info.model_name: read_log(p) for p in recorder.paths()}
-    assert set(logs) == {"walk", "wave"}
-    assert len(logs["wave"].info.action_names) == 2 and len(logs["wave"].steps) == 3
-    assert all(len(s.observation) == OBS_DIM for s in logs["walk"].steps)

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from sim2real.train.cli import main
+from sim2real.cli.main import main
 
 SIM2REAL = shutil.which("sim2real")
 
@@ -89,7 +89,7 @@ def test_view_rejects_bad_options(tmp_path: Path) -> None:
 
 
 def test_module_entry_point() -> None:
-    result = subprocess.run([sys.executable, "-m", "sim2real.train.cli", "--help"],
+    result = subprocess.run([sys.executable, "-m", "sim2real.cli", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "robots" in result.stdout
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.serve.logs import LogWriter
+from sim2real.logformat.mcap_log import LogWriter
 from sim2real.v1 import log_pb2
 
 VECTOR_FIELDS = (

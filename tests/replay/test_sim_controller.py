@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sim2real.logformat.mcap_log import read_log
+from sim2real.replay.sim_controller import local_policy, remote_policy, run_controller
 from sim2real.serve.client import PolicyClient
 from sim2real.serve.config import ServeConfig
-from sim2real.serve.controller import local_policy, remote_policy, run_controller
-from sim2real.serve.logs import read_log
-from sim2real.serve.server import BackgroundServer
 from sim2real.serve.synthetic import write_policy
+from sim2real.serve.testing import BackgroundServer
 
 QUAD = "sim2real/QuadrupedJoystick-v0"
 

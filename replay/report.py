@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from sim2real.serve.logs import Log, read_log
-from sim2real.serve.replay import (
+from sim2real.logformat.mcap_log import Log, read_log
+from sim2real.replay.config import ReplayConfig
+from sim2real.replay.policy_vs_log import (
     LogArrays,
     PolicyComparison,
-    ReplayConfig,
     ReplayError,
     check_sizes,
     out_of_distribution,
@@ -80,7 +80,7 @@ def _policy_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> tuple[
 
 
 def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str, Any] | None:
-    from sim2real.robots.sim_replay import (
+    from sim2real.replay.sim_replay import (
         DEFAULT_SYSID_PARAMETERS,
         HAND_VALVE,
         SUPPORTED,
@@ -107,7 +107,7 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
         windows = choose_windows(steps, config.horizon, config.windows, rng)
         section: dict[str, Any] = {"nominal": gap_report(replayer, steps, arrays.action, windows)}
         if config.sysid:
-            from sim2real.robots.sysid import identify
+            from sim2real.replay.sysid import identify
 
             parameters = tuple(config.sysid_parameters)
             if not set(parameters) <= set(replayer.parameters):
@@ -280,7 +280,7 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 def run_replay(config: ReplayConfig) -> dict[str, Any]:
     if Path(config.log).suffix.lower() in (".csv", ".npz"):
-        from sim2real.serve.importers import import_table
+        from sim2real.replay.importers import import_table
 
         with tempfile.TemporaryDirectory() as tmp:
             imported = Path(tmp) / "imported.mcap"
