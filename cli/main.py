@@ -29,6 +29,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "export a run's deterministic actor to ONNX with deployment metadata",
         "sim2real.cli.train:export_main",
     ),
+    "sweep": (
+        "many training runs (grid/random search over config fields and seeds) on Ray, locally or on a cluster",
+        "sim2real.cli.sweep:sweep_main",
+    ),
     "serve": (
         "serve ONNX policies over gRPC (onnxruntime, hot reload, health, metrics, TLS)",
         "sim2real.cli.serve:serve_main",
