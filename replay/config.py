@@ -20,7 +20,8 @@ class ReplayConfig:
     model: Path | None = None
     """Compare against this ONNX policy, run locally."""
     server: str | None = None
-    """Compare against a policy server at HOST:PORT (one StreamAct stream)."""
+    """Compare against a policy server at HOST:PORT, or unix:PATH for `sim2real serve --uds
+    PATH` on this computer (one StreamAct stream)."""
     out: Path = Path("replay_report")
     """Directory for report.json, summary.txt and the PNG plots (written atomically)."""
     realtime: bool = False

@@ -122,6 +122,10 @@ def make_channel(
 class PolicyClient:
     """Talks to `sim2real serve`.
 
+    ``target`` is a gRPC address: ``HOST:PORT``, or ``unix:/abs/path`` for a server started
+    with ``--uds /abs/path`` on this computer (plaintext there: no ``tls_*``; a token still
+    applies).
+
         client = PolicyClient("127.0.0.1:50051", token=os.environ.get("SIM2REAL_TOKEN"))
         info = client.info()
         with client.session(deadline_s=0.004, fallback="hold") as loop:

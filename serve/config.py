@@ -11,6 +11,7 @@ from sim2real.serve.model import SessionTuning
 from sim2real.serve.recorder import RecorderConfig
 from sim2real.serve.repository import VersionPolicy, parse_version_policy
 from sim2real.serve.security import TlsFiles
+from sim2real.serve.uds import DEFAULT_MODE, UNIX_PREFIXES, parse_mode, socket_path
 
 
 @dataclass
@@ -31,9 +32,21 @@ class ServeConfig:
     default_model: str | None = None
     """Model used when a request names none (default: --name, or the first NAME in the repo)."""
     host: str = "127.0.0.1"
-    """Address to bind. Loopback unless told otherwise; 0.0.0.0 exposes the robot's policy."""
+    """Address to bind. Loopback unless told otherwise; 0.0.0.0 exposes the robot's policy.
+    (A Unix domain socket is --uds, not --host.)"""
     port: int = 50051
     """gRPC port (0 picks a free one; the startup line says which)."""
+    tcp: bool = True
+    """Listen on --host:--port. --no-tcp (with --uds): only on the Unix socket."""
+    uds: Path | None = None
+    """Also listen on this Unix domain socket (clients connect to unix:PATH), for controllers
+    on the same computer: beside TCP, or alone with --no-tcp. Its file mode (--uds-mode) is
+    the access control; the bearer token still applies; TLS does not (plaintext that never
+    leaves the kernel). The folder must exist; a stale socket left by a dead server is
+    replaced, any other file at PATH is refused; removed on shutdown. At most 107 bytes."""
+    uds_mode: str = DEFAULT_MODE
+    """File mode of the --uds socket, octal. Connecting needs write permission: 0660 admits
+    the server's user and group (give the controller's user the group), 0600 the user only."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when onnxruntime can really run the model there, else CPU. cuda: fail at
     start when CUDA cannot be used."""
@@ -93,6 +106,15 @@ class ServeConfig:
             )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: expected 0..65535, got {self.port}")
+        if self.host.startswith(UNIX_PREFIXES):
+            raise ValueError(
+                f"--host: expected an IP address or host name, got {self.host!r}; for a Unix domain "
+                "socket use --uds PATH (and --no-tcp to listen on it alone)"
+            )
+        if not self.tcp and self.uds is None:
+            raise ValueError("--no-tcp needs --uds PATH: without either the server would listen nowhere")
+        self.socket_path()  # ValueError naming --uds: a gRPC address, or too long for sun_path
+        self.socket_mode()  # ValueError naming --uds-mode
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port: expected 0..65535, got {self.metrics_port}")
         if self.poll_interval < 0:
@@ -113,6 +135,13 @@ class ServeConfig:
             raise ValueError(f"intra_op_threads: expected >= 1, got {self.intra_op_threads}")
         self.safety()  # validates nonfinite / max_action_delta
         self.recorder()  # validates the record_* fields
+
+    def socket_path(self) -> Path | None:
+        """The absolute path of the --uds socket (None without --uds)."""
+        return socket_path(self.uds) if self.uds is not None else None
+
+    def socket_mode(self) -> int:
+        return parse_mode(self.uds_mode)
 
     def parsed_version_policy(self) -> VersionPolicy:
         return parse_version_policy(self.version_policy, field="--version-policy")

@@ -24,9 +24,15 @@ def _drain(stream: IO[str], lines: list[str]) -> None:
             lines.append(line.rstrip())
 
 
+STARTUP_LINE = re.compile(r" on (?:grpcs?://[\d.]+:(\d+)|unix:)")
+"""The server's "serving ... on grpc://HOST:PORT [and unix:PATH]" line (or "on unix:PATH"
+alone, with --no-tcp)."""
+
+
 def spawn_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen[str], int, list[str]]:
-    """Start `sim2real serve ARGS` as a subprocess; return it, the port from its startup
-    line, and the lines printed up to it. Its output keeps being drained afterwards so it
+    """Start `sim2real serve ARGS` as a subprocess; return it, the TCP port from its startup
+    line (0 when it listens only on a Unix socket: --uds with --no-tcp; the socket is the
+    --uds path given), and the lines printed up to it. Its output keeps being drained afterwards so it
     never blocks on a full pipe, and appended to that list (the first SPAWN_KEEP_LINES
     lines), so a test can read what the server logged at shutdown. Raises RuntimeError
     with the output if it does not start."""
@@ -43,10 +49,10 @@ def spawn_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Po
         if not line:
             break
         lines.append(line.rstrip())
-        match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
+        match = STARTUP_LINE.search(line)
         if match:
             threading.Thread(target=_drain, args=(proc.stdout, lines), daemon=True).start()
-            return proc, int(match.group(1)), lines
+            return proc, int(match.group(1) or 0), lines
     proc.kill()
     proc.wait()
     raise RuntimeError("the policy server did not start:\n" + "\n".join(lines))

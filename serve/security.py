@@ -208,11 +208,21 @@ class LogThrottle:
         return True
 
 
+UNIX_PEER_PREFIX = "unix:"
+"""gRPC's peer string for a Unix-socket connection: "unix:" and the client's socket path,
+which is empty for every client that does not bind its socket (all gRPC clients), so the
+peer string cannot tell two such connections apart."""
+
+
 class ConnectionLimiter:
     """Open calls per client connection (HTTP/2 connection, keyed by gRPC's peer string).
 
     Only touched from the server's event loop, so no lock. gRPC channels in one client
-    process share a connection, so the limit bounds one client process.
+    process share a connection, so the limit bounds one client process. Unix-socket
+    connections are not limited: their peer strings are all the same ("unix:"), so a
+    limit would be shared by every local controller (the 33rd robot on the socket would be
+    refused); callers there are admitted by the socket's file mode and bounded by
+    --max-concurrent-rpcs.
     """
 
     def __init__(self, limit: int) -> None:
@@ -220,6 +230,8 @@ class ConnectionLimiter:
         self._open: dict[str, int] = {}
 
     def acquire(self, peer: str) -> bool:
+        if peer.startswith(UNIX_PEER_PREFIX):
+            return True
         count = self._open.get(peer, 0)
         if count >= self.limit:
             return False
@@ -227,6 +239,8 @@ class ConnectionLimiter:
         return True
 
     def release(self, peer: str) -> None:
+        if peer.startswith(UNIX_PEER_PREFIX):
+            return
         count = self._open.get(peer, 0) - 1
         if count > 0:
             self._open[peer] = count

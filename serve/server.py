@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -37,6 +38,7 @@ from sim2real.serve.security import (
     TokenAuthInterceptor,
     read_token,
 )
+from sim2real.serve.uds import SocketFile, bind_umask, prepare_socket_path
 from sim2real.v1 import log_pb2, policy_pb2, policy_pb2_grpc
 
 log = logging.getLogger("sim2real.serve")
@@ -338,8 +340,11 @@ async def _settle_call_tasks(timeout: float) -> None:
 
 @dataclass
 class ServerAddresses:
-    grpc_port: int
+    grpc_port: int | None
+    """The TCP port (None with --no-tcp)."""
     metrics_port: int | None
+    uds: Path | None = None
+    """The Unix socket's path (None without --uds); clients connect to ``unix:`` + it."""
 
 
 class PolicyServer:
@@ -362,6 +367,7 @@ class PolicyServer:
         self.recorder: StepRecorder | None = None
         self.server: grpc.aio.Server | None = None
         self.addresses: ServerAddresses | None = None
+        self.socket_file: SocketFile | None = None
         self._poller: asyncio.Task[None] | None = None
 
     async def start(self) -> ServerAddresses:
@@ -408,18 +414,26 @@ class PolicyServer:
         reflection.enable_server_reflection(
             (POLICY_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        address = f"{config.host}:{config.port}"
+        port: int | None = None
+        if config.tcp:
+            address = f"{config.host}:{config.port}"
+            try:
+                port = (
+                    server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+                )
+            except RuntimeError as err:
+                raise OSError(f"cannot bind {address} (--host/--port): {err} (is the port in use?)") from err
+        # TCP first: a taken port (the likelier failure) then leaves no socket file behind.
+        self._bind_socket(server)
         try:
-            port = (
-                server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-            )
-        except RuntimeError as err:
-            raise OSError(f"cannot bind {address} (--host/--port): {err} (is the port in use?)") from err
-        recorder_config = config.recorder()
-        if recorder_config is not None:
-            self.recorder = StepRecorder(recorder_config, self._log_info)
-        self._servicer.recorder = self.recorder
-        await server.start()
+            recorder_config = config.recorder()
+            if recorder_config is not None:
+                self.recorder = StepRecorder(recorder_config, self._log_info)
+            self._servicer.recorder = self.recorder
+            await server.start()
+        except BaseException:
+            self._remove_socket()
+            raise
         self.server = server
         try:
             metrics_port = None
@@ -433,8 +447,33 @@ class PolicyServer:
         except BaseException:
             await self.stop(0)  # e.g. the metrics port is taken: leave nothing listening
             raise
-        self.addresses = ServerAddresses(port, metrics_port)
+        self.addresses = ServerAddresses(port, metrics_port, self.socket_file.path if self.socket_file else None)
         return self.addresses
+
+    def _bind_socket(self, server: grpc.aio.Server) -> None:
+        """--uds: bind the Unix socket (plaintext whatever the TLS flags: see ServeConfig.uds)
+        safely (serve/uds.py), with --uds-mode."""
+        path = self.config.socket_path()
+        if path is None:
+            return
+        if prepare_socket_path(path):
+            log.warning("--uds %s: removed a stale socket left by a server that is no longer running", path)
+        try:
+            with bind_umask():
+                server.add_insecure_port(f"unix:{path}")
+        except RuntimeError as err:
+            raise OSError(f"cannot bind unix:{path} (--uds): {err}") from err
+        self.socket_file = SocketFile.created(path, self.config.socket_mode())
+        if self.socket_file.mode & 0o002:
+            log.warning("--uds %s: mode %04o lets every local user call the policy", path, self.socket_file.mode)
+
+    def _remove_socket(self) -> None:
+        if self.socket_file is not None:
+            try:
+                self.socket_file.remove()
+            except OSError as err:  # shutdown goes on; the next start replaces a stale socket
+                log.error("could not remove the socket file %s: %s", self.socket_file.path, err)
+            self.socket_file = None
 
     def _on_model_loaded(self, model: LoadedModel) -> None:
         self._providers[model.name] = model.provider
@@ -468,6 +507,7 @@ class PolicyServer:
             await self.server.stop(self.config.grace_seconds if grace is None else grace)
             self.server = None
             await _settle_call_tasks(SHUTDOWN_SETTLE_SECONDS)
+        self._remove_socket()
         if self.recorder is not None:
             try:
                 stats = await asyncio.to_thread(self.recorder.close)
@@ -497,7 +537,18 @@ class PolicyServer:
             f"{m.name} v{m.version} ({m.obs_dim} obs -> {m.act_dim} actions, {m.provider})"
             for m in self.repository.serving().values()
         )
-        lines = [f"serving {models} on {scheme}://{self.config.host}:{self.addresses.grpc_port}"]
+        listeners = []
+        if self.addresses.grpc_port is not None:
+            listeners.append(f"{scheme}://{self.config.host}:{self.addresses.grpc_port}")
+        if self.socket_file is not None:
+            listeners.append(f"unix:{self.socket_file.path}")
+        lines = [f"serving {models} on {' and '.join(listeners)}"]
+        if self.socket_file is not None:
+            # What admits a caller on the socket, said where the operator looks.
+            lines.append(
+                f"unix socket {self.socket_file.path}: mode {self.socket_file.mode:04o} (who may connect), "
+                f"plaintext{' (TLS applies to TCP only)' if self.config.tls() else ''}"
+            )
         if self.addresses.metrics_port is not None:
             lines.append(f"metrics on http://{self.config.host}:{self.addresses.metrics_port}/metrics")
         lines.append(f"auth: {'bearer token' if self.token else 'none (admin calls disabled)'}"

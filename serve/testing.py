@@ -43,12 +43,18 @@ class BackgroundServer:
 
     @property
     def port(self) -> int:
-        assert self.server.addresses is not None
+        assert self.server.addresses is not None and self.server.addresses.grpc_port is not None, "no TCP listener"
         return self.server.addresses.grpc_port
 
     @property
     def target(self) -> str:
         return f"{self.server.config.host}:{self.port}"
+
+    @property
+    def uds_target(self) -> str:
+        """``unix:PATH`` of the --uds listener."""
+        assert self.server.addresses is not None and self.server.addresses.uds is not None, "no --uds listener"
+        return f"unix:{self.server.addresses.uds}"
 
     def run(self, coro: object, timeout: float = 60) -> object:
         """Run a coroutine on the server's loop (e.g. a health change) and wait for it."""

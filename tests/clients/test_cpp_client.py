@@ -12,7 +12,9 @@ stream stays open; the server killed mid-stream gives fallbacks within the deadl
 held action) and the session resumes when a server comes back on the same address, with
 no heap allocation on the control thread inside Step() throughout; the default-pose
 fallback while no server is up; bearer token, TLS and mutual TLS accept and refuse as
-tests/serve/test_security.py has them for the Python client; the 500 Hz example runs.
+tests/serve/test_security.py has them for the Python client; the 500 Hz example runs;
+over a Unix socket (`sim2real serve --uds`, the `unix:PATH` address): actions, the example,
+and a session that survives a killed server restarted on the same socket path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -163,11 +166,13 @@ class Server:
 
     proc: subprocess.Popen[str]
     port: int = 0
+    uds: str = ""
+    """The socket path when it listens on --uds (then ``address`` is ``unix:PATH``)."""
     lines: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"unix:{self.uds}" if self.uds else f"127.0.0.1:{self.port}"
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -188,11 +193,15 @@ def _drain(server: Server, started: threading.Event) -> None:
     assert server.proc.stdout is not None
     for line in server.proc.stdout:
         server.lines.append(line.rstrip())
-        match = re.search(r"on grpcs?://[\d.]+:(\d+)", line)
-        if match and not started.is_set():
-            server.port = int(match.group(1))
+        # "serving ... on grpc://HOST:PORT", "... on unix:PATH" (--uds --no-tcp), or
+        # "... on grpc://HOST:PORT and unix:PATH".
+        tcp = re.search(r" on grpcs?://[\d.]+:(\d+)", line)
+        uds = re.search(r" (?:on|and) unix:(.+)$", line.rstrip())
+        if line.startswith("serving ") and (tcp or uds) and not started.is_set():
+            server.port = int(tcp.group(1)) if tcp else 0
+            server.uds = uds.group(1) if uds else ""
             started.set()
-    started.set()  # the process ended (the port stays 0)
+    started.set()  # the process ended (port and socket stay unset)
 
 
 def start_servers(*arg_lists: list[str]) -> list[Server]:
@@ -212,7 +221,7 @@ def start_servers(*arg_lists: list[str]) -> list[Server]:
     servers = []
     for server, started in pending:
         started.wait(STARTUP_TIMEOUT_S)
-        if server.port == 0:
+        if server.port == 0 and not server.uds:
             for other, _ in pending:
                 other.kill()
             raise RuntimeError("the policy server did not start:\n" + "\n".join(server.lines))
@@ -334,7 +343,8 @@ def test_example_control_loop_at_500_hz(cpp: CppBuild, server: Server) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"round trip \(answered steps\): p50 [\d.]+ us  p99 [\d.]+ us  max [\d.]+ us", result.stdout)
+    assert re.search(r"round trip \(answered steps\): p50 [\d.]+ us  p99 [\d.]+ us  p99.9 [\d.]+ us  max [\d.]+ us",
+                     result.stdout)
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["steps"] == 500
     assert summary["answered"] == 500 and summary["fallbacks"] == 0, result.stdout
@@ -428,6 +438,58 @@ def test_server_killed_mid_stream_falls_back_on_time_and_resumes(cpp: CppBuild, 
     # answered, not while falling back, not across the reconnection.
     assert summary["control_thread_allocations"] == 0, summary
     assert summary["steps"] == len(steps)
+
+
+def test_over_a_unix_socket_actions_the_example_and_a_restart(cpp: CppBuild, model: Path, tmp_path: Path) -> None:
+    """`sim2real serve --uds PATH --no-tcp` and the library at `unix:PATH`: actions equal
+    local onnxruntime, the 500 Hz example answers every step, and a server killed with
+    SIGKILL (its stale socket left behind) and restarted on the same path is found again."""
+    with tempfile.TemporaryDirectory(prefix="s2r-cpp-", dir="/tmp") as folder:  # short: sun_path
+        path = Path(folder) / "policy.sock"
+        args = ["--model", str(model), "--no-tcp", "--uds", str(path)]
+        (first,) = start_servers(args)
+        second = None
+        try:
+            assert first.address == f"unix:{path}"
+            obs = np.random.default_rng(5).normal(size=(6, OBS_DIM)).astype(np.float32)
+            rows = run_json([cpp.driver, "act", "--address", first.address, "--session",
+                             "--obs-file", write_rows(tmp_path / "obs.txt", obs)])
+            steps = [r for r in rows if "row" in r]
+            expected = local_actions(model, obs)
+            np.testing.assert_array_equal(np.array([r["unary"]["action"] for r in steps], np.float32), expected)
+            np.testing.assert_array_equal(np.array([r["stream"]["action"] for r in steps], np.float32), expected)
+
+            (summary,) = run_json([cpp.example, "--address", first.address, "--rate", "500", "--duration", "1",
+                                   "--deadline-ms", "200", "--json"], timeout=60)
+            assert summary["answered"] == 500 and summary["fallbacks"] == 0, summary
+
+            driver = subprocess.Popen(
+                [str(cpp.driver), "session", "--address", first.address, "--rate", "200", "--duration", "120",
+                 "--deadline-ms", "20", "--obs-size", str(OBS_DIM), "--warmup", "20"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            reader = StepReader(driver)
+            try:
+                reader.wait_for(lambda s: sum(not x["fallback"] for x in s) >= 20, 60, "20 answered steps")
+                first.kill()
+                assert path.is_socket()  # left behind by the killed server
+                killed_at = len(reader.steps)
+                reader.wait_for(lambda s: sum(x["fallback"] for x in s[killed_at:]) >= 20, 60, "20 fallbacks")
+                (second,) = start_servers(args)
+                back_at = len(reader.steps)
+                reader.wait_for(lambda s: sum(not x["fallback"] for x in s[back_at:]) >= 20, 60,
+                                "20 answered steps after the restart on the same socket")
+                session_summary = reader.finish()
+            finally:
+                if driver.poll() is None:
+                    driver.kill()
+            assert session_summary["reconnects"] >= 1
+            assert session_summary["control_thread_allocations"] == 0, session_summary
+        finally:
+            first.kill()
+            if second is not None:
+                second.stop()
+        assert not path.exists()  # the restarted server removed it on SIGTERM
 
 
 def test_default_pose_fallback_while_no_server_is_up(cpp: CppBuild) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,17 @@ def test_other_policy_shows_error_and_worst_window(quad_log, tmp_path: Path) -> 
     assert "sim" not in report
 
 
-def test_replay_against_a_server_matches_local(quad_log, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "uds"])
+def test_replay_against_a_server_matches_local(quad_log, tmp_path: Path, transport: str) -> None:
     log, model = quad_log
-    with BackgroundServer(ServeConfig(model=model, port=0, device="cpu")) as srv:
-        report = run_replay(ReplayConfig(log=log, server=srv.target, out=tmp_path / "r", sim=False))
+    # `--server unix:PATH` for a server on this computer's socket (sim2real serve --uds);
+    # a short folder: pytest's tmp_path can exceed a socket path's 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="s2r-replay-", dir="/tmp") as folder:
+        uds = Path(folder) / "p.sock" if transport == "uds" else None
+        with BackgroundServer(ServeConfig(model=model, port=0, device="cpu", uds=uds, tcp=uds is None)) as srv:
+            target = srv.uds_target if uds else srv.target
+            report = run_replay(ReplayConfig(log=log, server=target, out=tmp_path / "r", sim=False))
+    assert report["policy"]["source"] == f"server {target}"
     policy = report["policy"]
     assert policy["rmse"] < 1e-6 and policy["fallbacks"] == 0 and policy["deadline_misses"] == 0
     assert policy["latency_p50_us"] > 0

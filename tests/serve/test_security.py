@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -110,6 +111,30 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki) -> None:
             _act(client)
         for kwargs in ({"tls_ca": pki["ca"]}, {"tls_ca": pki["ca"], "tls_cert": pki["rogue_crt"], "tls_key": pki["rogue_key"]}):
             with PolicyClient(srv.target, **kwargs) as client, pytest.raises(PolicyCallError) as err:
+                _act(client)
+            assert err.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_unix_socket_beside_mutual_tls_is_plaintext_and_keeps_the_token(pki) -> None:
+    """The documented choice (docs/security.md): TLS applies to TCP; the socket is
+    plaintext, admitted by its file mode, and a configured token is still required."""
+    with tempfile.TemporaryDirectory(prefix="s2r-tls-", dir="/tmp") as folder:  # short: sun_path
+        token_file = Path(folder) / "token"
+        token_file.write_text("s3cret-token\n")
+        config = ServeConfig(
+            model=pki["model"], port=0, device="cpu", tls_cert=pki["server_crt"], tls_key=pki["server_key"],
+            tls_client_ca=pki["ca"], token_file=token_file, uds=Path(folder) / "p.sock",
+        )
+        with BackgroundServer(config) as srv:
+            assert "plaintext (TLS applies to TCP only)" in srv.server.describe()
+            with PolicyClient(srv.uds_target, token="s3cret-token") as client:
+                _act(client)
+            with PolicyClient(srv.uds_target) as client, pytest.raises(PolicyCallError) as err:
+                _act(client)
+            assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+            # TCP still demands a client certificate.
+            with PolicyClient(srv.target, token="s3cret-token", tls_ca=pki["ca"]) as client, \
+                    pytest.raises(PolicyCallError) as err:
                 _act(client)
             assert err.value.code == grpc.StatusCode.UNAVAILABLE
 

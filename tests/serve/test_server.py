@@ -230,6 +230,7 @@ def test_defaults_are_loopback_and_the_documented_limits(policy) -> None:
     config = ServeConfig(model=path)
     assert (config.host, config.port) == ("127.0.0.1", 50051)
     assert config.tls() is None and config.token_file is None and config.metrics_port is None
+    assert (config.tcp, config.uds, config.uds_mode) == (True, None, "0660")
     assert (config.max_message_bytes, config.max_concurrent_rpcs, config.max_calls_per_connection) == (
         1 << 20, 256, 32,
     )
