@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from sim2real.train.sac import SACConfig
+from sim2real.train.sac_config import SACConfig
 
 RUN_CONFIG_FILE = "config.json"
 """The TrainConfig of a run, in its directory (written by the trainer, read on --resume)."""

@@ -11,78 +11,13 @@ observation normalization live elsewhere: the batch arrives normalized.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 
 import torch
 from torch import nn
 
 from sim2real.train.networks import Actor, QEnsemble
-
-
-@dataclasses.dataclass(frozen=True)
-class SACConfig:
-    """SAC hyperparameters. Defaults follow the paper and Stable-Baselines3."""
-
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak averaging rate of the target critics: target <- (1 - tau) target + tau critic."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
-    alpha_lr: float = 3e-4
-    """Adam learning rate of log(alpha)."""
-    init_alpha: float = 1.0
-    """Initial entropy temperature."""
-    target_entropy: float | None = None
-    """H_target; None means -|A| (the paper's heuristic)."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    actor_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor."""
-    critic_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of each critic."""
-    n_critics: int = 2
-    """Q-functions in the ensemble; the target takes their minimum (clipped double Q)."""
-    critic_dropout: float = 0.0
-    """Dropout rate after each hidden layer of the critics (DroQ: 0.01). With
-    critic_layernorm, the regularizers that let DroQ take many critic updates per env step
-    ("A Walk in the Park": 20)."""
-    critic_layernorm: bool = False
-    """LayerNorm after each hidden layer of the critics (DroQ, SimBa, BRO)."""
-    actor_delay: int = 1
-    """Update the actor and the temperature on every k-th gradient step only (the critics
-    on every one): DroQ's many critic updates per actor update, CrossQ's policy delay 3.
-    Saves the actor's share of the compute."""
-    asymmetric: bool = False
-    """Critics see the env's privileged observation (info["privileged_obs"]) instead of
-    the actor's: an asymmetric actor-critic. Needs an env that provides one."""
-    compile: bool = False
-    """torch.compile the update's loss computations (forward and backward graphs). On CUDA
-    with mode "reduce-overhead", i.e. CUDA-graph capture, the route LeanRL measured 5.7x
-    on SAC with. Off by default: on the 2-core dev CPU it was slower than eager (15.0 vs
-    12.3 ms per update) and the first update compiles for ~15 s."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "gamma": (0.0 <= self.gamma < 1.0, "in [0, 1)"),
-            "tau": (0.0 < self.tau <= 1.0, "in (0, 1]"),
-            "actor_lr": (self.actor_lr > 0, "> 0"),
-            "critic_lr": (self.critic_lr > 0, "> 0"),
-            "alpha_lr": (self.alpha_lr >= 0, ">= 0 (0 freezes alpha)"),
-            "init_alpha": (self.init_alpha > 0, "> 0"),
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "n_critics": (self.n_critics >= 1, ">= 1"),
-            "critic_dropout": (0.0 <= self.critic_dropout < 1.0, "in [0, 1)"),
-            "actor_delay": (self.actor_delay >= 1, ">= 1"),
-            "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),
-            "critic_hidden": (all(w >= 1 for w in self.critic_hidden), "positive widths"),
-        }
-        for name, (ok, allowed) in checks.items():
-            if not ok:
-                raise ValueError(f"SACConfig.{name} must be {allowed}, got {getattr(self, name)!r}")
+from sim2real.train.sac_config import SACConfig
 
 
 # --- the loss pieces -------------------------------------------------------------------

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sim2real.train.config import TrainConfig, config_from_dict
-from sim2real.train.sac import SACConfig
+from sim2real.train.sac_config import SACConfig
 
 TABLES = ("base", "axes", "search", "resources", "stopping")
 """The top-level tables a spec may have."""
