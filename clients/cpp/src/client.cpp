@@ -118,8 +118,10 @@ bool ReadBytes(CodedInputStream& in, std::string* out) {
   return in.ReadVarint32(&size) && in.ReadString(out, static_cast<int>(size));
 }
 
-// google.rpc.BadRequest.FieldViolation {1: field, 2: description}.
-bool DecodeViolation(const std::string& bytes, FieldViolation* out) {
+// A message of two string fields numbered 1 and 2, other fields skipped: both
+// google.rpc.BadRequest.FieldViolation {1: field, 2: description} and
+// google.protobuf.Any {1: type_url, 2: value} have this shape.
+bool DecodeStringPair(const std::string& bytes, std::string* first, std::string* second) {
   CodedInputStream in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
                       static_cast<int>(bytes.size()));
   while (std::uint32_t tag = in.ReadTag()) {
@@ -127,9 +129,9 @@ bool DecodeViolation(const std::string& bytes, FieldViolation* out) {
     const bool delimited =
         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
     if (delimited && field == 1) {
-      if (!ReadBytes(in, &out->field)) return false;
+      if (!ReadBytes(in, first)) return false;
     } else if (delimited && field == 2) {
-      if (!ReadBytes(in, &out->description)) return false;
+      if (!ReadBytes(in, second)) return false;
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       return false;
     }
@@ -146,29 +148,11 @@ bool DecodeBadRequest(const std::string& bytes, std::vector<FieldViolation>* out
         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
       std::string violation_bytes;
       FieldViolation violation;
-      if (!ReadBytes(in, &violation_bytes) || !DecodeViolation(violation_bytes, &violation)) {
+      if (!ReadBytes(in, &violation_bytes) ||
+          !DecodeStringPair(violation_bytes, &violation.field, &violation.description)) {
         return false;
       }
       out->push_back(std::move(violation));
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      return false;
-    }
-  }
-  return in.ConsumedEntireMessage();
-}
-
-// google.protobuf.Any {1: type_url, 2: value}.
-bool DecodeAny(const std::string& bytes, std::string* type_url, std::string* value) {
-  CodedInputStream in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                      static_cast<int>(bytes.size()));
-  while (std::uint32_t tag = in.ReadTag()) {
-    const int field = WireFormatLite::GetTagFieldNumber(tag);
-    const bool delimited =
-        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
-    if (delimited && field == 1) {
-      if (!ReadBytes(in, type_url)) return false;
-    } else if (delimited && field == 2) {
-      if (!ReadBytes(in, value)) return false;
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       return false;
     }
@@ -204,7 +188,7 @@ std::vector<FieldViolation> DecodeFieldViolations(const std::string& status_byte
     if (WireFormatLite::GetTagFieldNumber(tag) == 3 &&
         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
       std::string any_bytes, type_url, value;
-      if (!ReadBytes(in, &any_bytes) || !DecodeAny(any_bytes, &type_url, &value)) return {};
+      if (!ReadBytes(in, &any_bytes) || !DecodeStringPair(any_bytes, &type_url, &value)) return {};
       // "type.googleapis.com/google.rpc.BadRequest"; other details are skipped.
       const std::string suffix = "/google.rpc.BadRequest";
       if (type_url.size() >= suffix.size() &&
