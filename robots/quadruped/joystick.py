@@ -117,6 +117,10 @@ class QuadrupedJoystickConfig:
     """Width of the exponential tracking kernels, (m/s)^2 and (rad/s)^2."""
     air_time_target: float = 0.1
     """Swing duration, s, above which a touchdown earns feet_air_time reward."""
+    air_time_max: float = 0.5
+    """Swing durations are capped here before the reward (Playground go1's threshold_max
+    0.5 s): without a cap, holding a foot up for seconds and then putting it down pays
+    more than walking."""
     fall_up_z: float = 0.5
     """Fall when the trunk's up-vector z drops below this (tilt beyond 60 degrees)."""
     fall_height: float = 0.12
@@ -152,6 +156,7 @@ class QuadrupedJoystickConfig:
             "episode_steps": isinstance(self.episode_steps, int) and self.episode_steps >= 1,
             "tracking_sigma": self.tracking_sigma > 0,
             "air_time_target": self.air_time_target >= 0,
+            "air_time_max": self.air_time_max >= self.air_time_target,
             "fall_up_z": -1.0 <= self.fall_up_z < 1.0,
             "fall_height": self.fall_height >= 0,
             "init_joint_noise": self.init_joint_noise >= 0,
@@ -164,6 +169,7 @@ class QuadrupedJoystickConfig:
             "episode_steps": "an integer >= 1",
             "tracking_sigma": "> 0",
             "air_time_target": ">= 0",
+            "air_time_max": ">= air_time_target",
             "fall_up_z": "in [-1, 1)",
             "fall_height": ">= 0",
             "init_joint_noise": ">= 0",
@@ -481,7 +487,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         contact_filtered = contact | self._last_contact
         touchdown = (self._air_time > 0) & contact_filtered
         self._air_time += self.control_dt
-        air_time_reward = float((self._air_time - cfg.air_time_target) @ touchdown)
+        air_time_reward = feet_air_time_reward(self._air_time, touchdown, cfg.air_time_target, cfg.air_time_max)
         if math.hypot(cx, cy) < 0.1 and abs(cyaw) < 0.1:
             air_time_reward = 0.0  # standing still: no reward for stepping
         self._air_time *= ~contact_filtered
@@ -502,3 +508,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             "energy": float(np.abs(self.joint_vel() * torques).sum()),
         }
         return {name: w[name] * value for name, value in raw.items()}
+
+
+def feet_air_time_reward(air_time: np.ndarray, touchdown: np.ndarray, target: float, cap: float) -> float:
+    """Sum over the feet touching down now of (swing duration capped at `cap`) - `target`, s."""
+    return float((np.minimum(air_time, cap) - target) @ touchdown)

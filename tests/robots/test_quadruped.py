@@ -352,3 +352,37 @@ def test_command_zero_probabilities_must_be_probabilities() -> None:
 
     with pytest.raises(InvalidRangeError, match=r"CommandRanges.lin_vel_y_zero_probability must be in \[0, 1\], got 1.5"):
         CommandRanges(lin_vel_y_zero_probability=1.5)
+
+
+def test_feet_air_time_pays_capped_swing_time_minus_the_target_at_touchdown() -> None:
+    from sim2real.robots.quadruped.joystick import feet_air_time_reward
+
+    air = np.array([0.3, 2.0, 0.05, 0.4])
+    down = np.array([True, True, True, False])
+    # 0.3 - 0.1, min(2.0, 0.5) - 0.1, 0.05 - 0.1; the foot still in the air earns nothing.
+    assert feet_air_time_reward(air, down, 0.1, 0.5) == pytest.approx(0.2 + 0.4 - 0.05)
+    assert feet_air_time_reward(air, down, 0.1, np.inf) == pytest.approx(0.2 + 1.9 - 0.05)
+    with pytest.raises(ValueError, match=r"air_time_max must be >= air_time_target, got 0.05"):
+        QuadrupedJoystickConfig(air_time_max=0.05)
+
+
+def test_a_foot_held_up_for_seconds_earns_no_more_than_the_cap() -> None:
+    from sim2real.robots.registry import task_config
+
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", ["rewards.feet_air_time=1.0"]),
+                               domain_randomization=False)
+    env.reset(seed=0, options={"command": (0.5, 0.0, 0.0)})
+    for _ in range(10):  # settle: all four feet on the ground
+        env.step(np.zeros(12))
+    assert (env.foot_contact_forces() > consts.CONTACT_FORCE_THRESHOLD).all()
+    env._air_time[:] = [3.0, 0.0, 0.0, 0.0]  # as if the first foot had just come down after 3 s
+    _, _, _, _, info = env.step(np.zeros(12))
+    assert info["reward_terms"]["feet_air_time"] == pytest.approx(0.5 - 0.1)
+    # Standing command: no reward for stepping, however long the swing.
+    env.reset(seed=0, options={"command": (0.0, 0.0, 0.0)})
+    for _ in range(10):
+        env.step(np.zeros(12))
+    env._air_time[:] = [3.0, 0.0, 0.0, 0.0]
+    _, _, _, _, info = env.step(np.zeros(12))
+    assert info["reward_terms"]["feet_air_time"] == 0.0
+    env.close()
