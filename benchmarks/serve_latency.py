@@ -17,6 +17,9 @@ Servers, each its own process, each listening on TCP 127.0.0.1 and on a Unix dom
   costs;
 - ours: `sim2real serve --port 0 --uds PATH` on a quadruped-sized SAC actor (45 -> 256 ->
   256 -> 12, random weights: latency does not depend on the values);
+- ours-fast: the same server with its C++ front end (`--fast-path build/fastpath/sim2real_fastpath
+  --fast-port 0 --fast-uds PATH`, serve/fastpath/), measured on the front end's listeners:
+  gRPC C++ carries the messages, the same Python request path and model answer them;
 - naive: a plain thread-pool unary gRPC server running the torch actor per request (what one
   writes in an afternoon), Python rows only.
 
@@ -45,6 +48,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -220,6 +224,10 @@ class CppBuild:
     def echo_server(self) -> Path:
         return self.directory / "sim2real_echo_server"
 
+    @property
+    def fastpath(self) -> Path:
+        return self.directory / "fastpath" / "sim2real_fastpath"
+
 
 def build_cpp(directory: Path) -> CppBuild:
     """Configure and build clients/cpp (incremental: a no-op when up to date)."""
@@ -228,6 +236,8 @@ def build_cpp(directory: Path) -> CppBuild:
     for command in (
         ["cmake", "-S", str(ROOT / "clients" / "cpp"), "-B", str(directory), "-DCMAKE_BUILD_TYPE=Release"],
         ["cmake", "--build", str(directory), "--parallel", "2"],
+        ["cmake", "-S", str(ROOT / "serve" / "fastpath"), "-B", str(directory / "fastpath"), "-DCMAKE_BUILD_TYPE=Release"],
+        ["cmake", "--build", str(directory / "fastpath"), "--parallel", "2"],
     ):
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -243,6 +253,23 @@ def launch(kind: str, onnx_path: Path, weights: Path, sockets: Path, cpp: CppBui
         proc, port, _ = spawn_server(["--model", str(onnx_path), "--port", "0", "--uds", str(uds), "--device", "cpu",
                                       "--poll-interval", "0", "--log-level", "warning"])
         return Server(kind, proc, f"127.0.0.1:{port}", f"unix:{uds}")
+    if kind == "ours-fast":
+        from sim2real.serve.process import spawn_server
+
+        assert cpp is not None
+        fast_uds = sockets / "fast.sock"
+        proc, _, lines = spawn_server([
+            "--model", str(onnx_path), "--port", "0", "--device", "cpu", "--poll-interval", "0",
+            "--log-level", "warning", "--fast-path", str(cpp.fastpath), "--fast-port", "0", "--fast-uds", str(fast_uds),
+        ])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            found = [m for m in map(FAST_LINE.search, list(lines)) if m]
+            if found:
+                return Server(kind, proc, f"127.0.0.1:{found[0].group(1)}", f"unix:{fast_uds}")
+            time.sleep(0.01)
+        proc.kill()
+        raise RuntimeError("ours-fast: no fast path line in the server's output:\n" + "\n".join(lines))
     if kind == "echo-cpp":
         assert cpp is not None
         cmd = [str(cpp.echo_server), "--address", "127.0.0.1:0", "--address", f"unix:{uds}",
@@ -521,7 +548,8 @@ def summarize_profile(path: Path) -> dict[str, Any]:
 
 
 # --- main ------------------------------------------------------------------------------------
-SERVERS = ("echo-cpp", "echo-py", "ours", "naive")
+SERVERS = ("echo-cpp", "echo-py", "ours", "ours-fast", "naive")
+FAST_LINE = re.compile(r"fast path .* on grpcs?://[\d.]+:(\d+)")
 
 
 def main() -> None:
@@ -566,6 +594,7 @@ def main() -> None:
         wanted = set(args.servers)
         if cpp is None:
             wanted.discard("echo-cpp")
+            wanted.discard("ours-fast")
         if "python" not in args.client:
             wanted.discard("naive")
         servers: dict[str, Server] = {}
@@ -577,13 +606,13 @@ def main() -> None:
                 for transport in args.transport:
                     for clients in args.clients:
                         for rate in rates:
-                            for kind in ("echo-cpp", "echo-py", "ours"):
+                            for kind in ("echo-cpp", "echo-py", "ours", "ours-fast"):
                                 if kind not in servers:
                                     continue
                                 server = servers[kind]
                                 target = server.target(transport)
                                 assert target is not None
-                                spy = args.py_spy if kind == "ours" else None
+                                spy = args.py_spy if kind in ("ours", "ours-fast") else None
                                 result = run_cpp_clients(cpp, target, clients, rate, args.seconds, server, spy)
                                 rows.append({"client": "cpp", "transport": transport, "server": kind, "mode": "stream",
                                              "clients": clients, "rate": rate_name(rate), **result})
@@ -672,7 +701,7 @@ def per_request(cpu_percent: float, rps: float) -> str:
 def print_targets(rows: list[dict[str, Any]]) -> None:
     """Issue 14's targets for our server with the C++ client, per transport."""
     for r in rows:
-        if r["client"] != "cpp" or r["server"] != "ours" or r["rate"] != rate_name(RATE_HZ):
+        if r["client"] != "cpp" or r["server"] not in ("ours", "ours-fast") or r["rate"] != rate_name(RATE_HZ):
             continue
         if r["clients"] == 8:
             checks = [("p50", r["p50_us"], TARGET_P50_US), ("p99", r["p99_us"], TARGET_P99_US)]
@@ -680,9 +709,9 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
                      f"{'met' if value <= limit else f'missed by {value - limit:.0f} us, {value / limit:.2f}x'})"
                      for name, value, limit in checks]
             parts.append(f"errors {r['errors']} (target 0: {'met' if r['errors'] == 0 else 'missed'})")
-            print(f"target, {r['transport']}, 8 x 500 Hz: " + "; ".join(parts) + offered(r))
+            print(f"target, {r['server']}, {r['transport']}, 8 x 500 Hz: " + "; ".join(parts) + offered(r))
         elif r["clients"] == 32:
-            print(f"target, {r['transport']}, 32 x 500 Hz: errors {r['errors']} (target 0: "
+            print(f"target, {r['server']}, {r['transport']}, 32 x 500 Hz: errors {r['errors']} (target 0: "
                   f"{'met' if r['errors'] == 0 else 'missed'}); p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us"
                   + offered(r))
     print()

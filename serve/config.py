@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,17 @@ class ServeConfig:
     """Keep at most this many log files (the oldest is deleted): bounded disk use."""
     record_queue: int = 65536
     """Steps that may wait for the writer; beyond it steps are dropped (and counted)."""
+    fast_path: Path | None = None
+    """The compiled C++ front end (sim2real_fastpath: `cmake -S serve/fastpath -B
+    build/fastpath && cmake --build build/fastpath`). With it, PolicyService (Act,
+    StreamAct, GetPolicyInfo) and health are also served on --fast-port and/or --fast-uds
+    by gRPC C++, which hands each message to this process's request path: the same
+    answers, checks, token, TLS, recording and metrics, without Python gRPC's cost per
+    message. Admin calls stay on --port/--uds."""
+    fast_port: int | None = None
+    """TCP port of the --fast-path listener on --host (0 picks a free one)."""
+    fast_uds: Path | None = None
+    """Unix socket of the --fast-path listener (mode --uds-mode; the same rules as --uds)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:
@@ -135,6 +147,31 @@ class ServeConfig:
             raise ValueError(f"intra_op_threads: expected >= 1, got {self.intra_op_threads}")
         self.safety()  # validates nonfinite / max_action_delta
         self.recorder()  # validates the record_* fields
+        self._check_fast_path()
+
+    def _check_fast_path(self) -> None:
+        listeners = self.fast_port is not None or self.fast_uds is not None
+        if self.fast_path is None:
+            if listeners:
+                raise ValueError("--fast-port/--fast-uds need --fast-path BINARY (the compiled sim2real_fastpath)")
+            return
+        if not listeners:
+            raise ValueError("--fast-path needs --fast-port PORT and/or --fast-uds PATH: where it should listen")
+        if not (self.fast_path.is_file() and os.access(self.fast_path, os.X_OK)):
+            raise ValueError(
+                f"--fast-path: expected the executable sim2real_fastpath, got {str(self.fast_path)!r} "
+                "(build it: cmake -S serve/fastpath -B build/fastpath && cmake --build build/fastpath)"
+            )
+        if self.fast_port is not None and not 0 <= self.fast_port <= 65535:
+            raise ValueError(f"fast_port: expected 0..65535, got {self.fast_port}")
+        if self.fast_uds is not None:
+            fast = socket_path(self.fast_uds, field="--fast-uds")
+            if fast == self.socket_path():
+                raise ValueError("--fast-uds and --uds must be different paths")
+
+    def fast_socket_path(self) -> Path | None:
+        """The absolute path of the --fast-uds socket (None without it)."""
+        return socket_path(self.fast_uds, field="--fast-uds") if self.fast_uds is not None else None
 
     def socket_path(self) -> Path | None:
         """The absolute path of the --uds socket (None without --uds)."""

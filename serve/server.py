@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from sim2real.serve.config import ServeConfig
 from sim2real.serve.core import PolicyCore, RequestError, StreamState, check_size, decode_request
+from sim2real.serve.frontend import FastPathAddresses, FastPathFrontend
 from sim2real.serve.metrics import ServerMetrics
 from sim2real.serve.model import LoadedModel
 from sim2real.serve.recorder import StepRecorder
@@ -345,6 +346,8 @@ class ServerAddresses:
     metrics_port: int | None
     uds: Path | None = None
     """The Unix socket's path (None without --uds); clients connect to ``unix:`` + it."""
+    fast_path: FastPathAddresses | None = None
+    """Where the C++ front end (--fast-path) listens (None without it)."""
 
 
 class PolicyServer:
@@ -369,6 +372,7 @@ class PolicyServer:
         self.addresses: ServerAddresses | None = None
         self.socket_file: SocketFile | None = None
         self._poller: asyncio.Task[None] | None = None
+        self.fast_path: FastPathFrontend | None = None
 
     async def start(self) -> ServerAddresses:
         config = self.config
@@ -444,11 +448,26 @@ class PolicyServer:
             await self.health.set(POLICY_SERVICE, serving)
             if config.poll_interval > 0:
                 self._poller = asyncio.create_task(self._poll_forever(config.poll_interval))
+            fast_addresses = await asyncio.to_thread(self._start_fast_path)
         except BaseException:
             await self.stop(0)  # e.g. the metrics port is taken: leave nothing listening
             raise
-        self.addresses = ServerAddresses(port, metrics_port, self.socket_file.path if self.socket_file else None)
+        self.addresses = ServerAddresses(
+            port, metrics_port, self.socket_file.path if self.socket_file else None, fast_addresses
+        )
         return self.addresses
+
+    def _start_fast_path(self) -> FastPathAddresses | None:
+        config = self.config
+        if config.fast_path is None:
+            return None
+        self.fast_path = FastPathFrontend(
+            config.fast_path, self._servicer, host=config.host, port=config.fast_port,
+            uds=config.fast_socket_path(), uds_mode=config.socket_mode(), token_file=config.token_file,
+            token=self.token, tls=config.tls(), max_message_bytes=config.max_message_bytes,
+            transport_factor=TRANSPORT_MESSAGE_FACTOR,
+        )
+        return self.fast_path.start()
 
     def _bind_socket(self, server: grpc.aio.Server) -> None:
         """--uds: bind the Unix socket (plaintext whatever the TLS flags: see ServeConfig.uds)
@@ -503,6 +522,9 @@ class PolicyServer:
             self._poller.cancel()
             self._poller = None
         await self.health.enter_graceful_shutdown()
+        if self.fast_path is not None:
+            await asyncio.to_thread(self.fast_path.stop)
+            self.fast_path = None
         if self.server is not None:
             await self.server.stop(self.config.grace_seconds if grace is None else grace)
             self.server = None
@@ -543,6 +565,14 @@ class PolicyServer:
         if self.socket_file is not None:
             listeners.append(f"unix:{self.socket_file.path}")
         lines = [f"serving {models} on {' and '.join(listeners)}"]
+        fast = self.addresses.fast_path
+        if fast is not None:
+            fast_listeners = []
+            if fast.port is not None:
+                fast_listeners.append(f"{scheme}://{self.config.host}:{fast.port}")
+            if fast.uds is not None:
+                fast_listeners.append(f"unix:{fast.uds}")
+            lines.append(f"fast path (C++ front end, PolicyService only) on {' and '.join(fast_listeners)}")
         if self.socket_file is not None:
             # What admits a caller on the socket, said where the operator looks.
             lines.append(

@@ -1,0 +1,509 @@
+// sim2real_fastpath: the C++ gRPC front end of `sim2real serve --fast-path`.
+//
+// Python gRPC costs about 240 us of CPU per request on the 2-core dev machine before any
+// policy runs (docs/benchmarks.md, echo-py), and the GIL keeps it on one core: that, not
+// the model, is what a robot waits for. This binary takes the transport off Python: it
+// listens (TCP, optionally TLS, and/or a Unix socket), speaks HTTP/2 and gRPC on gRPC C++'s
+// callback API, checks the bearer token, and hands each PolicyService message, still
+// serialized, to the `sim2real serve` process that started it over one Unix socketpair.
+// That process runs the very request path its own gRPC server runs (PolicyCore: the size
+// and finiteness checks, the model, clamping, rate limits, recording, metrics) and hands
+// back serialized answers, or a status. So the two listeners answer identically; this one
+// only costs less per message.
+//
+//   sim2real_fastpath --worker-fd FD --address 127.0.0.1:0 [--address unix:PATH ...]
+//       [--max-receive-bytes N] [--max-send-bytes N] [--token-file PATH]
+//       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//
+// Prints "ready PORT..." (one bound port per --address, 0 for a Unix socket) once it
+// serves. It stops on SIGTERM/SIGINT, and when the worker socket closes (its parent went
+// away: it never outlives the server it fronts).
+//
+// Served: sim2real.v1.PolicyService (Act, StreamAct, GetPolicyInfo) and grpc.health.v1.
+// Anything else (the admin service, reflection) is UNIMPLEMENTED here and stays on the
+// Python server's own address.
+//
+// Worker protocol (little-endian), one frame per message each way:
+//   to the worker:   u32 length | u64 call id | u8 kind | payload (the request's bytes)
+//   from the worker: u32 length | u64 call id | u8 status | payload
+// length counts what follows it. kind: 1 Act, 2 a StreamAct message, 3 stream opened,
+// 4 stream closed, 5 GetPolicyInfo. status 0: payload is the serialized response; else a
+// gRPC status code, and the payload is u32 message length | message | status details
+// (grpc-status-details-bin, possibly empty). A stream's answers come back in order.
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+enum Kind : std::uint8_t { kAct = 1, kStreamMessage = 2, kStreamOpen = 3, kStreamClose = 4, kInfo = 5 };
+
+constexpr const char* kActMethod = "/sim2real.v1.PolicyService/Act";
+constexpr const char* kStreamActMethod = "/sim2real.v1.PolicyService/StreamAct";
+constexpr const char* kInfoMethod = "/sim2real.v1.PolicyService/GetPolicyInfo";
+
+void PutU32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+void PutU64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+std::uint32_t GetU32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+std::uint64_t GetU64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string ReadFile(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(flag + ": cannot read " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Constant time in the token's length: a wrong token's prefix must not answer faster.
+bool SameBytes(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+class Call;
+
+// The worker end: frames out under one lock (several gRPC threads send), answers in on a
+// thread of its own, routed by call id to the live calls.
+class Worker {
+ public:
+  explicit Worker(int fd) : fd_(fd) {}
+
+  // False when the worker is gone (the call then fails UNAVAILABLE).
+  bool Send(std::uint64_t call, Kind kind, const grpc::ByteBuffer* payload) {
+    std::string& frame = scratch();
+    frame.clear();
+    std::size_t size = 0;
+    std::vector<grpc::Slice> slices;
+    if (payload != nullptr) {
+      if (!payload->Dump(&slices).ok()) return false;
+      for (const auto& s : slices) size += s.size();
+    }
+    PutU32(frame, static_cast<std::uint32_t>(9 + size));
+    PutU64(frame, call);
+    frame.push_back(static_cast<char>(kind));
+    for (const auto& s : slices) frame.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    std::lock_guard<std::mutex> lock(write_mu_);
+    const char* p = frame.data();
+    std::size_t left = frame.size();
+    while (left > 0) {
+      const ssize_t n = ::send(fd_, p, left, MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  std::uint64_t Register(Call* call) {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    const std::uint64_t id = ++last_id_;
+    calls_[id] = call;
+    return id;
+  }
+  void Unregister(std::uint64_t id) {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    calls_.erase(id);
+  }
+
+  // Runs until the worker closes its end; then asks the server to stop.
+  void ReadAnswers();
+
+ private:
+  static std::string& scratch() {
+    thread_local std::string buffer;
+    return buffer;
+  }
+
+  int fd_;
+  std::mutex write_mu_;
+  std::mutex calls_mu_;
+  std::uint64_t last_id_ = 0;
+  std::unordered_map<std::uint64_t, Call*> calls_;
+};
+
+struct Settings {
+  std::string token;  // empty: no token check
+};
+
+// One call of any served method. gRPC's generic API hands every call over as a bidi
+// stream of raw byte buffers; unary methods read one message and finish with the answer.
+class Call final : public grpc::ServerGenericBidiReactor {
+ public:
+  Call(Worker& worker, const Settings& settings, grpc::GenericCallbackServerContext* context)
+      : worker_(worker) {
+    const std::string& method = context->method();
+    if (method == kStreamActMethod) {
+      kind_ = kStreamMessage;
+    } else if (method == kActMethod) {
+      kind_ = kAct;
+    } else if (method == kInfoMethod) {
+      kind_ = kInfo;
+    } else {
+      FinishOnce(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                              "the fast path serves sim2real.v1.PolicyService (Act, StreamAct, "
+                              "GetPolicyInfo) and grpc.health.v1.Health; call " + method +
+                                  " on the server's main address"));
+      return;
+    }
+    if (!settings.token.empty() && !Authorized(context, settings.token)) {
+      FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                              "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"));
+      return;
+    }
+    id_ = worker_.Register(this);
+    if (kind_ == kStreamMessage) {
+      // Headers now, as the Python server does: a client's session counts the stream as
+      // up (its credentials accepted) before its control loop sends anything.
+      StartSendInitialMetadata();
+      if (!worker_.Send(id_, kStreamOpen, nullptr)) {
+        FinishOnce(Unavailable());
+        return;
+      }
+    }
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    if (finished_) return;
+    if (!ok) {  // the client half-closed, went away, or sent nothing (unary)
+      read_done_ = true;
+      if (kind_ != kStreamMessage) {
+        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request arrived"));
+      } else if (in_flight_ == 0 && !writing_) {
+        FinishLocked(grpc::Status::OK);
+      }
+      return;
+    }
+    ++in_flight_;
+    if (!worker_.Send(id_, kind_, &request_)) {
+      FinishLocked(Unavailable());
+      return;
+    }
+    if (kind_ == kStreamMessage) StartRead(&request_);  // the next one may come before the answer
+  }
+
+  // From the worker thread, with the call registry locked (so this call is alive).
+  void Deliver(std::uint8_t status, const char* payload, std::size_t size) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    if (finished_) return;
+    --in_flight_;
+    if (status != 0) {
+      if (size < 4 || GetU32(payload) > size - 4) {
+        FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "malformed answer from the policy process"));
+        return;
+      }
+      const std::uint32_t n = GetU32(payload);
+      FinishLocked(grpc::Status(static_cast<grpc::StatusCode>(status), std::string(payload + 4, n),
+                                std::string(payload + 4 + n, size - 4 - n)));
+      return;
+    }
+    if (kind_ != kStreamMessage) {
+      Fill(response_, payload, size);
+      finished_ = true;
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    pending_.emplace_back(payload, size);
+    if (!writing_) WriteNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    writing_ = false;
+    if (finished_) return;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away mid-write"));
+      return;
+    }
+    if (!pending_.empty()) {
+      WriteNextLocked();
+    } else if (read_done_ && in_flight_ == 0) {
+      FinishLocked(grpc::Status::OK);
+    }
+  }
+
+  void OnDone() override {
+    if (id_ != 0) {
+      worker_.Unregister(id_);
+      // The worker drops the stream's state (its rate limiter's last action).
+      if (kind_ == kStreamMessage) worker_.Send(id_, kStreamClose, nullptr);
+    }
+    delete this;
+  }
+
+ private:
+  static bool Authorized(grpc::GenericCallbackServerContext* context, const std::string& token) {
+    const auto& metadata = context->client_metadata();
+    const std::string expected = "Bearer " + token;
+    bool matched = false;
+    for (auto it = metadata.lower_bound("authorization"); it != metadata.end() && it->first == "authorization";
+         ++it) {
+      matched |= SameBytes(std::string(it->second.data(), it->second.size()), expected);
+    }
+    return matched;
+  }
+
+  static grpc::Status Unavailable() {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the policy process is gone; the server is stopping");
+  }
+
+  static void Fill(grpc::ByteBuffer& buffer, const char* data, std::size_t size) {
+    grpc::Slice slice(data, size);
+    grpc::ByteBuffer fresh(&slice, 1);
+    buffer.Swap(&fresh);
+  }
+
+  void WriteNextLocked() {
+    Fill(response_, pending_.front().data(), pending_.front().size());
+    pending_.pop_front();
+    writing_ = true;
+    StartWrite(&response_);
+  }
+
+  void FinishLocked(const grpc::Status& status) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+  void FinishOnce(const grpc::Status& status) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    FinishLocked(status);
+  }
+
+  Worker& worker_;
+  Kind kind_ = kAct;
+  std::uint64_t id_ = 0;
+  // Recursive: gRPC may run a reaction (OnWriteDone) inline from the Start* call made
+  // under it.
+  std::recursive_mutex mu_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+  std::deque<std::string> pending_;
+  int in_flight_ = 0;
+  bool writing_ = false;
+  bool read_done_ = false;
+  bool finished_ = false;
+};
+
+void Worker::ReadAnswers() {
+  std::string buffer;
+  std::vector<char> chunk(1 << 16);
+  while (true) {
+    const ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), 0);
+    if (n == 0 || (n < 0 && errno != EINTR)) break;
+    if (n < 0) continue;
+    buffer.append(chunk.data(), static_cast<std::size_t>(n));
+    std::size_t offset = 0;
+    while (buffer.size() - offset >= 4) {
+      const std::uint32_t length = GetU32(buffer.data() + offset);
+      if (length < 9) {
+        std::fprintf(stderr, "sim2real_fastpath: malformed frame from the policy process (length %u)\n", length);
+        g_stop.store(true);
+        return;
+      }
+      if (buffer.size() - offset - 4 < length) break;
+      const char* frame = buffer.data() + offset + 4;
+      const std::uint64_t id = GetU64(frame);
+      const auto status = static_cast<std::uint8_t>(frame[8]);
+      {
+        std::lock_guard<std::mutex> lock(calls_mu_);
+        auto it = calls_.find(id);
+        if (it != calls_.end()) it->second->Deliver(status, frame + 9, length - 9);
+      }
+      offset += 4 + length;
+    }
+    buffer.erase(0, offset);
+  }
+  g_stop.store(true);  // the policy process closed its end: nothing left to front
+}
+
+class Service final : public grpc::CallbackGenericService {
+ public:
+  Service(Worker& worker, Settings settings) : worker_(worker), settings_(std::move(settings)) {}
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* context) override {
+    return new Call(worker_, settings_, context);
+  }
+
+ private:
+  Worker& worker_;
+  Settings settings_;
+};
+
+long ParseInt(const std::string& flag, const std::string& text, long low, long high) {
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || value < low || value > high) {
+    throw std::invalid_argument(flag + ": expected a whole number " + std::to_string(low) + ".." +
+                                std::to_string(high) + ", got '" + text + "'");
+  }
+  return value;
+}
+
+struct Options {
+  int worker_fd = -1;
+  std::vector<std::string> addresses;
+  long max_receive_bytes = 4L << 20;
+  long max_send_bytes = 1L << 20;
+  std::string token_file, tls_cert, tls_key, tls_client_ca;
+};
+
+Options ParseOptions(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) throw std::invalid_argument(flag + ": expected a value after it");
+    const std::string value = argv[++i];
+    if (flag == "--worker-fd") {
+      o.worker_fd = static_cast<int>(ParseInt(flag, value, 0, 1 << 20));
+    } else if (flag == "--address") {
+      o.addresses.push_back(value);
+    } else if (flag == "--max-receive-bytes") {
+      o.max_receive_bytes = ParseInt(flag, value, 1, 2147483647L);
+    } else if (flag == "--max-send-bytes") {
+      o.max_send_bytes = ParseInt(flag, value, 1, 2147483647L);
+    } else if (flag == "--token-file") {
+      o.token_file = value;
+    } else if (flag == "--tls-cert") {
+      o.tls_cert = value;
+    } else if (flag == "--tls-key") {
+      o.tls_key = value;
+    } else if (flag == "--tls-client-ca") {
+      o.tls_client_ca = value;
+    } else {
+      throw std::invalid_argument("unknown option " + flag);
+    }
+  }
+  if (o.worker_fd < 0) throw std::invalid_argument("--worker-fd: required (the socket to the policy process)");
+  if (o.addresses.empty()) throw std::invalid_argument("--address: expected at least one");
+  if (o.tls_cert.empty() != o.tls_key.empty()) throw std::invalid_argument("--tls-cert and --tls-key go together");
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    throw std::invalid_argument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  return o;
+}
+
+std::string TrimToken(std::string text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  std::size_t start = 0;
+  while (start < text.size() && std::isspace(static_cast<unsigned char>(text[start]))) ++start;
+  return text.substr(start);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  Settings settings;
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials = grpc::InsecureServerCredentials();
+  try {
+    options = ParseOptions(argc, argv);
+    if (!options.token_file.empty()) {
+      settings.token = TrimToken(ReadFile("--token-file", options.token_file));
+      if (settings.token.empty()) throw std::invalid_argument("--token-file: " + options.token_file + " is empty");
+    }
+    if (!options.tls_cert.empty()) {
+      grpc::SslServerCredentialsOptions ssl(options.tls_client_ca.empty()
+                                                ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                                : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+      ssl.pem_key_cert_pairs.push_back(
+          {ReadFile("--tls-key", options.tls_key), ReadFile("--tls-cert", options.tls_cert)});
+      if (!options.tls_client_ca.empty()) ssl.pem_root_certs = ReadFile("--tls-client-ca", options.tls_client_ca);
+      tcp_credentials = grpc::SslServerCredentials(ssl);
+    }
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "error: %s\n", err.what());
+    return 2;
+  }
+
+  Worker worker(options.worker_fd);
+  Service service(worker, settings);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  // The channel settings of the Python server (serve/server.py), so a client sees the same
+  // server whichever listener it calls.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_send_bytes));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  std::vector<int> ports(options.addresses.size(), 0);
+  for (std::size_t i = 0; i < options.addresses.size(); ++i) {
+    const bool unix_socket = options.addresses[i].rfind("unix:", 0) == 0;
+    // TLS is TCP's, as on the Python server: a Unix socket's access control is its file mode.
+    builder.AddListeningPort(options.addresses[i],
+                             unix_socket ? grpc::InsecureServerCredentials() : tcp_credentials, &ports[i]);
+  }
+  builder.RegisterCallbackGenericService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    std::fprintf(stderr, "error: cannot listen on the --address given (in use?)\n");
+    return 2;
+  }
+  for (std::size_t i = 0; i < options.addresses.size(); ++i) {
+    if (options.addresses[i].rfind("unix:", 0) != 0 && ports[i] == 0) {
+      std::fprintf(stderr, "error: cannot listen on %s (in use?)\n", options.addresses[i].c_str());
+      return 2;
+    }
+  }
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::thread answers([&worker] { worker.ReadAnswers(); });
+  std::printf("ready");
+  for (std::size_t i = 0; i < ports.size(); ++i) std::printf(" %d", ports[i]);
+  std::printf("\n");
+  std::fflush(stdout);
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  ::shutdown(options.worker_fd, SHUT_RDWR);
+  answers.join();
+  return 0;
+}

@@ -1,0 +1,330 @@
+"""`sim2real serve --fast-path`: the C++ front end (serve/fastpath/fastpath.cpp) and the
+thread here that answers it.
+
+Python gRPC costs about 240 us of CPU per message on the 2-core dev machine before any
+policy runs, and the GIL keeps it on one core (docs/benchmarks.md). The front end moves
+the transport to gRPC C++ and sends each PolicyService message, still serialized, over a
+Unix socketpair; this thread answers with the same request path the asyncio servicer runs
+(PolicyCore, the size and parse checks, metrics, recording), so both listeners give the
+same answers. What Python does per message here is a parse, the policy and a
+serialization: no HTTP/2, no event-loop hop.
+
+Frames (little-endian; fastpath.cpp documents the same):
+  from the front end: u32 length | u64 call id | u8 kind | payload
+  to the front end:   u32 length | u64 call id | u8 status | payload
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from sim2real.serve.core import (
+    RequestError,
+    StreamState,
+    check_size,
+    decode_message,
+    decode_request,
+)
+from sim2real.serve.security import TlsFiles
+from sim2real.serve.uds import SocketFile, bind_umask, prepare_socket_path
+from sim2real.v1 import policy_pb2
+
+if TYPE_CHECKING:
+    from sim2real.serve.server import PolicyServicer
+
+log = logging.getLogger("sim2real.serve.fastpath")
+
+ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO = 1, 2, 3, 4, 5
+_HEADER = struct.Struct("<IQB")  # length, call id, kind/status
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class FastPathAddresses:
+    port: int | None
+    uds: Path | None
+
+
+class FastPathFrontend:
+    """Starts sim2real_fastpath as a child process and answers its messages on a thread.
+
+    ``servicer`` is the asyncio server's PolicyServicer: its core, metrics, recorder and
+    limits are shared, so a model reload, a recording or a metric sees both listeners.
+    """
+
+    def __init__(
+        self, binary: Path, servicer: PolicyServicer, *, host: str, port: int | None, uds: Path | None, uds_mode: int,
+        token_file: Path | None, token: str | None, tls: TlsFiles | None, max_message_bytes: int,
+        transport_factor: int,
+    ) -> None:
+        self.binary = binary
+        self.servicer = servicer
+        self.host, self.port, self.uds, self.uds_mode = host, port, uds, uds_mode
+        self.token_file, self.token, self.tls = token_file, token, tls
+        self.max_message_bytes = max_message_bytes
+        self.transport_factor = transport_factor
+        self.process: subprocess.Popen[bytes] | None = None
+        self.socket_file: SocketFile | None = None
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._token_path: Path | None = None
+        self.addresses: FastPathAddresses | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> FastPathAddresses:
+        addresses: list[str] = []
+        if self.port is not None:
+            addresses.append(f"{self.host}:{self.port}")
+        if self.uds is not None:
+            if prepare_socket_path(self.uds, field="--fast-uds"):
+                log.warning("--fast-uds %s: removed a stale socket left by a server that is no longer running", self.uds)
+            addresses.append(f"unix:{self.uds}")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [
+            os.fspath(self.binary), "--worker-fd", str(theirs.fileno()),
+            "--max-receive-bytes", str(min(self.max_message_bytes * self.transport_factor, 2**31 - 1)),
+            "--max-send-bytes", str(self.max_message_bytes),
+        ]
+        for address in addresses:
+            command += ["--address", address]
+        command += self._token_args()
+        if self.tls is not None:
+            command += ["--tls-cert", os.fspath(self.tls.cert), "--tls-key", os.fspath(self.tls.key)]
+            if self.tls.client_ca is not None:
+                command += ["--tls-client-ca", os.fspath(self.tls.client_ca)]
+        try:
+            # The child binds the socket file under an owner-only umask (it creates no other
+            # file); --uds-mode is applied once it is there, as for --uds.
+            with bind_umask():
+                self.process = subprocess.Popen(command, stdout=subprocess.PIPE, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        self._sock = ours
+        try:
+            ports = self._await_ready()
+            if self.uds is not None:
+                self.socket_file = SocketFile.created(self.uds, self.uds_mode, field="--fast-uds")
+        except BaseException:
+            self.stop()
+            raise
+        self._thread = threading.Thread(target=self._serve, name="fastpath-worker", daemon=True)
+        self._thread.start()
+        self.addresses = FastPathAddresses(ports[0] if self.port is not None else None, self.uds)
+        return self.addresses
+
+    def _token_args(self) -> list[str]:
+        if self.token is None:
+            return []
+        # The token as this process read it (--token-file or $SIM2REAL_TOKEN), so both
+        # listeners accept exactly the same one: in a file only this user can read (an
+        # argument would show in ps), removed once the child has read it.
+        fd, name = _private_file()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.token)
+        self._token_path = Path(name)
+        return ["--token-file", name]
+
+    def _await_ready(self) -> list[int]:
+        assert self.process is not None and self.process.stdout is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OSError(f"--fast-path: {self.binary} did not report ready within {READY_TIMEOUT_S:g} s")
+            readable, _, _ = select.select([self.process.stdout], [], [], left)
+            if not readable:
+                continue
+            chunk = os.read(self.process.stdout.fileno(), 256)
+            if not chunk:
+                code = self.process.wait(timeout=STOP_TIMEOUT_S)
+                raise OSError(
+                    f"--fast-path: {self.binary} exited with status {code} before serving "
+                    "(its error is printed above; is the --fast-port in use?)"
+                )
+            line += chunk
+        if self._token_path is not None:
+            self._token_path.unlink(missing_ok=True)
+            self._token_path = None
+        words = line.decode(errors="replace").split()
+        if not words or words[0] != "ready":
+            raise OSError(f"--fast-path: unexpected first line from {self.binary}: {line!r}")
+        return [int(word) for word in words[1:]]
+
+    def stop(self) -> None:
+        """Stop the front end (it finishes its calls within a second) and the thread."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.process = None
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=STOP_TIMEOUT_S)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._token_path is not None:
+            self._token_path.unlink(missing_ok=True)
+            self._token_path = None
+        if self.socket_file is not None:
+            try:
+                self.socket_file.remove()
+            except OSError as err:
+                log.error("could not remove the socket file %s: %s", self.socket_file.path, err)
+            self.socket_file = None
+
+    # --- the request path ----------------------------------------------------------------------
+    def _serve(self) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        streams: dict[int, StreamState] = {}
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                buffer += chunk
+                answers: list[bytes] = []
+                offset = 0
+                # Everything that arrived together is answered with one send.
+                while len(buffer) - offset >= 4:
+                    length = int.from_bytes(buffer[offset:offset + 4], "little")
+                    if len(buffer) - offset - 4 < length:
+                        break
+                    _, call, kind = _HEADER.unpack_from(buffer, offset)
+                    payload = bytes(buffer[offset + _HEADER.size: offset + 4 + length])
+                    offset += 4 + length
+                    answer = self._handle(call, kind, payload, streams)
+                    if answer is not None:
+                        answers.append(answer)
+                del buffer[:offset]
+                if answers:
+                    sock.sendall(b"".join(answers))
+        except OSError as err:
+            log.debug("fast path worker socket closed: %s", err)
+        finally:
+            metrics = self.servicer.metrics
+            for _ in streams:
+                metrics.streams.dec()
+            streams.clear()
+            if self.process is not None and self.process.poll() is not None:
+                log.error("the fast path front end exited (status %s); --fast-port/--fast-uds no longer serve",
+                          self.process.returncode)
+
+    def _handle(self, call: int, kind: int, payload: bytes, streams: dict[int, StreamState]) -> bytes | None:
+        servicer = self.servicer
+        if kind == STREAM_MESSAGE:
+            state = streams.get(call)
+            if state is None:  # a message of a stream that was never opened: not ours
+                return _status(call, grpc.StatusCode.INTERNAL, "unknown stream")
+            return _ok(call, self._stream_message(payload, state))
+        if kind == ACT:
+            return self._act(call, payload)
+        if kind == INFO:
+            try:
+                request = decode_message(payload, policy_pb2.PolicyInfoRequest.FromString, "sim2real.v1.PolicyInfoRequest")
+                return _ok(call, servicer.core.policy_info(request.model_name).SerializeToString())
+            except RequestError as err:
+                servicer.metrics.errors.labels("GetPolicyInfo", err.code.name).inc()
+                return _error(call, err)
+        if kind == STREAM_OPEN:
+            streams[call] = StreamState()
+            servicer.metrics.streams.inc()
+            return None
+        if kind == STREAM_CLOSE:
+            if streams.pop(call, None) is not None:
+                servicer.metrics.streams.dec()
+            return None
+        return _status(call, grpc.StatusCode.INTERNAL, f"unknown frame kind {kind}")
+
+    def _act(self, call: int, raw: bytes) -> bytes:
+        servicer = self.servicer
+        servicer._requests_act.inc()
+        try:
+            request = decode_request(raw)
+            check_size(len(raw), self.max_message_bytes)
+            outcome = servicer.core.act(request)
+        except RequestError as err:
+            servicer.metrics.errors.labels("Act", err.code.name).inc()
+            return _error(call, err)
+        servicer._observe("Act", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+        if servicer.recorder is not None:
+            servicer.recorder.submit(request, outcome.response)
+        return _ok(call, outcome.response.SerializeToString())
+
+    def _stream_message(self, raw: bytes, state: StreamState) -> bytes:
+        """One StreamAct message: its answer, or its error in the answer (the stream goes on),
+        exactly as PolicyServicer.StreamAct answers it."""
+        servicer = self.servicer
+        servicer._requests_stream.inc()
+        request: policy_pb2.ActRequest | None = None
+        try:
+            try:
+                request = decode_request(raw)
+                check_size(len(raw), self.max_message_bytes)
+            except RequestError as err:
+                # A broken or hostile client, unlike a wrong observation: logged, throttled.
+                servicer.throttle.warning(
+                    f"bad-request-{err.code.name}", "StreamAct message (fast path): %s", err.message
+                )
+                raise
+            outcome = servicer.core.act(request, state)
+        except RequestError as err:
+            servicer.metrics.errors.labels("StreamAct", err.code.name).inc()
+            return policy_pb2.ActResponse(
+                sequence=request.sequence if request is not None else 0,
+                client_time_ns=request.client_time_ns if request is not None else 0,
+                error=policy_pb2.StepError(code=err.code.value[0], message=err.wire_message),
+            ).SerializeToString()
+        servicer._observe("StreamAct", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+        if servicer.recorder is not None:
+            servicer.recorder.submit(request, outcome.response)
+        return outcome.response.SerializeToString()
+
+
+def _ok(call: int, payload: bytes) -> bytes:
+    return _HEADER.pack(9 + len(payload), call, 0) + payload
+
+
+def _status(call: int, code: grpc.StatusCode, message: str, details: bytes = b"") -> bytes:
+    text = message.encode()
+    payload = len(text).to_bytes(4, "little") + text + details
+    return _HEADER.pack(9 + len(payload), call, code.value[0]) + payload
+
+
+def _error(call: int, err: RequestError) -> bytes:
+    details = b"".join(value for key, value in err.trailing_metadata() if key == DETAILS_KEY)
+    return _status(call, err.code, err.wire_message, details)
+
+
+def _private_file() -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix="sim2real-fastpath-token-")

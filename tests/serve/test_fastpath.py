@@ -1,0 +1,238 @@
+"""`sim2real serve --fast-path`: the C++ front end answers exactly as the Python listener.
+
+A real server (BackgroundServer) with the real compiled front end (tests/serve/conftest.py
+builds it) on 127.0.0.1 and a Unix socket; the same calls go to both listeners and the
+answers are compared field by field: actions, info, errors with their field violations,
+in-stream errors, the rate limit's per-stream state, the token. Then the lifecycle: stop
+removes the front end and its socket; a killed front end leaves the main listener serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from sim2real.serve.client import PolicyCallError, PolicyClient, field_violations
+from sim2real.serve.config import ServeConfig
+from sim2real.serve.synthetic import OBS_DIM, policy_weights, reference_action, write_policy
+from sim2real.serve.testing import BackgroundServer, wait_until
+from sim2real.v1 import policy_pb2
+
+ACT_METHOD = "/sim2real.v1.PolicyService/Act"
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.onnx"
+    write_policy(path, seed=3)
+    return path
+
+
+@contextmanager
+def fast_server(binary: Path, model: Path, **overrides: object) -> Iterator[tuple[BackgroundServer, str, str]]:
+    """A server with the fast path on TCP and a Unix socket: (server, fast TCP, fast unix)."""
+    with tempfile.TemporaryDirectory(prefix="s2r-fp-", dir="/tmp") as folder:  # short: sun_path
+        config = ServeConfig(
+            model=model, port=0, device="cpu", poll_interval=0, fast_path=binary, fast_port=0,
+            fast_uds=Path(folder) / "fast.sock", **overrides,  # type: ignore[arg-type]
+        )
+        with BackgroundServer(config) as srv:
+            fast = srv.server.addresses.fast_path
+            assert fast is not None and fast.port and fast.uds is not None
+            yield srv, f"127.0.0.1:{fast.port}", f"unix:{fast.uds}"
+
+
+def _raw_act(target: str, payload: bytes) -> grpc.RpcError:
+    channel = grpc.insecure_channel(target)
+    try:
+        call = channel.unary_unary(ACT_METHOD, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as err:
+            call(payload, timeout=5)
+        return err.value
+    finally:
+        channel.close()
+
+
+def test_both_listeners_give_the_same_actions_and_info(fastpath_binary: Path, model: Path) -> None:
+    weights = policy_weights(3, OBS_DIM, 3)
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, fast_unix):
+        assert "fast path (C++ front end, PolicyService only) on grpc://127.0.0.1:" in srv.server.describe()
+        observations = np.random.default_rng(0).normal(size=(20, OBS_DIM)).astype(np.float32)
+        with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as tcp, PolicyClient(fast_unix) as unix:
+            assert tcp.info().SerializeToString() == main.info().SerializeToString()
+            assert unix.info().SerializeToString() == main.info().SerializeToString()
+            for obs in observations:
+                expected = main.act(obs).action
+                np.testing.assert_array_equal(tcp.act(obs).action, expected)
+                np.testing.assert_array_equal(unix.act(obs).action, expected)
+                np.testing.assert_allclose(expected, reference_action(weights, obs), atol=1e-5)
+            with tcp.session(deadline_s=2.0) as loop:
+                for obs in observations:
+                    result = loop.step(obs)
+                    assert not result.fallback, result.reason
+                    np.testing.assert_array_equal(result.action, main.act(obs).action)
+
+
+def test_errors_are_the_same_code_message_and_field_violations(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
+            for call in (lambda c: c.act(np.zeros(OBS_DIM - 2)), lambda c: c.act(np.zeros(OBS_DIM), model_name="nope"),
+                         lambda c: c.info("nope")):
+                errors = []
+                for client in (main, fast):
+                    with pytest.raises(PolicyCallError) as err:
+                        call(client)
+                    errors.append(err.value)
+                assert errors[0].code == errors[1].code != grpc.StatusCode.OK
+                assert str(errors[0]) == str(errors[1])
+            with pytest.raises(PolicyCallError) as err:
+                fast.act(np.full(OBS_DIM, np.nan))
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "observation" in str(err.value)
+        # Bytes that are no ActRequest, and the BadRequest detail of a wrong length.
+        garbage = bytes([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x07])
+        main_err, fast_err = _raw_act(srv.target, garbage), _raw_act(fast_tcp, garbage)
+        assert fast_err.code() == main_err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert fast_err.details() == main_err.details()
+        short = policy_pb2.ActRequest(observation=[0.0] * 3).SerializeToString()
+        main_err, fast_err = _raw_act(srv.target, short), _raw_act(fast_tcp, short)
+        assert field_violations(fast_err) == field_violations(main_err) != ()
+        # The server is still up and answering on both.
+        with PolicyClient(fast_tcp) as fast:
+            fast.act(np.zeros(OBS_DIM))
+
+
+def test_a_bad_stream_message_is_answered_in_the_stream_which_goes_on(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (_, fast_tcp, _), PolicyClient(fast_tcp) as fast:
+        with fast.session(deadline_s=2.0) as loop:
+            assert not loop.step(np.zeros(OBS_DIM)).fallback
+            bad = loop.step(np.zeros(OBS_DIM + 1))
+            assert bad.fallback and "INVALID_ARGUMENT" in bad.reason and f"got {OBS_DIM + 1}" in bad.reason
+            for _ in range(5):
+                assert not loop.step(np.zeros(OBS_DIM)).fallback
+
+
+def test_the_rate_limit_keeps_its_state_per_stream_as_on_the_main_listener(fastpath_binary: Path, model: Path) -> None:
+    observations = np.random.default_rng(1).normal(0, 3, size=(30, OBS_DIM)).astype(np.float32)
+
+    def run(client: PolicyClient) -> list[tuple[list[float], bool]]:
+        with client.session(deadline_s=2.0) as loop:
+            out = []
+            for obs in observations:
+                result = loop.step(obs)
+                assert not result.fallback, result.reason
+                out.append((result.action.tolist(), result.rate_limited))
+            return out
+
+    with fast_server(fastpath_binary, model, max_action_delta=0.05) as (srv, fast_tcp, _):
+        with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
+            expected = run(main)
+            assert any(limited for _, limited in expected)
+            assert run(fast) == expected
+            assert run(fast) == expected  # a new stream starts from no previous action
+
+
+def test_metrics_count_fast_path_calls_and_streams(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        registry = srv.server.metrics.registry
+
+        def sample(name: str, labels: dict[str, str] | None = None) -> float:
+            return registry.get_sample_value(name, labels or {}) or 0.0
+
+        with PolicyClient(fast_tcp) as fast:
+            for _ in range(3):
+                fast.act(np.zeros(OBS_DIM))
+            with pytest.raises(PolicyCallError):
+                fast.act(np.zeros(2))
+            with fast.session(deadline_s=2.0) as loop:
+                for _ in range(4):
+                    loop.step(np.zeros(OBS_DIM))
+                assert wait_until(lambda: sample("sim2real_open_streams") == 1)
+        assert sample("sim2real_requests_total", {"method": "Act"}) == 4
+        assert sample("sim2real_requests_total", {"method": "StreamAct"}) == 4
+        assert sample("sim2real_request_errors_total", {"method": "Act", "code": "INVALID_ARGUMENT"}) == 1
+        assert wait_until(lambda: sample("sim2real_open_streams") == 0)
+
+
+def test_admin_calls_stay_on_the_main_address_and_health_is_served(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (_, fast_tcp, fast_unix):
+        with PolicyClient(fast_tcp, token="t") as fast, pytest.raises(PolicyCallError) as err:
+            fast.list_models()
+        assert err.value.code == grpc.StatusCode.UNIMPLEMENTED and "main address" in str(err.value)
+        for target in (fast_tcp, fast_unix):
+            channel = grpc.insecure_channel(target)
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            channel.close()
+            assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+def test_the_bearer_token_is_required_on_the_fast_path(
+    fastpath_binary: Path, model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    overrides: dict[str, object] = {}
+    if source == "file":
+        token_file = tmp_path / "token"
+        token_file.write_text("s3cret-token\n")
+        overrides["token_file"] = token_file
+    else:
+        monkeypatch.setenv("SIM2REAL_TOKEN", "s3cret-token")
+    with fast_server(fastpath_binary, model, **overrides) as (_, fast_tcp, fast_unix):
+        for target in (fast_tcp, fast_unix):
+            with PolicyClient(target, token="s3cret-token") as client:
+                client.act(np.zeros(OBS_DIM))
+                with client.session(deadline_s=2.0) as loop:
+                    assert not loop.step(np.zeros(OBS_DIM)).fallback
+            for token in (None, "wrong", "s3cret-token-but-longer"):
+                with PolicyClient(target, token=token) as client, pytest.raises(PolicyCallError) as err:
+                    client.act(np.zeros(OBS_DIM))
+                assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+        # The token reached the front end in a private file that is gone once it started.
+        assert not list(Path(tempfile.gettempdir()).glob("sim2real-fastpath-token-*"))
+
+
+def test_stop_ends_the_front_end_and_removes_its_socket(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (srv, _, fast_unix):
+        frontend = srv.server.fast_path
+        assert frontend is not None and frontend.process is not None
+        process = frontend.process
+        socket_path = Path(fast_unix.removeprefix("unix:"))
+        assert socket_path.is_socket() and (socket_path.stat().st_mode & 0o777) == 0o660
+    assert process.poll() is not None
+    assert not socket_path.exists()
+
+
+def test_a_killed_front_end_leaves_the_main_listener_serving(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        frontend = srv.server.fast_path
+        assert frontend is not None and frontend.process is not None
+        os.kill(frontend.process.pid, signal.SIGKILL)
+        assert wait_until(lambda: frontend.process is None or frontend.process.poll() is not None)
+        with PolicyClient(fast_tcp, timeout_s=1.0) as fast, pytest.raises(PolicyCallError) as err:
+            fast.act(np.zeros(OBS_DIM))
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        with PolicyClient(srv.target) as main:
+            main.act(np.zeros(OBS_DIM))
+
+
+def test_fast_path_options_are_checked_naming_the_flag(fastpath_binary: Path, model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"--fast-port/--fast-uds need --fast-path BINARY"):
+        ServeConfig(model=model, fast_port=0)
+    with pytest.raises(ValueError, match=r"--fast-path needs --fast-port PORT and/or --fast-uds PATH"):
+        ServeConfig(model=model, fast_path=fastpath_binary)
+    not_executable = tmp_path / "fastpath"
+    not_executable.write_text("")
+    with pytest.raises(ValueError, match=r"--fast-path: expected the executable sim2real_fastpath"):
+        ServeConfig(model=model, fast_path=not_executable, fast_port=0)
+    with pytest.raises(ValueError, match=r"fast_port: expected 0..65535, got 70000"):
+        ServeConfig(model=model, fast_path=fastpath_binary, fast_port=70000)
+    with pytest.raises(ValueError, match=r"--fast-uds and --uds must be different paths"):
+        ServeConfig(model=model, uds=tmp_path / "a.sock", fast_path=fastpath_binary, fast_uds=tmp_path / "a.sock")
