@@ -27,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.sweep_scheduler import INTERRUPT, STOP
 
 # The trainer's file names (train/trainer.py; not imported from there because that pulls
@@ -116,26 +117,6 @@ def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, float 
         elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             out[name] = value
     return out
-
-
-def trim_metrics(path: Path, step: int) -> None:
-    """Drop records after ``step`` (evaluated after the checkpoint a resume starts from:
-    the resumed run evaluates those steps again)."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        try:
-            if int(json.loads(line)["step"]) > step:
-                continue
-        except (ValueError, KeyError, TypeError):
-            continue
-        kept.append(line)
-    if len(kept) != len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
 
 
 def log_tail(path: Path, since: int = 0, lines: int = TAIL_LINES) -> list[str]:

@@ -35,6 +35,7 @@ from sim2real.train.config import (
 from sim2real.train.evaluate import env_kwargs, evaluate
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.policy import DeterministicPolicy, with_prefix
+from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.replay_buffer import ReplayBuffer
 from sim2real.train.sac import SAC
 
@@ -514,6 +515,9 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
         except BaseException:
             trainer.close()
             raise
+        # Evaluations after the checkpoint are of steps the resumed run trains again: keep
+        # one record per step in metrics.jsonl and the learning curve.
+        trim_metrics(Path(resume) / METRICS, trainer.step)
     return trainer
 
 

@@ -188,6 +188,30 @@ def test_resume_restores_the_whole_training_state(saved_run: tuple[Path, dict[st
         resumed.close()
 
 
+def test_resume_drops_evaluations_made_after_the_checkpoint(tmp_path: Path) -> None:
+    """A run killed after an evaluation but before the next checkpoint trains those steps
+    again on --resume: metrics.jsonl keeps one record per step (the learning curve too)."""
+    run = tmp_path / "run"
+    trainer = prepare_trainer(TrainConfig(
+        env="Pendulum-v1", total_steps=400, seed=0, out=run, learning_starts=100, eval_interval=200,
+        eval_episodes=1, num_envs=1, num_workers=0, checkpoint_interval=400,
+        sac=SACConfig(actor_hidden=(8,), critic_hidden=(8,), batch_size=16),
+    ))
+    try:
+        trainer.open_run()
+        trainer.run_loop()
+    finally:
+        trainer.close()
+    metrics = run / "metrics.jsonl"
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [200, 400]
+    with metrics.open("a") as f:  # evaluated at 600, then killed before the 800 checkpoint
+        f.write(json.dumps({"step": 600, "return_mean": 0.0, "return_std": 0.0}) + "\n")
+    resumed = prepare_trainer(TrainConfig(resume=run, total_steps=800))
+    resumed.close()
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [200, 400]
+
+
 def _drop_from_checkpoint(edit: Callable[[dict[str, torch.Tensor]], None]) -> Callable[[Path], Any]:
     """load_checkpoint as Trainer.load sees it, with ``edit`` applied to the tensors: a
     resume that restores the wrong thing for one part of the state."""
