@@ -33,9 +33,9 @@ from sim2real.train.config import (
     load_run_config,
 )
 from sim2real.train.evaluate import env_kwargs, evaluate
+from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.policy import DeterministicPolicy, with_prefix
-from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.replay_buffer import ReplayBuffer
 from sim2real.train.sac import SAC
 
