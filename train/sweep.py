@@ -337,8 +337,9 @@ class Driver:
                     inflight[task.remote(payload, coordinator, self.config.poll_interval)] = trial.trial_id
                 if not inflight:
                     break
-                ready, _ = ray.wait(list(inflight), num_returns=len(inflight),
-                                    timeout=self.config.poll_interval)
+                # Returns as soon as one trial ends (its core goes to the next in the queue
+                # at once), else after the poll interval for the progress events.
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=self.config.poll_interval)
                 self._apply_events(ray.get(coordinator.drain.remote()))
                 for ref in ready:
                     trial_id = inflight.pop(ref)
