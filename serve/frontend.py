@@ -69,7 +69,7 @@ class FastPathFrontend:
     def __init__(
         self, binary: Path, servicer: PolicyServicer, *, host: str, port: int | None, uds: Path | None, uds_mode: int,
         token_file: Path | None, token: str | None, tls: TlsFiles | None, max_message_bytes: int,
-        transport_factor: int,
+        transport_factor: int, max_calls: int = 256, max_calls_per_connection: int = 32,
     ) -> None:
         self.binary = binary
         self.servicer = servicer
@@ -77,6 +77,7 @@ class FastPathFrontend:
         self.token_file, self.token, self.tls = token_file, token, tls
         self.max_message_bytes = max_message_bytes
         self.transport_factor = transport_factor
+        self.max_calls, self.max_calls_per_connection = max_calls, max_calls_per_connection
         self.process: subprocess.Popen[bytes] | None = None
         self.socket_file: SocketFile | None = None
         self._sock: socket.socket | None = None
@@ -98,6 +99,7 @@ class FastPathFrontend:
             os.fspath(self.binary), "--worker-fd", str(theirs.fileno()),
             "--max-receive-bytes", str(min(self.max_message_bytes * self.transport_factor, 2**31 - 1)),
             "--max-send-bytes", str(self.max_message_bytes),
+            "--max-calls", str(self.max_calls), "--max-calls-per-connection", str(self.max_calls_per_connection),
         ]
         for address in addresses:
             command += ["--address", address]

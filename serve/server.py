@@ -465,7 +465,8 @@ class PolicyServer:
             config.fast_path, self._servicer, host=config.host, port=config.fast_port,
             uds=config.fast_socket_path(), uds_mode=config.socket_mode(), token_file=config.token_file,
             token=self.token, tls=config.tls(), max_message_bytes=config.max_message_bytes,
-            transport_factor=TRANSPORT_MESSAGE_FACTOR,
+            transport_factor=TRANSPORT_MESSAGE_FACTOR, max_calls=config.max_concurrent_rpcs,
+            max_calls_per_connection=config.max_calls_per_connection,
         )
         return self.fast_path.start()
 

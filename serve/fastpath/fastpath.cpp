@@ -12,7 +12,8 @@
 // only costs less per message.
 //
 //   sim2real_fastpath --worker-fd FD --address 127.0.0.1:0 [--address unix:PATH ...]
-//       [--max-receive-bytes N] [--max-send-bytes N] [--token-file PATH]
+//       [--max-receive-bytes N] [--max-send-bytes N] [--max-calls N]
+//       [--max-calls-per-connection N] [--token-file PATH]
 //       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //
 // Prints "ready PORT..." (one bound port per --address, 0 for a Unix socket) once it
@@ -164,8 +165,53 @@ class Worker {
   std::unordered_map<std::uint64_t, Call*> calls_;
 };
 
+// Open calls, in all and per TCP connection: the Python server's --max-concurrent-rpcs and
+// --max-calls-per-connection, so one client cannot hold every slot. Unix-socket peers are
+// all "unix:", so there only the total applies (as on the Python server).
+class Admission {
+ public:
+  Admission(long total, long per_connection) : total_limit_(total), per_connection_limit_(per_connection) {}
+
+  // An empty string: admitted (release later); else the refusal's message.
+  std::string Acquire(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (total_ >= total_limit_) {
+      return "the server has " + std::to_string(total_limit_) + " calls open, its limit (--max-concurrent-rpcs " +
+             std::to_string(total_limit_) + "); retry later";
+    }
+    if (peer.rfind("unix:", 0) != 0) {
+      long& open = per_peer_[peer];
+      if (open >= per_connection_limit_) {
+        if (open == 0) per_peer_.erase(peer);
+        const std::string n = std::to_string(per_connection_limit_);
+        return "this connection already has " + n + " calls open, the server's limit per connection "
+               "(--max-calls-per-connection " + n + "); finish or cancel one first";
+      }
+      ++open;
+    }
+    ++total_;
+    return "";
+  }
+
+  void Release(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    --total_;
+    if (peer.rfind("unix:", 0) != 0) {
+      auto it = per_peer_.find(peer);
+      if (it != per_peer_.end() && --it->second <= 0) per_peer_.erase(it);
+    }
+  }
+
+ private:
+  long total_limit_, per_connection_limit_;
+  long total_ = 0;
+  std::mutex mu_;
+  std::unordered_map<std::string, long> per_peer_;
+};
+
 struct Settings {
   std::string token;  // empty: no token check
+  Admission* admission = nullptr;
 };
 
 // One call of any served method. gRPC's generic API hands every call over as a bidi
@@ -173,7 +219,7 @@ struct Settings {
 class Call final : public grpc::ServerGenericBidiReactor {
  public:
   Call(Worker& worker, const Settings& settings, grpc::GenericCallbackServerContext* context)
-      : worker_(worker) {
+      : worker_(worker), admission_(settings.admission) {
     const std::string& method = context->method();
     if (method == kStreamActMethod) {
       kind_ = kStreamMessage;
@@ -193,6 +239,13 @@ class Call final : public grpc::ServerGenericBidiReactor {
                               "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"));
       return;
     }
+    peer_ = context->peer();
+    const std::string refused = admission_->Acquire(peer_);
+    if (!refused.empty()) {
+      FinishOnce(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, refused));
+      return;
+    }
+    admitted_ = true;
     id_ = worker_.Register(this);
     if (kind_ == kStreamMessage) {
       // Headers now, as the Python server does: a client's session counts the stream as
@@ -267,6 +320,7 @@ class Call final : public grpc::ServerGenericBidiReactor {
   }
 
   void OnDone() override {
+    if (admitted_) admission_->Release(peer_);
     if (id_ != 0) {
       worker_.Unregister(id_);
       // The worker drops the stream's state (its rate limiter's last action).
@@ -315,6 +369,9 @@ class Call final : public grpc::ServerGenericBidiReactor {
   }
 
   Worker& worker_;
+  Admission* admission_;
+  std::string peer_;
+  bool admitted_ = false;
   Kind kind_ = kAct;
   std::uint64_t id_ = 0;
   // Recursive: gRPC may run a reaction (OnWriteDone) inline from the Start* call made
@@ -389,6 +446,8 @@ struct Options {
   std::vector<std::string> addresses;
   long max_receive_bytes = 4L << 20;
   long max_send_bytes = 1L << 20;
+  long max_calls = 256;
+  long max_calls_per_connection = 32;
   std::string token_file, tls_cert, tls_key, tls_client_ca;
 };
 
@@ -406,6 +465,10 @@ Options ParseOptions(int argc, char** argv) {
       o.max_receive_bytes = ParseInt(flag, value, 1, 2147483647L);
     } else if (flag == "--max-send-bytes") {
       o.max_send_bytes = ParseInt(flag, value, 1, 2147483647L);
+    } else if (flag == "--max-calls") {
+      o.max_calls = ParseInt(flag, value, 1, 1L << 30);
+    } else if (flag == "--max-calls-per-connection") {
+      o.max_calls_per_connection = ParseInt(flag, value, 1, 1L << 30);
     } else if (flag == "--token-file") {
       o.token_file = value;
     } else if (flag == "--tls-cert") {
@@ -460,6 +523,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  Admission admission(options.max_calls, options.max_calls_per_connection);
+  settings.admission = &admission;
   Worker worker(options.worker_fd);
   Service service(worker, settings);
   grpc::EnableDefaultHealthCheckService(true);

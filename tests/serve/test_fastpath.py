@@ -10,6 +10,7 @@ removes the front end and its socket; a killed front end leaves the main listene
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from sim2real.serve.testing import BackgroundServer, wait_until
 from sim2real.v1 import policy_pb2
 
 ACT_METHOD = "/sim2real.v1.PolicyService/Act"
+STREAM_METHOD = "/sim2real.v1.PolicyService/StreamAct"
 
 
 @pytest.fixture
@@ -197,6 +199,61 @@ def test_the_bearer_token_is_required_on_the_fast_path(
                 assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
         # The token reached the front end in a private file that is gone once it started.
         assert not list(Path(tempfile.gettempdir()).glob("sim2real-fastpath-token-*"))
+
+
+class _Stream:
+    """A raw StreamAct call kept open until close(); ``error`` if it was refused."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        call = channel.stream_stream(STREAM_METHOD, request_serializer=None, response_deserializer=None)
+        self.answers = call(iter(self.outbox.get, None))
+        self.outbox.put(policy_pb2.ActRequest(observation=[0.0] * OBS_DIM).SerializeToString())
+        self.error: grpc.RpcError | None = None
+        try:
+            next(self.answers)
+        except grpc.RpcError as err:
+            self.error = err
+
+    def close(self) -> None:
+        self.outbox.put(None)
+
+
+def test_call_limits_apply_per_connection_and_in_all(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model, max_concurrent_rpcs=3, max_calls_per_connection=2) as (_, fast_tcp, _):
+        # Own TCP connections (channels share one by default).
+        hog, other = (grpc.insecure_channel(fast_tcp, options=[("grpc.use_local_subchannel_pool", 1)])
+                      for _ in range(2))
+        streams = [_Stream(hog) for _ in range(3)]
+        try:
+            assert [s.error is None for s in streams] == [True, True, False]
+            refused = streams[2].error
+            assert refused is not None and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-calls-per-connection 2" in refused.details()
+            streams.append(_Stream(other))  # the third call in all: admitted
+            assert streams[-1].error is None
+            streams.append(_Stream(other))  # the fourth: over --max-concurrent-rpcs
+            refused = streams[-1].error
+            assert refused is not None and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-concurrent-rpcs 3" in refused.details()
+            # A closed stream gives its slot back.
+            streams[0].close()
+            act = hog.unary_unary(ACT_METHOD, request_serializer=None, response_deserializer=None)
+            request = policy_pb2.ActRequest(observation=[0.0] * OBS_DIM).SerializeToString()
+
+            def admitted() -> bool:
+                try:
+                    act(request, timeout=5)
+                    return True
+                except grpc.RpcError:
+                    return False
+
+            assert wait_until(admitted, timeout=10)
+        finally:
+            for stream in streams:
+                stream.close()
+            hog.close()
+            other.close()
 
 
 def test_stop_ends_the_front_end_and_removes_its_socket(fastpath_binary: Path, model: Path) -> None:
