@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from sim2real.serve.core import (
+    Outcome,
     RequestError,
     StreamState,
     check_size,
@@ -213,20 +214,19 @@ class FastPathFrontend:
                 if not chunk:
                     break
                 buffer += chunk
-                answers: list[bytes] = []
+                frames: list[tuple[int, int, bytes]] = []
                 offset = 0
-                # Everything that arrived together is answered with one send.
                 while len(buffer) - offset >= 4:
                     length = int.from_bytes(buffer[offset:offset + 4], "little")
                     if len(buffer) - offset - 4 < length:
                         break
                     _, call, kind = _HEADER.unpack_from(buffer, offset)
-                    payload = bytes(buffer[offset + _HEADER.size: offset + 4 + length])
+                    frames.append((call, kind, bytes(buffer[offset + _HEADER.size: offset + 4 + length])))
                     offset += 4 + length
-                    answer = self._handle(call, kind, payload, streams)
-                    if answer is not None:
-                        answers.append(answer)
                 del buffer[:offset]
+                # Everything that arrived together is answered together: one model call
+                # for all its observations, one send.
+                answers = self._answer(frames, streams)
                 if answers:
                     sock.sendall(b"".join(answers))
         except OSError as err:
@@ -240,75 +240,87 @@ class FastPathFrontend:
                 log.error("the fast path front end exited (status %s); --fast-port/--fast-uds no longer serve",
                           self.process.returncode)
 
-    def _handle(self, call: int, kind: int, payload: bytes, streams: dict[int, StreamState]) -> bytes | None:
+    def _answer(self, frames: list[tuple[int, int, bytes]], streams: dict[int, StreamState]) -> list[bytes]:
+        """The answers to a batch of frames, in frame order (a stream's in its order)."""
         servicer = self.servicer
-        if kind == STREAM_MESSAGE:
-            state = streams.get(call)
-            if state is None:  # a message of a stream that was never opened: not ours
-                return _status(call, grpc.StatusCode.INTERNAL, "unknown stream")
-            return _ok(call, self._stream_message(payload, state))
-        if kind == ACT:
-            return self._act(call, payload)
-        if kind == INFO:
-            try:
-                request = decode_message(payload, policy_pb2.PolicyInfoRequest.FromString, "sim2real.v1.PolicyInfoRequest")
-                return _ok(call, servicer.core.policy_info(request.model_name).SerializeToString())
-            except RequestError as err:
-                servicer.metrics.errors.labels("GetPolicyInfo", err.code.name).inc()
-                return _error(call, err)
-        if kind == STREAM_OPEN:
-            streams[call] = StreamState()
-            servicer.metrics.streams.inc()
-            return None
-        if kind == STREAM_CLOSE:
-            if streams.pop(call, None) is not None:
-                servicer.metrics.streams.dec()
-            return None
-        return _status(call, grpc.StatusCode.INTERNAL, f"unknown frame kind {kind}")
+        answers: list[bytes | None] = []
+        batch: list[tuple[policy_pb2.ActRequest, StreamState | None]] = []
+        pending: list[tuple[int, int, int, policy_pb2.ActRequest]] = []  # answer slot, call, kind, request
+        for call, kind, payload in frames:
+            if kind in (STREAM_MESSAGE, ACT):
+                state = streams.get(call) if kind == STREAM_MESSAGE else None
+                if kind == STREAM_MESSAGE and state is None:  # a stream never opened: not ours
+                    answers.append(_status(call, grpc.StatusCode.INTERNAL, "unknown stream"))
+                    continue
+                request = self._parse(call, kind, payload)
+                if isinstance(request, bytes):  # malformed or oversized: answered already
+                    answers.append(request)
+                    continue
+                pending.append((len(answers), call, kind, request))
+                batch.append((request, state))
+                answers.append(None)
+            elif kind == INFO:
+                answers.append(self._info(call, payload))
+            elif kind == STREAM_OPEN:
+                streams[call] = StreamState()
+                servicer.metrics.streams.inc()
+            elif kind == STREAM_CLOSE:
+                if streams.pop(call, None) is not None:
+                    servicer.metrics.streams.dec()
+            else:
+                answers.append(_status(call, grpc.StatusCode.INTERNAL, f"unknown frame kind {kind}"))
+        if batch:
+            for (slot, call, kind, request), outcome in zip(pending, servicer.core.act_many(batch), strict=True):
+                answers[slot] = self._respond(call, kind, request, outcome)
+        return [a for a in answers if a is not None]
 
-    def _act(self, call: int, raw: bytes) -> bytes:
+    def _parse(self, call: int, kind: int, raw: bytes) -> policy_pb2.ActRequest | bytes:
+        """The request, or the answer to a message that does not parse or is too big (as
+        the main listener answers it: a status for Act, an in-stream error for StreamAct)."""
         servicer = self.servicer
-        servicer._requests_act.inc()
+        method = "StreamAct" if kind == STREAM_MESSAGE else "Act"
+        (servicer._requests_stream if kind == STREAM_MESSAGE else servicer._requests_act).inc()
+        request: policy_pb2.ActRequest | None = None
         try:
             request = decode_request(raw)
             check_size(len(raw), self.max_message_bytes)
-            outcome = servicer.core.act(request)
+            return request
         except RequestError as err:
-            servicer.metrics.errors.labels("Act", err.code.name).inc()
-            return _error(call, err)
-        servicer._observe("Act", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+            servicer.metrics.errors.labels(method, err.code.name).inc()
+            if kind == ACT:
+                return _error(call, err)
+            # A broken or hostile client, unlike a wrong observation: logged, throttled.
+            servicer.throttle.warning(f"bad-request-{err.code.name}", "StreamAct message (fast path): %s", err.message)
+            return _ok(call, _step_error(request, err))
+
+    def _respond(self, call: int, kind: int, request: policy_pb2.ActRequest, outcome: Outcome | RequestError) -> bytes:
+        servicer = self.servicer
+        method = "StreamAct" if kind == STREAM_MESSAGE else "Act"
+        if isinstance(outcome, RequestError):
+            servicer.metrics.errors.labels(method, outcome.code.name).inc()
+            return _error(call, outcome) if kind == ACT else _ok(call, _step_error(request, outcome))
+        servicer._observe(method, outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
         if servicer.recorder is not None:
             servicer.recorder.submit(request, outcome.response)
         return _ok(call, outcome.response.SerializeToString())
 
-    def _stream_message(self, raw: bytes, state: StreamState) -> bytes:
-        """One StreamAct message: its answer, or its error in the answer (the stream goes on),
-        exactly as PolicyServicer.StreamAct answers it."""
+    def _info(self, call: int, payload: bytes) -> bytes:
         servicer = self.servicer
-        servicer._requests_stream.inc()
-        request: policy_pb2.ActRequest | None = None
         try:
-            try:
-                request = decode_request(raw)
-                check_size(len(raw), self.max_message_bytes)
-            except RequestError as err:
-                # A broken or hostile client, unlike a wrong observation: logged, throttled.
-                servicer.throttle.warning(
-                    f"bad-request-{err.code.name}", "StreamAct message (fast path): %s", err.message
-                )
-                raise
-            outcome = servicer.core.act(request, state)
+            request = decode_message(payload, policy_pb2.PolicyInfoRequest.FromString, "sim2real.v1.PolicyInfoRequest")
+            return _ok(call, servicer.core.policy_info(request.model_name).SerializeToString())
         except RequestError as err:
-            servicer.metrics.errors.labels("StreamAct", err.code.name).inc()
-            return policy_pb2.ActResponse(
-                sequence=request.sequence if request is not None else 0,
-                client_time_ns=request.client_time_ns if request is not None else 0,
-                error=policy_pb2.StepError(code=err.code.value[0], message=err.wire_message),
-            ).SerializeToString()
-        servicer._observe("StreamAct", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
-        if servicer.recorder is not None:
-            servicer.recorder.submit(request, outcome.response)
-        return outcome.response.SerializeToString()
+            servicer.metrics.errors.labels("GetPolicyInfo", err.code.name).inc()
+            return _error(call, err)
+
+
+def _step_error(request: policy_pb2.ActRequest | None, err: RequestError) -> bytes:
+    """A StreamAct answer carrying its message's error (the stream goes on)."""
+    return policy_pb2.ActResponse(
+        sequence=request.sequence if request is not None else 0,
+        client_time_ns=request.client_time_ns if request is not None else 0,
+        error=policy_pb2.StepError(code=err.code.value[0], message=err.wire_message),
+    ).SerializeToString()
 
 
 def _ok(call: int, payload: bytes) -> bytes:

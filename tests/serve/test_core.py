@@ -245,3 +245,48 @@ def test_rate_limit_is_per_model_within_a_stream(tmp_path: Path) -> None:
     core.act(_request(obs, model_name="a"), state)
     b = core.act(_request(obs, model_name="b"), state).response
     assert not b.rate_limited  # not limited against model a's action
+
+
+def test_act_many_answers_each_request_as_act_does_in_order(tmp_path: Path) -> None:
+    """The fast path's batch: good, wrong-length, NaN and unknown-model requests mixed, two
+    streams with a rate limit interleaved; every answer equals what act() gives in order."""
+    write_policy(tmp_path / "p.onnx", gain=3.0)  # out-of-range actions: clamped, then limited
+    repo = ModelRepository(model_file=tmp_path / "p.onnx", name="p")
+    repo.load_initial()
+    rng = np.random.default_rng(0)
+
+    def requests() -> list[policy_pb2.ActRequest]:
+        out = []
+        for i in range(24):
+            obs = rng.normal(0, 2, OBS_DIM).astype(np.float32)
+            if i % 7 == 3:
+                obs = obs[:-1]
+            if i % 11 == 5:
+                obs[2] = np.nan
+            out.append(policy_pb2.ActRequest(observation=obs, sequence=i, model_name="nope" if i == 13 else ""))
+        return out
+
+    batch = requests()
+    safety = SafetyConfig(max_action_delta=0.1)
+    sequential, batched = PolicyCore(repo, safety), PolicyCore(repo, safety)
+    seq_states, batch_states = [StreamState(), StreamState()], [StreamState(), StreamState()]
+    expected = []
+    for i, request in enumerate(batch):
+        try:
+            expected.append(sequential.act(request, seq_states[i % 2]))
+        except RequestError as err:
+            expected.append(err)
+    got = batched.act_many([(request, batch_states[i % 2]) for i, request in enumerate(batch)])
+    assert len(got) == len(expected)
+    kinds = set()
+    for want, have in zip(expected, got, strict=True):
+        assert type(want) is type(have)
+        if isinstance(want, RequestError):
+            assert (want.code, want.message) == (have.code, have.message)
+            kinds.add(want.code)
+            continue
+        np.testing.assert_allclose(have.response.action, want.response.action, atol=1e-6)
+        assert (have.clamped, have.rate_limited, have.response.sequence) == (
+            want.clamped, want.rate_limited, want.response.sequence)
+    assert kinds == {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+    assert any(o.rate_limited for o in got if not isinstance(o, RequestError))

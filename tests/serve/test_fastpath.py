@@ -84,6 +84,33 @@ def test_both_listeners_give_the_same_actions_and_info(fastpath_binary: Path, mo
                     np.testing.assert_array_equal(result.action, main.act(obs).action)
 
 
+def test_concurrent_streams_each_get_their_own_answers(fastpath_binary: Path, model: Path) -> None:
+    """Eight streams at once: messages that arrive together are answered as one model batch;
+    every answer is still its own observation's, in its stream's order."""
+    import threading
+
+    weights = policy_weights(3, OBS_DIM, 3)
+    failures: list[str] = []
+    with fast_server(fastpath_binary, model) as (_, fast_tcp, fast_unix):
+
+        def robot(index: int) -> None:
+            rng = np.random.default_rng(index)
+            target = fast_tcp if index % 2 else fast_unix
+            with PolicyClient(target) as client, client.session(deadline_s=5.0) as loop:
+                for _ in range(60):
+                    obs = rng.normal(size=OBS_DIM).astype(np.float32)
+                    result = loop.step(obs)
+                    if result.fallback or not np.allclose(result.action, reference_action(weights, obs), atol=1e-5):
+                        failures.append(f"robot {index}: {result}")
+
+        threads = [threading.Thread(target=robot, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert not failures, failures[:3]
+
+
 def test_errors_are_the_same_code_message_and_field_violations(fastpath_binary: Path, model: Path) -> None:
     with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
         with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
