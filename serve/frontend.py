@@ -226,7 +226,12 @@ class FastPathFrontend:
                 del buffer[:offset]
                 # Everything that arrived together is answered together: one model call
                 # for all its observations, one send.
-                answers = self._answer(frames, streams)
+                try:
+                    answers = self._answer(frames, streams)
+                except Exception:  # noqa: BLE001 - a bug here must not silence the listener
+                    log.exception("fast path: answering %d messages failed", len(frames))
+                    answers = [_status(call, grpc.StatusCode.INTERNAL, "internal error in the policy server (logged)")
+                               for call, kind, _ in frames if kind in (ACT, STREAM_MESSAGE, INFO)]
                 if answers:
                     sock.sendall(b"".join(answers))
         except OSError as err:

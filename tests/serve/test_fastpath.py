@@ -320,3 +320,18 @@ def test_fast_path_options_are_checked_naming_the_flag(fastpath_binary: Path, mo
         ServeConfig(model=model, fast_path=fastpath_binary, fast_port=70000)
     with pytest.raises(ValueError, match=r"--fast-uds and --uds must be different paths"):
         ServeConfig(model=model, uds=tmp_path / "a.sock", fast_path=fastpath_binary, fast_uds=tmp_path / "a.sock")
+
+
+def test_a_failure_in_the_request_path_is_internal_and_the_listener_goes_on(
+    fastpath_binary: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        core = srv.server.core
+        real = core.act_many
+        monkeypatch.setattr(core, "act_many", lambda items: 1 / 0)
+        with PolicyClient(fast_tcp) as fast:
+            with pytest.raises(PolicyCallError) as err:
+                fast.act(np.zeros(OBS_DIM))
+            assert err.value.code == grpc.StatusCode.INTERNAL and "logged" in str(err.value)
+            monkeypatch.setattr(core, "act_many", real)
+            fast.act(np.zeros(OBS_DIM))
