@@ -643,3 +643,39 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(
     for options in (ca, (*ca, "--tls-cert", str(files["rogue.crt"]), "--tls-key", str(files["rogue.key"]))):
         refused = _act(cpp, address, tmp_path, *options)
         assert refused["unary"]["error"]["code"] == UNAVAILABLE, refused
+
+
+# --- the server's C++ front end (sim2real serve --fast-path) -----------------------------------
+def test_the_client_over_the_servers_fast_path(cpp: CppBuild, fastpath_binary: Path, model: Path, tmp_path: Path) -> None:
+    """The same client calls, against the server's C++ front end: the same actions (local
+    onnxruntime), the same INVALID_ARGUMENT with its field violation, the 500 Hz example."""
+    (srv,) = start_servers(["--model", str(model), "--port", "0", "--fast-path", str(fastpath_binary),
+                            "--fast-port", "0"])
+    try:
+        deadline = time.monotonic() + 30
+        fast = None
+        while fast is None and time.monotonic() < deadline:
+            found = [m for m in (re.search(r"fast path .* on grpc://[\d.]+:(\d+)", line) for line in list(srv.lines)) if m]
+            fast = f"127.0.0.1:{found[0].group(1)}" if found else None
+            time.sleep(0.05)
+        assert fast is not None, srv.lines
+        obs = np.random.default_rng(2).normal(size=(8, OBS_DIM)).astype(np.float32)
+        rows = run_json([cpp.driver, "act", "--address", fast, "--session", "--obs-file",
+                         write_rows(tmp_path / "obs.txt", [*obs, [1.0, 2.0, 3.0]])])
+        steps = [r for r in rows if "row" in r]
+        expected = local_actions(model, obs)
+        np.testing.assert_array_equal(np.array([r["unary"]["action"] for r in steps[:8]], np.float32), expected)
+        np.testing.assert_array_equal(np.array([r["stream"]["action"] for r in steps[:8]], np.float32), expected)
+        error = steps[8]["unary"]["error"]
+        assert error["code"] == INVALID_ARGUMENT and f"expects {OBS_DIM} values, got 3" in error["message"]
+        assert [v["field"] for v in error["field_violations"]] == ["observation"]
+        assert steps[8]["stream"]["status"] == "server_error" and steps[8]["stream"]["error_code"] == INVALID_ARGUMENT
+        result = subprocess.run(
+            [str(cpp.example), "--address", fast, "--rate", "500", "--duration", "1", "--deadline-ms", "200", "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        summary = json.loads(result.stdout.splitlines()[-1])
+        assert summary["answered"] == 500 and summary["fallbacks"] == 0, result.stdout
+    finally:
+        srv.stop()

@@ -1,4 +1,4 @@
-"""The fast path's C++ front end (serve/fastpath), built once per session with CMake.
+"""Shared fixtures: the fast path's C++ front end (serve/fastpath), built once per session with CMake.
 
 Skipped, with the reason, only where gRPC C++ or the build tools are missing; .ci/run
 installs them and sets SIM2REAL_REQUIRE_CPP=1, so that there a skip is a failure. Set
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-SOURCE = Path(__file__).resolve().parents[2] / "serve" / "fastpath"
+SOURCE = Path(__file__).resolve().parents[1] / "serve" / "fastpath"
 APT_HINT = "apt-get install -y cmake make g++ pkg-config libgrpc++-dev (.ci/run installs them)"
 
 
