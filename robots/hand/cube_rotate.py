@@ -76,10 +76,10 @@ class HandCubeRotateConfig:
     cube pays no more than a controlled 1 rad/s spin."""
     fall_below_palm: float = 0.0
     """Terminate when the cube centre is more than this (m) below the palm centre's
-    height (world z). Resting in the hand it is 2.8-4.3 cm above it (simulated)."""
+    height (world z). Resting in the hand it is 2.5-3.9 cm above it (simulated, DR on)."""
     max_cube_distance: float = 0.12
     """Terminate when the cube centre is farther than this (m) from the palm centre
-    (3.5-6.1 cm at rest): it has left the hand."""
+    (3.7-5.7 cm at rest, simulated, DR on): it has left the hand."""
     init_joint_noise: float = 0.05
     """Initial joint angles = default pose + U(-a, a), rad, clipped to the joint ranges."""
     cube_drop_height: float = 0.05

@@ -60,9 +60,13 @@ def test_valve_log_carries_the_valve_state(valve_log: Path) -> None:
     angle = np.array([s.object_joint_position[0] for s in log.steps])
     rate = np.array([s.object_joint_velocity[0] for s in log.steps])
     assert np.abs(rate).mean() > 0.1  # the gait really turns the valve
-    # The angle is the integral of the logged rate (20 Hz), within one episode.
+    # The angle is the integral of the logged rate (20 Hz), within one episode: the
+    # trapezoid of the two logged rates matches each step's angle change, except across a
+    # contact impulse (a fingertip slipping off a spoke), which 20 Hz samples cannot
+    # integrate; a swapped field, a unit or a one-step lag would miss on most steps.
     first = [s.episode for s in log.steps].count(0)
-    np.testing.assert_allclose(np.diff(angle[:first]), 0.025 * (rate[1:first] + rate[:first - 1]), atol=0.03)
+    residual = np.abs(np.diff(angle[:first]) - 0.025 * (rate[1:first] + rate[:first - 1]))
+    assert np.mean(residual <= 0.03) >= 0.98 and residual.max() < 0.1, np.sort(residual)[-5:]
 
 
 def test_sim_replay_reproduces_the_valve_angle_on_the_logged_dynamics_only(valve_log: Path) -> None:
