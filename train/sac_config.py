@@ -45,6 +45,12 @@ class SACConfig:
     asymmetric: bool = False
     """Critics see the env's privileged observation (info["privileged_obs"]) instead of
     the actor's: an asymmetric actor-critic. Needs an env that provides one."""
+    exploration_noise_beta: float = 0.0
+    """Colour of the noise that samples the policy in the rollouts: power spectral density
+    1/f^beta, one sequence per episode and action dimension (train/colored_noise.py). 0:
+    white, SAC as published; 1: pink, the default that Eberhard et al. (ICLR 2023, "Pink
+    Noise Is All You Need") found best across tasks; 2: red. The updates are unchanged. A
+    resumed run draws fresh sequences (not bit-identical to an uninterrupted one)."""
     compile: bool = False
     """torch.compile the update's loss computations (forward and backward graphs). On CUDA
     with mode "reduce-overhead", i.e. CUDA-graph capture, the route LeanRL measured 5.7x
@@ -63,6 +69,7 @@ class SACConfig:
             "n_critics": (self.n_critics >= 1, ">= 1"),
             "critic_dropout": (0.0 <= self.critic_dropout < 1.0, "in [0, 1)"),
             "actor_delay": (self.actor_delay >= 1, ">= 1"),
+            "exploration_noise_beta": (0.0 <= self.exploration_noise_beta <= 3.0, "in [0, 3]"),
             "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),
             "critic_hidden": (all(w >= 1 for w in self.critic_hidden), "positive widths"),
         }

@@ -25,6 +25,7 @@ from sim2real.train.checkpoint import (
     save_checkpoint,
     unflatten_optimizer,
 )
+from sim2real.train.colored_noise import ColoredNoise
 from sim2real.train.config import (
     RUN_CONFIG_FILE,
     TrainConfig,
@@ -42,6 +43,9 @@ from sim2real.train.sac import SAC
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = RUN_CONFIG_FILE
 METRICS = "metrics.jsonl"
+NOISE_SEQUENCE_STEPS = 1000
+"""Length of a colored exploration-noise sequence: one quadruped episode (20 s at 50 Hz).
+The paper draws one per episode; a longer episode continues with a fresh sequence."""
 REPLAY = "replay.npz"
 CURVE = "learning_curve.png"
 
@@ -65,6 +69,14 @@ class Trainer:
             torch.set_num_threads(config.torch_threads)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
+        # Colored exploration noise (white: None, the actor's own sampling). Its own
+        # generator, seeded from the run's seed, so white-noise runs draw exactly what they
+        # always drew from self.rng.
+        beta = config.sac.exploration_noise_beta
+        self.noise = (
+            ColoredNoise(beta, config.num_envs, 0, NOISE_SEQUENCE_STEPS, np.random.default_rng([config.seed, 1]))
+            if beta > 0 else None
+        )
         assert config.env is not None
         self.envs = SubprocVectorEnv(
             config.env,
@@ -79,6 +91,8 @@ class Trainer:
                 f"{obs_space} and {act_space}"
             )
         self.obs_dim, self.act_dim = obs_space.shape[0], act_space.shape[0]
+        if self.noise is not None:
+            self.noise.act_dim = self.act_dim
         # Our policies act in [-1, 1]; a gymnasium env's Box is mapped onto that range.
         self.action_low = act_space.low.astype(np.float32)
         self.action_high = act_space.high.astype(np.float32)
@@ -180,7 +194,12 @@ class Trainer:
                 else:
                     with torch.no_grad():
                         x = torch.as_tensor(self._normalize(self.obs_norm, obs), device=self.device)
-                        actions = self.sac.actor(x)[0].cpu().numpy()
+                        if self.noise is None:
+                            actions = self.sac.actor(x)[0].cpu().numpy()
+                        else:
+                            mean, log_std = self.sac.actor.distribution_params(x)
+                            eps = torch.as_tensor(self.noise.sample(), device=self.device)
+                            actions = torch.tanh(mean + log_std.exp() * eps).cpu().numpy()
                 next_obs, rewards, terminated, truncated, infos = self.envs.step(self.to_env_action(actions))
                 done = terminated | truncated
                 real_next_obs = next_obs.copy()
@@ -204,6 +223,8 @@ class Trainer:
                 for name, values in infos.get("reward_terms", {}).items():
                     ep_terms.setdefault(name, np.zeros(n))[:] += values
                 for i in np.flatnonzero(done):
+                    if self.noise is not None:
+                        self.noise.reset(int(i))
                     self.episodes += 1
                     recent_returns = [*recent_returns[-19:], float(ep_return[i])]
                     self._scalar("episode/return", ep_return[i])
