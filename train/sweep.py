@@ -470,6 +470,10 @@ class Driver:
                       *(f"  {f}" for f in failed), ""]
         unfinished = [s for s in plan.states.values() if s["status"] in ("pending", "running")]
         if interrupted or unfinished:
+            progress = results.format_in_progress(plan.trials, plan.states, columns)
+            if progress:
+                lines += ["not finished, their latest evaluations (not comparable with finished "
+                          "trials' final ones):", "", progress, ""]
             lines += [f"interrupted: {len(unfinished)} trial(s) not finished; continue with "
                       f"`sim2real sweep --resume {plan.sweep_dir}`", ""]
         text = "\n".join(lines)

@@ -101,7 +101,9 @@ def write_results_csv(path: Path, trials: Sequence[Trial], states: dict[str, dic
     metrics = metric_columns(list(states.values()), metric)
     if "return_std" not in metrics:
         metrics.append("return_std")
-    columns = ["trial_id", "status", *axes, "step", *metrics, "wall_s", "attempts", "node", "error"]
+    # step: the trial's checkpoint; evaluated_at: the evaluation its metrics come from
+    # (an interrupted trial checkpoints past its last evaluation).
+    columns = ["trial_id", "status", *axes, "step", "evaluated_at", *metrics, "wall_s", "attempts", "node", "error"]
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
@@ -112,6 +114,7 @@ def write_results_csv(path: Path, trials: Sequence[Trial], states: dict[str, dic
             writer.writerow([
                 trial.trial_id, state["status"], *(value_text(trial.params[a]) for a in axes),
                 "" if state.get("step") is None else state["step"],
+                record.get("step", ""),
                 *("" if record.get(m) is None else record[m] for m in metrics),
                 f"{state.get('wall_s') or 0.0:.1f}", state.get("attempts", 0), state.get("node") or "",
                 state.get("error") or "",
@@ -196,6 +199,24 @@ def format_table(groups: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
                  mean_std_text(group["wall_s"], ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_in_progress(trials: Sequence[Trial], states: dict[str, dict[str, Any]], columns: Sequence[str]) -> str:
+    """The unfinished trials' latest evaluations, one row each (empty text if none has
+    one): where an interrupted or still running sweep stands, which the per-configuration
+    means over finished trials cannot show."""
+    rows = []
+    for trial in trials:
+        state = states[trial.trial_id]
+        record = final_record(state)
+        if state["status"] in ("pending", "running") and record:
+            cells = [trial.trial_id, params_label(trial.params), str(record.get("step", "-")),
+                     *("-" if (v := metric_value(record, c)) is None else number_text(v) for c in columns)]
+            rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return ""
+    head = ["trial", "parameters", "evaluated at step", *columns]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows])
 
 
 def best_group(groups: Sequence[dict[str, Any]], metric: str) -> dict[str, Any] | None:

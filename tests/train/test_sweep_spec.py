@@ -277,3 +277,29 @@ def test_a_second_driver_on_the_same_sweep_is_refused(tmp_path: Path, capsys) ->
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert sweep_main(["--resume", str(tmp_path / "sweep")]) == 2
     assert "another `sim2real sweep` is running the sweep" in capsys.readouterr().err
+
+
+def test_an_interrupted_sweep_reports_where_its_unfinished_trials_stand(tmp_path: Path) -> None:
+    """Means are over finished trials only; the trials still pending or running get their
+    latest evaluation in a table of their own, and results.csv says which evaluation its
+    numbers come from (an interrupted trial checkpoints past its last one)."""
+    import csv
+
+    from sim2real.train import sweep_results as results
+
+    s = spec(axes={"seed": [0, 1]})
+    trials = expand_trials(s, tmp_path / "sweep")
+    states = {t.trial_id: results.new_state(t) for t in trials}
+    states["t000"].update(status="finished", step=300, records=[
+        {"step": 150, "return_mean": -900.0}, {"step": 300, "return_mean": -300.0}])
+    states["t001"].update(status="pending", step=237, records=[{"step": 150, "return_mean": -800.0}])
+    groups, columns = results.summarize(trials, states, "return_mean", "max")
+    assert groups[0]["values"]["return_mean"] == [-300.0]  # the finished trial only
+    progress = results.format_in_progress(trials, states, columns)
+    assert "| t001 | seed=1 | 150 | -800 |" in progress and "t000" not in progress
+    path = tmp_path / "results.csv"
+    results.write_results_csv(path, trials, states, "return_mean")
+    rows = {r["trial_id"]: r for r in csv.DictReader(path.open())}
+    assert (rows["t001"]["step"], rows["t001"]["evaluated_at"], rows["t001"]["return_mean"]) == ("237", "150", "-800.0")
+    states["t001"].update(status="finished")
+    assert results.format_in_progress(trials, states, columns) == ""
