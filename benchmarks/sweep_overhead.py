@@ -15,7 +15,7 @@ in-process envs each), two at a time on a 2-core machine:
   subprocesses, a new one as soon as one of the two ends.
 
 Overhead = sweep wall clock / plain wall clock - 1 (target <= 15% on 2 cores). Memory:
-every 0.5 s the process tree under the sweep's driver is read from /proc (Linux) and split
+every 2 s the process tree under the sweep's driver is read from /proc (Linux) and split
 into the training processes and everything else (Ray's gcs_server, raylet, its agents, the
 worker processes and the coordinator actor); reported is the peak of that rest's summed PSS
 (each shared page divided among its users; RSS summed double-counts them, shown too), and
@@ -40,6 +40,9 @@ from sim2real.train.sweep_spec import expand_trials, load_spec, train_flags
 
 RUNS = 4
 PARALLEL = 2
+SAMPLE_INTERVAL_S = 2.0
+"""Between two reads of the sweep's memory. Reading PSS (smaps_rollup) of a dozen processes
+is CPU the plain runs do not pay: at 0.5 s it slowed the sweep's trials measurably."""
 
 
 def spec_text(steps: int, tiny: bool) -> str:
@@ -134,7 +137,7 @@ class RaySampler(threading.Thread):
         self.peak_breakdown: dict[str, float] = {}
 
     def run(self) -> None:
-        while not self.done.wait(0.5):
+        while not self.done.wait(SAMPLE_INTERVAL_S):
             tree = _children()
             trainers: set[int] = set()
             others = []

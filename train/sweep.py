@@ -238,8 +238,15 @@ def run_plan(plan: Plan, config: SweepConfig) -> int:
             if config.address is not None:
                 ray.init(address=config.address, log_to_driver=False, logging_level=logging.WARNING)
             else:
+                # worker_niceness 0: Ray starts its workers, and so our trainers, at nice 15
+                # by default, where anything else on the machine (Ray's own daemons
+                # included) preempts them; a trial then trains ~35% slower than the same
+                # `sim2real train` started by hand (benchmarks/sweep_overhead.py). A
+                # cluster joined with --address keeps its own setting (`ray start
+                # --system-config='{"worker_niceness": 0}'`, docs/sweeps.md).
                 ray.init(num_cpus=config.num_cpus or _local_cpus(), include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.WARNING)
+                         log_to_driver=False, logging_level=logging.WARNING,
+                         _system_config={"worker_niceness": 0})
         except Exception as err:  # ConnectionError for a wrong address, among others
             print(f"error: cannot start or reach Ray ({type(err).__name__}: {err}); the sweep is "
                   f"saved: continue with `sim2real sweep --resume {plan.sweep_dir}`", file=sys.stderr)
