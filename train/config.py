@@ -68,6 +68,12 @@ class TrainConfig:
     """Where the networks train; auto picks CUDA when available."""
     torch_threads: int | None = None
     """torch intra-op threads (default: torch's choice)."""
+    action_prior: bool = False
+    """Put the env's suggested action inside the policy, which then learns a residual
+    around it (the quadruped's trot, with --env-config gait.frequency_hz=2.5;
+    train/action_prior.py). The random warm-up then samples the initial policy, i.e. the
+    prior plus the actor's noise, instead of uniform actions. Needs an env with an
+    ``action_prior``."""
     sac: SACConfig = SACConfig()
 
     def __post_init__(self) -> None:

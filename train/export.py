@@ -162,6 +162,12 @@ def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
                 robot=spec.robot,
                 domain_randomization=dataclasses.asdict(env.config.randomization),
             )
+            gait = getattr(env.config, "gait", None)
+            if gait is not None and gait.enabled:
+                # The controller feeds gait_clock/sin, cos of a phase advancing at this rate.
+                out["gait_clock_hz"] = gait.frequency_hz
+            if policy.meta.get("action_prior"):
+                out["action_prior"] = policy.meta["action_prior"]
         finally:
             env.close()
     else:

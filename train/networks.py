@@ -28,10 +28,18 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """pi(a|s): a Gaussian in pre-tanh space, squashed to [-1, 1] by tanh."""
+    """pi(a|s): a Gaussian in pre-tanh space, squashed to [-1, 1] by tanh.
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> None:
+    ``prior``: a fixed module obs -> pre-tanh shift added to the mean (train/action_prior.py),
+    so the network learns a residual around the action the prior suggests. It has no
+    parameters: checkpoints of the actor are the same with or without it.
+    """
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], prior: nn.Module | None = None
+    ) -> None:
         super().__init__()
+        self.prior = prior
         self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1]) if hidden else nn.Identity()
         trunk_out = hidden[-1] if hidden else obs_dim
         self.trunk_activation = nn.ReLU() if hidden else nn.Identity()
@@ -42,7 +50,10 @@ class Actor(nn.Module):
         """Pre-tanh mean and clamped log-std."""
         features = self.trunk_activation(self.trunk(obs))
         log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return self.mean(features), log_std
+        mean = self.mean(features)
+        if self.prior is not None:
+            mean = mean + self.prior(obs)
+        return mean, log_std
 
     def forward(
         self, obs: torch.Tensor, deterministic: bool = False

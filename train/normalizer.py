@@ -11,9 +11,16 @@ class RunningNormalizer:
     """Per-dimension running mean and variance (Chan et al.'s parallel update, float64).
 
     ``normalize(x) = clip((x - mean) / sqrt(var + eps), -clip, clip)``.
+
+    ``passthrough``: entries kept at mean 0 and variance 1 (left as they are, up to the eps
+    that float32 rounds away), for a policy that reads them raw (an action prior reads the
+    gait clock and the command). The saved statistics hold those values, so a loaded
+    normalizer needs no list of them.
     """
 
-    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self, dim: int, clip: float = 10.0, eps: float = 1e-8, passthrough: tuple[int, ...] = ()
+    ) -> None:
         self.dim = dim
         self.clip = clip
         self.eps = eps
@@ -21,6 +28,10 @@ class RunningNormalizer:
         self.var = np.ones(dim)
         self.count = 0.0
         self.frozen = False
+        bad = [i for i in passthrough if not 0 <= i < dim]
+        if bad:
+            raise ValueError(f"RunningNormalizer.passthrough: indices {bad} are outside [0, {dim})")
+        self.passthrough = np.asarray(passthrough, dtype=np.int64)
 
     def update(self, batch: np.ndarray) -> None:
         """Fold a batch [n, dim] of raw observations into the statistics (no-op when frozen)."""
@@ -38,6 +49,8 @@ class RunningNormalizer:
         m2 = self.var * self.count + batch_var * n + delta**2 * (self.count * n / total)
         self.var = m2 / total
         self.count = total
+        self.mean[self.passthrough] = 0.0
+        self.var[self.passthrough] = 1.0
 
     @property
     def std(self) -> np.ndarray:

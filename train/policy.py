@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sim2real.robots.quadruped.gait import ActionPrior
+from sim2real.train.action_prior import PriorShift
 from sim2real.train.networks import Actor
 from sim2real.train.normalizer import RunningNormalizer
 
@@ -95,7 +97,11 @@ def policy_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict[str, Any
     on the CPU, in eval mode."""
     config = meta["config"]
     obs_dim = int(meta["obs_dim"])
-    actor = Actor(obs_dim, int(meta["act_dim"]), tuple(config["sac"]["actor_hidden"]))
+    prior = meta.get("action_prior")
+    actor = Actor(
+        obs_dim, int(meta["act_dim"]), tuple(config["sac"]["actor_hidden"]),
+        prior=PriorShift(ActionPrior.from_dict(prior)) if prior else None,
+    )
     actor.load_state_dict(with_prefix(tensors, "actor"))
     normalizer = normalizer_from_checkpoint(tensors, "obs", obs_dim) if config["normalize_obs"] else None
     return DeterministicPolicy(actor, obs_dim, normalizer).eval()

@@ -78,12 +78,13 @@ class SAC:
         act_dim: int,
         critic_obs_dim: int | None = None,
         device: str | torch.device = "cpu",
+        actor_prior: nn.Module | None = None,
     ) -> None:
         self.config = config
         self.device = torch.device(device)
         self.act_dim = act_dim
         critic_obs_dim = critic_obs_dim or obs_dim
-        self.actor = Actor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.actor = Actor(obs_dim, act_dim, config.actor_hidden, prior=actor_prior).to(self.device)
         self.critic = QEnsemble(
             critic_obs_dim, act_dim, config.critic_hidden, config.n_critics,
             dropout=config.critic_dropout, layer_norm=config.critic_layernorm,

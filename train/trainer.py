@@ -18,7 +18,9 @@ import torch
 from tqdm import tqdm
 
 from sim2real.robots.vector import SubprocVectorEnv
+from sim2real.robots.quadruped.gait import ActionPrior
 from sim2real.train import hand_judge, judge
+from sim2real.train.action_prior import PriorShift
 from sim2real.train.checkpoint import (
     flatten_optimizer,
     load_checkpoint,
@@ -103,11 +105,15 @@ class Trainer:
                 f"{config.env} has none"
             )
         self.privileged_dim = priv_dim if config.sac.asymmetric else 0
+        self.action_prior = env_action_prior(config, self.obs_dim, self.act_dim) if config.action_prior else None
         self.sac = SAC(
             config.sac, self.obs_dim, self.act_dim,
             critic_obs_dim=self.privileged_dim or None, device=self.device,
+            actor_prior=PriorShift(self.action_prior) if self.action_prior is not None else None,
         )
-        self.obs_norm = RunningNormalizer(self.obs_dim)
+        self.obs_norm = RunningNormalizer(
+            self.obs_dim, passthrough=self.action_prior.passthrough if self.action_prior is not None else ()
+        )
         # The exported and `sim2real eval`-ed policy, sharing the live actor: evaluations
         # during training measure exactly what export will write.
         self.policy = DeterministicPolicy(self.sac.actor, self.obs_dim).to(self.device)
@@ -189,7 +195,7 @@ class Trainer:
                    desc=f"train {cfg.env}")
         try:
             while self.step < cfg.total_steps and not self.stop_requested:
-                if self.step < cfg.learning_starts:
+                if self.step < cfg.learning_starts and self.action_prior is None:
                     actions = self.rng.uniform(-1.0, 1.0, (n, self.act_dim)).astype(np.float32)
                 else:
                     with torch.no_grad():
@@ -354,6 +360,7 @@ class Trainer:
                 "optimizers": optimizers,
                 "config": config_to_dict(self.config),
                 "replay_saved": self.config.save_replay,
+                "action_prior": self.action_prior.to_dict() if self.action_prior is not None else None,
             },
         )
 
@@ -387,6 +394,27 @@ class Trainer:
         if self._writer is not None:
             self._writer.close()
         self.envs.close()
+
+
+def env_action_prior(config: TrainConfig, obs_dim: int, act_dim: int) -> ActionPrior:
+    """The ``action_prior`` of the env ``config`` trains on (one local instance, closed)."""
+    from sim2real.robots import registry
+
+    assert config.env is not None
+    env = registry.make(config.env, **env_kwargs(config.env, config.domain_randomization, config.env_config))
+    try:
+        prior = getattr(env.unwrapped, "action_prior", None)
+    finally:
+        env.close()
+    if prior is None:
+        hint = " (the quadruped's needs --env-config gait.frequency_hz=2.5)" if config.env in registry.ENVS else ""
+        raise ValueError(f"TrainConfig.action_prior: {config.env} suggests no action with this config{hint}")
+    if len(prior.swing_0) != act_dim or max(prior.passthrough) >= obs_dim:
+        raise ValueError(
+            f"TrainConfig.action_prior: the env's prior is for {len(prior.swing_0)} actions and observation "
+            f"index {max(prior.passthrough)}, the env has {act_dim} actions and {obs_dim} observations"
+        )
+    return prior
 
 
 def plot_learning_curve(run_dir: Path) -> Path | None:

@@ -18,6 +18,7 @@ from sim2real.robots.mujoco_env import (
 )
 from sim2real.robots.quadruped import constants as consts
 from sim2real.robots.quadruped.base import QuadrupedEnv
+from sim2real.robots.quadruped.gait import ActionPrior, GaitConfig, trot_prior
 from sim2real.robots.quadruped.randomize import (
     ModelIds,
     NominalModel,
@@ -147,6 +148,9 @@ class QuadrupedJoystickConfig:
     early is never the cheap way out. Reported as the term ``nonnegative_clip``."""
     rewards: QuadrupedRewardWeights = QuadrupedRewardWeights()
     commands: CommandRanges = CommandRanges()
+    gait: GaitConfig = GaitConfig()
+    """A gait clock in the observation (off by default) and the trot it suggests, which
+    `sim2real train --action-prior` puts inside the policy (robots/quadruped/gait.py)."""
     randomization: QuadrupedRandomization = QuadrupedRandomization()
 
     def __post_init__(self) -> None:
@@ -219,6 +223,11 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
     | 21-32 | joint velocities | rad/s |
     | 33-44 | previous action | [-1, 1] |
     | 45-47 | with ``observe_linear_velocity``: trunk linear velocity (estimate) | m/s |
+    | last 2 | with ``gait.frequency_hz`` > 0: gait clock sin, cos of the phase (no noise) | 1 |
+
+    The gait clock's phase advances 2 pi ``gait.frequency_hz`` per second from a random
+    phase at reset; :attr:`action_prior` is then the trot it suggests (diagonal pairs
+    alternate, feet lifted by the knee), which a policy may add to its own output.
 
     ``info["privileged_obs"]`` (shape ``privileged_observation_space``) holds the same
     without noise, plus trunk linear velocity, trunk height, foot contact forces, feet air
@@ -271,13 +280,22 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
                 np.full(n, self._dr.joint_pos_noise),
                 np.full(n, self._dr.joint_vel_noise),
                 np.full(3 if cfg.observe_linear_velocity else 0, self._dr.linvel_noise),
+                np.zeros(2 if cfg.gait.enabled else 0),  # the clock is the controller's own: exact
             ]
         )
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
         groups = _ACTOR_OBS_GROUPS
         if cfg.observe_linear_velocity:
             groups = (*groups, ("linvel_estimate", ("x", "y", "z")))
+        if cfg.gait.enabled:
+            groups = (*groups, ("gait_clock", ("sin", "cos")))
         self.observation_names = flatten_names(groups)
+        self.action_prior: ActionPrior | None = (
+            trot_prior(cfg.gait, self.observation_names) if cfg.gait.enabled else None
+        )
+        """The trot the gait clock suggests, as a function of the observation (None without
+        a clock)."""
+        self._gait_phase = 0.0
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
         )
@@ -359,6 +377,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self._air_time[:] = 0.0
         self._last_contact[:] = True
         self._step_count = 0
+        if cfg.gait.enabled:
+            self._gait_phase = rng.uniform(0.0, 2 * np.pi)
         self._next_push_step = self._sample_push_step(rng)
         self._next_command_step = -1 if pinned is not None else self._sample_command_step(rng)
 
@@ -411,6 +431,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             self._next_push_step = self._sample_push_step(rng)
         self._physics_step(consts.DEFAULT_POSE + self._action_scales * applied)
         self._step_count += 1
+        if self.config.gait.enabled:
+            self._gait_phase = (self._gait_phase + 2 * np.pi * self.config.gait.frequency_hz * self.control_dt) % (2 * np.pi)
         if self._step_count == self._next_command_step:
             # A new command for the rest of the episode; the reward of this step still
             # judges the old one (the policy acted on it).
@@ -445,6 +467,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
                 self.joint_vel(),
                 self._last_action,
                 *((self.local_linvel(),) if self.config.observe_linear_velocity else ()),
+                *(((math.sin(self._gait_phase), math.cos(self._gait_phase)),) if self.config.gait.enabled else ()),
             ]
         )
         privileged = np.concatenate(
@@ -463,7 +486,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             obs = clean.copy()
             obs[:6] += noise[:6]  # gyro, gravity
             obs[9 : 9 + 2 * n] += noise[6 : 6 + 2 * n]  # joint positions, velocities
-            obs[9 + 3 * n :] += noise[6 + 2 * n :]  # the linear velocity estimate, if any
+            obs[9 + 3 * n :] += noise[6 + 2 * n :]  # the linear velocity estimate, if any (the clock: 0)
         return obs.astype(np.float32), privileged
 
     # --- reward ----------------------------------------------------------------------

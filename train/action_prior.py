@@ -1,0 +1,51 @@
+"""An action prior inside the policy: the actor's pre-tanh mean is shifted by atanh(prior(obs)).
+
+With the prior's shift the policy's deterministic action is ``tanh(mean + atanh(prior))``:
+exactly the prior where the network's mean is 0 (as at initialization), and a learned
+residual around it. Shifting the Gaussian before the tanh keeps SAC's log-probabilities
+exact (a shift of u changes nothing in the change of variables), unlike adding the prior
+after the squash and clipping. The prior reads raw observation entries (the gait clock and
+the command), which the observation normalizer passes through unchanged
+(:attr:`ActionPrior.passthrough`), so the actor computes it from its own input: rollouts,
+updates, evaluation and the exported ONNX graph all run the same module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sim2real.robots.quadruped.gait import ActionPrior
+
+PRIOR_LIMIT = 0.99
+"""The prior is clamped to +-this before the atanh: tanh reaches +-1 only at infinity."""
+
+
+class PriorShift(nn.Module):
+    """``atanh(clamp(prior(obs), -0.99, 0.99))`` in torch ([batch, obs] -> [batch, act])."""
+
+    swing_0: torch.Tensor
+    swing_1: torch.Tensor
+    command: torch.Tensor
+
+    def __init__(self, prior: ActionPrior) -> None:
+        super().__init__()
+        self.prior = prior
+        self.clock_sin = prior.clock_sin
+        self.stand_below = float(prior.stand_below)
+        # Buffers, not parameters: the prior is fixed; they follow the module to a device.
+        self.register_buffer("swing_0", torch.tensor(prior.swing_0, dtype=torch.float32), persistent=False)
+        self.register_buffer("swing_1", torch.tensor(prior.swing_1, dtype=torch.float32), persistent=False)
+        self.register_buffer("command", torch.tensor(prior.command, dtype=torch.long), persistent=False)
+
+    def action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The prior's suggested action (what :class:`ActionPrior` computes in numpy)."""
+        s = obs[..., self.clock_sin : self.clock_sin + 1]
+        speed = obs.index_select(-1, self.command).abs().sum(dim=-1, keepdim=True)
+        gate = (speed / self.stand_below).clamp(max=1.0)
+        return gate * (torch.relu(s) * self.swing_0 + torch.relu(-s) * self.swing_1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        p = self.action(obs).clamp(-PRIOR_LIMIT, PRIOR_LIMIT)
+        # atanh, spelled out: the ONNX exporter (opset 17) has no Atanh mapping for aten::atanh.
+        return 0.5 * torch.log((1.0 + p) / (1.0 - p))
