@@ -37,13 +37,22 @@ class PriorShift(nn.Module):
         self.register_buffer("swing_0", torch.tensor(prior.swing_0, dtype=torch.float32), persistent=False)
         self.register_buffer("swing_1", torch.tensor(prior.swing_1, dtype=torch.float32), persistent=False)
         self.register_buffer("command", torch.tensor(prior.command, dtype=torch.long), persistent=False)
+        self.clock_cos = prior.clock_cos
+        self.steering = bool(prior.steer_sin)
+        if self.steering:
+            self.register_buffer("steer_sin", torch.tensor(prior.steer_sin, dtype=torch.float32), persistent=False)
+            self.register_buffer("steer_cos", torch.tensor(prior.steer_cos, dtype=torch.float32), persistent=False)
 
     def action(self, obs: torch.Tensor) -> torch.Tensor:
         """The prior's suggested action (what :class:`ActionPrior` computes in numpy)."""
         s = obs[..., self.clock_sin : self.clock_sin + 1]
-        speed = obs.index_select(-1, self.command).abs().sum(dim=-1, keepdim=True)
-        gate = (speed / self.stand_below).clamp(max=1.0)
-        return gate * (torch.relu(s) * self.swing_0 + torch.relu(-s) * self.swing_1)
+        command = obs.index_select(-1, self.command)
+        gate = (command.abs().sum(dim=-1, keepdim=True) / self.stand_below).clamp(max=1.0)
+        out = gate * (torch.relu(s) * self.swing_0 + torch.relu(-s) * self.swing_1)
+        if self.steering:
+            c = obs[..., self.clock_cos : self.clock_cos + 1]
+            out = out + (command * s) @ self.steer_sin + (command * c) @ self.steer_cos
+        return out
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         p = self.action(obs).clamp(-PRIOR_LIMIT, PRIOR_LIMIT)

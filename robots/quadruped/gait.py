@@ -43,6 +43,20 @@ class GaitConfig:
     stand_below: float = 0.1
     """The suggested trot fades out linearly as |vx| + |vy| + |yaw rate| falls below this,
     so a robot told to stand is not told to step."""
+    forward_gain: float = 0.0
+    """Hip-flexion swing per m/s of commanded vx, action units: each leg's thigh swings
+    ``forward_gain * vx * sin(leg phase + forward_phase)``. 0: step in place only."""
+    forward_phase: float = 0.0
+    """Phase of the forward swing relative to the lift, rad."""
+    sideways_gain: float = 0.0
+    """Abduction swing per m/s of commanded vy, action units (all legs alike)."""
+    sideways_phase: float = 0.0
+    """Phase of the sideways swing relative to the lift, rad."""
+    turn_gain: float = 0.0
+    """Abduction swing per rad/s of commanded yaw rate, action units; front legs +, rear
+    legs - (the legs sweep the trunk around)."""
+    turn_phase: float = 0.0
+    """Phase of the turning swing relative to the lift, rad."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -50,6 +64,8 @@ class GaitConfig:
             "knee": (-1.0 <= self.knee <= 1.0, "in [-1, 1]"),
             "thigh": (-1.0 <= self.thigh <= 1.0, "in [-1, 1]"),
             "stand_below": (math.isfinite(self.stand_below) and self.stand_below > 0, "a finite number > 0"),
+            **{name: (math.isfinite(getattr(self, name)), "finite")
+               for name in ("forward_gain", "forward_phase", "sideways_gain", "sideways_phase", "turn_gain", "turn_phase")},
         }
         for name, (ok, allowed) in checks.items():
             if not ok:
@@ -64,9 +80,11 @@ class GaitConfig:
 class ActionPrior:
     """The suggested action as a function of the observation:
 
-    ``prior = g * (lift_0 * swing_0 + lift_1 * swing_1)``, with ``lift_0 = max(sin, 0)``,
-    ``lift_1 = max(-sin, 0)`` of the clock and ``g = min(1, (|vx| + |vy| + |yaw|) /
-    stand_below)`` of the command. Plain numbers, so it goes into a checkpoint as JSON.
+    ``prior = g * (lift_0 * swing_0 + lift_1 * swing_1) + sum_k c_k * (steer_sin[k] * sin
+    + steer_cos[k] * cos)``, with ``lift_0 = max(sin, 0)``, ``lift_1 = max(-sin, 0)`` of the
+    clock, ``g = min(1, (|vx| + |vy| + |yaw|) / stand_below)`` and ``c = (vx, vy, yaw)``
+    of the command: stepping, plus swings in proportion to the command (zero when told to
+    stand). Plain numbers, so it goes into a checkpoint as JSON.
     """
 
     clock_sin: int
@@ -80,6 +98,10 @@ class ActionPrior:
     swing_1: tuple[float, ...]
     """Per action: the action at the top of pair 1's swing."""
     stand_below: float
+    steer_sin: tuple[tuple[float, ...], ...] = ()
+    """Per command component (vx, vy, yaw), per action: the gain on sin(phase); () = none."""
+    steer_cos: tuple[tuple[float, ...], ...] = ()
+    """The same on cos(phase)."""
 
     def __post_init__(self) -> None:
         if len(self.swing_0) != len(self.swing_1):
@@ -87,6 +109,12 @@ class ActionPrior:
                 f"ActionPrior.swing_1 must have one entry per action like swing_0 ({len(self.swing_0)}), "
                 f"got {len(self.swing_1)}"
             )
+        for name in ("steer_sin", "steer_cos"):
+            rows = getattr(self, name)
+            if rows and (len(rows) != 3 or any(len(row) != len(self.swing_0) for row in rows)):
+                raise ValueError(
+                    f"ActionPrior.{name} must be empty or 3 rows (vx, vy, yaw) of {len(self.swing_0)} gains"
+                )
         if not self.stand_below > 0:
             raise ValueError(f"ActionPrior.stand_below must be > 0, got {self.stand_below!r}")
 
@@ -102,7 +130,12 @@ class ActionPrior:
         s = obs[..., self.clock_sin, None]
         speed = np.abs(obs[..., list(self.command)]).sum(axis=-1, keepdims=True)
         gate = np.minimum(speed / self.stand_below, 1.0)
-        return gate * (np.maximum(s, 0.0) * np.asarray(self.swing_0) + np.maximum(-s, 0.0) * np.asarray(self.swing_1))
+        out = gate * (np.maximum(s, 0.0) * np.asarray(self.swing_0) + np.maximum(-s, 0.0) * np.asarray(self.swing_1))
+        if self.steer_sin:
+            command = obs[..., list(self.command)]
+            c = obs[..., self.clock_cos, None]
+            out = out + (command * s) @ np.asarray(self.steer_sin) + (command * c) @ np.asarray(self.steer_cos)
+        return out
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -120,6 +153,8 @@ class ActionPrior:
             swing_0=tuple(float(x) for x in data["swing_0"]),  # type: ignore[attr-defined]
             swing_1=tuple(float(x) for x in data["swing_1"]),  # type: ignore[attr-defined]
             stand_below=float(data["stand_below"]),  # type: ignore[arg-type]
+            steer_sin=tuple(tuple(float(x) for x in row) for row in data.get("steer_sin", ())),  # type: ignore[attr-defined]
+            steer_cos=tuple(tuple(float(x) for x in row) for row in data.get("steer_cos", ())),  # type: ignore[attr-defined]
         )
 
 
@@ -131,6 +166,21 @@ def trot_prior(gait: GaitConfig, observation_names: tuple[str, ...]) -> ActionPr
         leg, joint = name.split("_", 1)
         amplitude = {"calf": gait.knee, "thigh": gait.thigh}.get(joint, 0.0)
         swing[TROT_PAIR[leg]][i] = amplitude
+    # Steering: joint j of a leg in pair p swings gain * c_k * sin(phase + p pi + psi_k)
+    # = gain * c_k * (-1)^p * (cos psi_k sin(phase) + sin psi_k cos(phase)).
+    steer_sin, steer_cos = np.zeros((3, len(consts.ACTUATOR_NAMES))), np.zeros((3, len(consts.ACTUATOR_NAMES)))
+    for i, name in enumerate(consts.ACTUATOR_NAMES):
+        leg, joint = name.split("_", 1)
+        sign = -1.0 if TROT_PAIR[leg] else 1.0
+        front = 1.0 if leg.startswith("F") else -1.0
+        terms = {
+            "thigh": ((0, gait.forward_gain, gait.forward_phase),),
+            "hip": ((1, gait.sideways_gain, gait.sideways_phase), (2, front * gait.turn_gain, gait.turn_phase)),
+        }.get(joint, ())
+        for k, gain, psi in terms:
+            steer_sin[k, i] += sign * gain * math.cos(psi)
+            steer_cos[k, i] += sign * gain * math.sin(psi)
+    steering = bool(np.any(steer_sin) or np.any(steer_cos))
     return ActionPrior(
         clock_sin=index["gait_clock/sin"],
         clock_cos=index["gait_clock/cos"],
@@ -138,4 +188,6 @@ def trot_prior(gait: GaitConfig, observation_names: tuple[str, ...]) -> ActionPr
         swing_0=tuple(float(x) for x in swing[0]),
         swing_1=tuple(float(x) for x in swing[1]),
         stand_below=gait.stand_below,
+        steer_sin=tuple(tuple(float(x) for x in row) for row in steer_sin) if steering else (),
+        steer_cos=tuple(tuple(float(x) for x in row) for row in steer_cos) if steering else (),
     )

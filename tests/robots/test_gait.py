@@ -118,3 +118,41 @@ def test_gait_config_errors_name_the_field(override: str, message: str) -> None:
 def test_gait_defaults_are_off() -> None:
     assert not QuadrupedJoystickConfig().gait.enabled
     assert GaitConfig(frequency_hz=2.5).enabled
+
+
+STEERING = [  # docs/results.md (G2): the open-loop trot that follows a joystick
+    "gait.frequency_hz=4", "gait.knee=1", "gait.thigh=0", "gait.forward_gain=0.8", "gait.sideways_gain=2.2",
+    "gait.sideways_phase=3.14159", "gait.turn_gain=-0.7", "action_scale=0.4", "abduction_action_scale=0.2",
+]
+
+
+@pytest.mark.parametrize("command", [(0.5, 0, 0), (-0.5, 0, 0), (0, 0.4, 0), (0, -0.4, 0), (0, 0, 0.8), (0, 0, -0.8)],
+                         ids=["forward", "backward", "left", "right", "turn-left", "turn-right"])
+def test_the_steering_trot_alone_goes_where_it_is_told(command: tuple[float, float, float]) -> None:
+    """Open loop, DR off: the steering terms move the trunk the commanded way at more than
+    half the commanded speed (a policy on top of it fine-tunes from there)."""
+    env = QuadrupedJoystickEnv(config=task_config(ENV_ID, STEERING), domain_randomization=False)
+    obs, _ = env.reset(seed=0, options={"command": command})
+    velocities = []
+    for step in range(200):
+        obs, _, terminated, _, _ = env.step(env.action_prior(obs))
+        assert not terminated
+        if step >= 50:
+            velocities.append((*env.heading_frame_velocity()[:2], env.world_yaw_rate()))
+    measured = np.mean(velocities, axis=0)
+    k = int(np.argmax(np.abs(command)))
+    assert measured[k] * np.sign(command[k]) > 0.5 * abs(command[k]), measured
+
+
+def test_steering_vanishes_without_a_command_and_touches_only_its_joints() -> None:
+    prior = QuadrupedJoystickEnv(config=task_config(ENV_ID, STEERING)).action_prior
+    assert prior is not None and prior.steer_sin
+    kinds = [name.split("_", 1)[1] for name in consts.ACTUATOR_NAMES]
+    forward, sideways, turn = (np.abs(np.asarray(prior.steer_sin[k]) + np.abs(prior.steer_cos[k])) for k in range(3))
+    assert {kinds[i] for i in np.flatnonzero(forward)} == {"thigh"}
+    assert {kinds[i] for i in np.flatnonzero(sideways)} == {"hip"} == {kinds[i] for i in np.flatnonzero(turn)}
+    obs = np.zeros(50)
+    obs[-2], obs[-1] = 0.6, 0.8
+    np.testing.assert_array_equal(prior(obs), np.zeros(12))
+    with pytest.raises(ValueError, match=r"steer_sin must be empty or 3 rows"):
+        dataclasses.replace(prior, steer_sin=prior.steer_sin[:2])

@@ -25,8 +25,12 @@ GAIT = ("gait.frequency_hz=2.5",)
 TINY = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64)
 
 
-def _env() -> QuadrupedJoystickEnv:
-    return QuadrupedJoystickEnv(config=task_config(ENV_ID, GAIT))
+STEERING = ("gait.frequency_hz=4", "gait.knee=1", "gait.forward_gain=0.8", "gait.sideways_gain=2.2",
+            "gait.sideways_phase=3.14159", "gait.turn_gain=-0.7")
+
+
+def _env(gait: tuple[str, ...] = GAIT) -> QuadrupedJoystickEnv:
+    return QuadrupedJoystickEnv(config=task_config(ENV_ID, gait))
 
 
 def _observations(env: QuadrupedJoystickEnv, n: int = 300) -> np.ndarray:
@@ -41,8 +45,9 @@ def _observations(env: QuadrupedJoystickEnv, n: int = 300) -> np.ndarray:
     return obs
 
 
-def test_the_torch_shift_is_the_atanh_of_the_numpy_prior() -> None:
-    env = _env()
+@pytest.mark.parametrize("gait", [GAIT, STEERING], ids=["in-place", "steering"])
+def test_the_torch_shift_is_the_atanh_of_the_numpy_prior(gait: tuple[str, ...]) -> None:
+    env = _env(gait)
     prior = env.action_prior
     assert prior is not None
     obs = _observations(env)
@@ -101,7 +106,7 @@ def prior_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]
     trainer = prepare_trainer(TrainConfig(
         env=ENV_ID, total_steps=400, seed=2, out=tmp_path_factory.mktemp("prior") / "run",
         learning_starts=200, num_envs=2, num_workers=0, eval_interval=0, eval_episodes=1,
-        checkpoint_interval=400, sac=TINY, action_prior=True, env_config=GAIT,
+        checkpoint_interval=400, sac=TINY, action_prior=True, env_config=STEERING,
     ))
     try:
         trainer.open_run()
@@ -113,21 +118,22 @@ def prior_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]
 
 def test_the_warm_up_samples_the_prior_not_uniform_actions(prior_trainer: Trainer) -> None:
     """Before the first update the actions come from the initial policy: the prior plus
-    the actor's noise. The knees of the pair in swing are flexed on average."""
+    the actor's noise: where the prior suggests a large action, the actions lean its way."""
     prior = prior_trainer.action_prior
     assert prior is not None
     n = prior_trainer.config.learning_starts  # the warm-up's transitions come first
     obs = prior_trainer.buffer.arrays["obs"][:n]
     actions = prior_trainer.buffer.arrays["actions"][:n]
     suggested = prior(obs)
-    swinging = suggested < -0.5
-    assert swinging.sum() > 50
-    assert actions[swinging].mean() < -0.3 < actions[~swinging].mean() + 0.3
+    large = np.abs(suggested) > 0.5
+    assert large.sum() > 50
+    leaning = actions[large] * np.sign(suggested[large])
+    assert leaning.mean() > 0.3 and abs(actions[np.abs(suggested) < 0.05].mean()) < 0.1
 
 
 def test_run_export_and_reload_all_compute_the_prior(prior_trainer: Trainer, tmp_path: Path) -> None:
     run = prior_trainer.run_dir
-    env = _env()
+    env = _env(STEERING)
     obs = _observations(env)
     expected = prior_trainer.deterministic_policy(obs)
     np.testing.assert_allclose(RunPolicy(run)(obs), expected, atol=1e-6)
@@ -135,7 +141,7 @@ def test_run_export_and_reload_all_compute_the_prior(prior_trainer: Trainer, tmp
     export_onnx(run, onnx_path)
     np.testing.assert_allclose(OnnxPolicy(onnx_path)(obs), expected, atol=1e-5)
     meta = read_metadata(onnx_path)
-    assert float(meta["gait_clock_hz"]) == 2.5
+    assert float(meta["gait_clock_hz"]) == 4.0
     assert meta["observation_names"].endswith('"gait_clock/sin", "gait_clock/cos"]')
     # Planted: the same weights without the prior act differently, so agreement above is
     # the prior's, not the network's alone.
@@ -158,7 +164,7 @@ def test_an_export_whose_network_outputs_zero_serves_the_prior(prior_trainer: Tr
     tensors["actor.mean.bias"] = torch.zeros_like(tensors["actor.mean.bias"])
     save_checkpoint(run / "checkpoint.safetensors", tensors, meta)
     export_onnx(run, tmp_path / "p.onnx")
-    env = _env()
+    env = _env(STEERING)
     obs = _observations(env)
     prior = env.action_prior
     assert prior is not None
