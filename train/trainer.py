@@ -111,6 +111,12 @@ class Trainer:
             critic_obs_dim=self.privileged_dim or None, device=self.device,
             actor_prior=PriorShift(self.action_prior) if self.action_prior is not None else None,
         )
+        if self.action_prior is not None:
+            # The residual starts at zero: the initial policy is exactly the prior (plus its
+            # exploration noise), as in residual RL; the head still gets gradients.
+            with torch.no_grad():
+                self.sac.actor.mean.weight.zero_()
+                self.sac.actor.mean.bias.zero_()
         self.obs_norm = RunningNormalizer(
             self.obs_dim, passthrough=self.action_prior.passthrough if self.action_prior is not None else ()
         )

@@ -171,6 +171,23 @@ def test_an_export_whose_network_outputs_zero_serves_the_prior(prior_trainer: Tr
     np.testing.assert_allclose(OnnxPolicy(tmp_path / "p.onnx")(obs), np.clip(prior(obs), -PRIOR_LIMIT, PRIOR_LIMIT), atol=1e-5)
 
 
+def test_a_new_run_with_a_prior_starts_as_the_prior(tmp_path: Path) -> None:
+    trainer = prepare_trainer(TrainConfig(
+        env=ENV_ID, total_steps=10, out=tmp_path / "run", num_workers=0, sac=TINY,
+        action_prior=True, env_config=STEERING,
+    ))
+    try:
+        env = _env(STEERING)
+        obs = _observations(env)
+        prior = env.action_prior
+        assert prior is not None
+        np.testing.assert_allclose(
+            trainer.deterministic_policy(obs), np.clip(prior(obs), -PRIOR_LIMIT, PRIOR_LIMIT), atol=1e-6
+        )
+    finally:
+        trainer.close()
+
+
 def test_asking_for_a_prior_the_env_does_not_have_is_a_clear_error(tmp_path: Path) -> None:
     config = TrainConfig(env=ENV_ID, total_steps=10, out=tmp_path / "run", num_workers=0, action_prior=True)
     with pytest.raises(ValueError, match="suggests no action with this config .*gait.frequency_hz=2.5"):
