@@ -99,6 +99,11 @@ class QuadrupedRewardWeights:
     (Playground go1 uses -1.0)."""
     energy: float = 0.0
     """sum |qdot * tau|: mechanical power, W (Playground go1 uses -1e-3)."""
+    gait_deviation: float = 0.0
+    """sum (a - trot)^2: distance of the action from the trot the gait clock suggests
+    (:attr:`QuadrupedJoystickEnv.action_prior`; 0 without a clock). Keeps a residual
+    policy near the gait unless leaving it pays (a style term, as reference-motion
+    rewards keep a policy near a motion)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +301,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         """The trot the gait clock suggests, as a function of the observation (None without
         a clock)."""
         self._gait_phase = 0.0
+        self._prior_observation: np.ndarray | None = None
+        """The clean observation the next action answers (for gait_deviation)."""
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
         )
@@ -470,6 +477,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
                 *(((math.sin(self._gait_phase), math.cos(self._gait_phase)),) if self.config.gait.enabled else ()),
             ]
         )
+        if self.action_prior is not None:
+            self._prior_observation = clean
         privileged = np.concatenate(
             [
                 clean,
@@ -503,6 +512,10 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         pose_error = self.joint_pos() - consts.DEFAULT_POSE
         standing_command = math.hypot(cx, cy) < 0.01 and abs(cyaw) < 0.01
         action_change = action - self._last_action
+        gait_deviation = 0.0
+        if self._prior_observation is not None and w["gait_deviation"]:
+            deviation = action - self.action_prior(self._prior_observation)  # type: ignore[misc]
+            gait_deviation = float(deviation @ deviation)
 
         contact = self.foot_contact_forces() > consts.CONTACT_FORCE_THRESHOLD
         # A touchdown is a foot in contact now (or last step: filters one-step chatter)
@@ -529,6 +542,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             "pose": math.exp(-float(self._pose_weights @ (pose_error * pose_error))),
             "stand_still": float(np.abs(pose_error).sum()) if standing_command else 0.0,
             "energy": float(np.abs(self.joint_vel() * torques).sum()),
+            "gait_deviation": gait_deviation,
         }
         return {name: w[name] * value for name, value in raw.items()}
 

@@ -156,3 +156,21 @@ def test_steering_vanishes_without_a_command_and_touches_only_its_joints() -> No
     np.testing.assert_array_equal(prior(obs), np.zeros(12))
     with pytest.raises(ValueError, match=r"steer_sin must be empty or 3 rows"):
         dataclasses.replace(prior, steer_sin=prior.steer_sin[:2])
+
+
+def test_gait_deviation_is_the_distance_of_the_action_from_the_suggested_trot() -> None:
+    env = QuadrupedJoystickEnv(config=task_config(ENV_ID, [*STEERING, "rewards.gait_deviation=-0.1"]))
+    obs, _ = env.reset(seed=0, options={"command": (0.3, 0.2, 0.4)})
+    # The clock and the command carry no noise: the prior of the observation is exact.
+    obs, _, _, _, info = env.step(env.action_prior(obs))
+    assert info["reward_terms"]["gait_deviation"] == pytest.approx(0.0, abs=1e-9)  # float32 observation
+    suggested = env.action_prior(obs)
+    assert np.abs(suggested).max() > 0.2
+    action = np.clip(suggested + 0.5, -1, 1)
+    _, _, _, _, info = env.step(action)
+    expected = -0.1 * float((action - suggested) @ (action - suggested))
+    assert expected < -0.1 and info["reward_terms"]["gait_deviation"] == pytest.approx(expected)
+    # Without a clock there is nothing to deviate from.
+    plain = QuadrupedJoystickEnv(config=task_config(ENV_ID, ["rewards.gait_deviation=-0.1"]))
+    plain.reset(seed=0)
+    assert plain.step(np.ones(12))[4]["reward_terms"]["gait_deviation"] == 0.0
