@@ -85,6 +85,10 @@ class SAC:
         self.act_dim = act_dim
         critic_obs_dim = critic_obs_dim or obs_dim
         self.actor = Actor(obs_dim, act_dim, config.actor_hidden, prior=actor_prior).to(self.device)
+        if config.actor_init_std is not None:
+            with torch.no_grad():
+                self.actor.log_std.weight.zero_()
+                self.actor.log_std.bias.fill_(math.log(config.actor_init_std))
         self.critic = QEnsemble(
             critic_obs_dim, act_dim, config.critic_hidden, config.n_critics,
             dropout=config.critic_dropout, layer_norm=config.critic_layernorm,

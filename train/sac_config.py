@@ -30,6 +30,11 @@ class SACConfig:
     """Hidden layer widths of the actor."""
     critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of each critic."""
+    actor_init_std: float | None = None
+    """Start the actor's exploration at this standard deviation (pre-tanh), everywhere:
+    its log-std head starts with zero weights and log(std) as bias. None: the head's usual
+    random init (std about 1). A residual policy on a prior (--action-prior) explores
+    around the prior rather than drowning it in noise with a smaller one (e.g. 0.3)."""
     n_critics: int = 2
     """Q-functions in the ensemble; the target takes their minimum (clipped double Q)."""
     critic_dropout: float = 0.0
@@ -70,6 +75,7 @@ class SACConfig:
             "critic_dropout": (0.0 <= self.critic_dropout < 1.0, "in [0, 1)"),
             "actor_delay": (self.actor_delay >= 1, ">= 1"),
             "exploration_noise_beta": (0.0 <= self.exploration_noise_beta <= 3.0, "in [0, 3]"),
+            "actor_init_std": (self.actor_init_std is None or 1e-6 <= self.actor_init_std <= 7.0, "in [1e-6, 7] (exp of the log-std bounds)"),
             "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),
             "critic_hidden": (all(w >= 1 for w in self.critic_hidden), "positive widths"),
         }

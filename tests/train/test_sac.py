@@ -156,6 +156,18 @@ def test_actor_actions_are_squashed_and_deterministic_is_tanh_mean() -> None:
     torch.testing.assert_close(actor.act(obs), torch.tanh(mean))
 
 
+def test_actor_init_std_sets_the_initial_exploration_everywhere() -> None:
+    torch.manual_seed(0)
+    sac = SAC(SACConfig(actor_hidden=(16,), critic_hidden=(16,), actor_init_std=0.3), obs_dim=4, act_dim=3)
+    _, log_std = sac.actor.distribution_params(torch.randn(50, 4) * 10)
+    torch.testing.assert_close(log_std.exp(), torch.full((50, 3), 0.3))
+    default = SAC(SACConfig(actor_hidden=(16,), critic_hidden=(16,)), obs_dim=4, act_dim=3)
+    _, log_std = default.actor.distribution_params(torch.randn(50, 4) * 10)
+    assert log_std.std() > 0.01  # the usual init: state-dependent from the start
+    with pytest.raises(ValueError, match=r"SACConfig.actor_init_std must be in \[1e-6, 7\]"):
+        SACConfig(actor_init_std=0.0)
+
+
 def test_update_reduces_critic_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     sac = SAC(SACConfig(actor_hidden=(32,), critic_hidden=(32,), batch_size=32), obs_dim=3, act_dim=1)
