@@ -162,7 +162,7 @@ class SAC:
         q_loss.backward()
         self.critic_optimizer.step()
 
-        if self.updates % self.config.actor_delay == 0:
+        if self.updates >= self.config.actor_warmup_updates and self.updates % self.config.actor_delay == 0:
             self._last_actor_metrics = self._actor_update(obs, critic_obs, alpha)
 
         polyak_update(self.critic_target, self.critic, self.config.tau)

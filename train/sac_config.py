@@ -47,6 +47,12 @@ class SACConfig:
     """Update the actor and the temperature on every k-th gradient step only (the critics
     on every one): DroQ's many critic updates per actor update, CrossQ's policy delay 3.
     Saves the actor's share of the compute."""
+    actor_warmup_updates: int = 0
+    """Gradient steps on the critics alone before the actor and the temperature first
+    update: the critics learn the value of the initial policy before the actor follows
+    their gradients (the burn-in of residual RL: Silver et al. 2018, "Residual Policy
+    Learning"), instead of a near-random critic steering a policy that starts from a
+    working prior away from it."""
     asymmetric: bool = False
     """Critics see the env's privileged observation (info["privileged_obs"]) instead of
     the actor's: an asymmetric actor-critic. Needs an env that provides one."""
@@ -74,6 +80,7 @@ class SACConfig:
             "n_critics": (self.n_critics >= 1, ">= 1"),
             "critic_dropout": (0.0 <= self.critic_dropout < 1.0, "in [0, 1)"),
             "actor_delay": (self.actor_delay >= 1, ">= 1"),
+            "actor_warmup_updates": (self.actor_warmup_updates >= 0, ">= 0"),
             "exploration_noise_beta": (0.0 <= self.exploration_noise_beta <= 3.0, "in [0, 3]"),
             "actor_init_std": (self.actor_init_std is None or 1e-6 <= self.actor_init_std <= 7.0, "in [1e-6, 7] (exp of the log-std bounds)"),
             "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),

@@ -168,6 +168,23 @@ def test_actor_init_std_sets_the_initial_exploration_everywhere() -> None:
         SACConfig(actor_init_std=0.0)
 
 
+def test_actor_warmup_updates_the_critics_alone_first() -> None:
+    torch.manual_seed(0)
+    sac = SAC(SACConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=32, actor_warmup_updates=3), obs_dim=3, act_dim=1)
+    actor0, critic0 = copy.deepcopy(sac.actor.state_dict()), copy.deepcopy(sac.critic.state_dict())
+    alpha0 = sac.alpha
+    batch = random_batch()
+    for _ in range(3):
+        sac.update(batch)
+    assert all(torch.equal(v, actor0[k]) for k, v in sac.actor.state_dict().items()) and sac.alpha == alpha0
+    assert not all(torch.equal(v, critic0[k]) for k, v in sac.critic.state_dict().items())
+    metrics = sac.update(batch)  # the 4th: the actor's first
+    assert "loss/actor" in metrics and sac.alpha != alpha0
+    assert not all(torch.equal(v, actor0[k]) for k, v in sac.actor.state_dict().items())
+    with pytest.raises(ValueError, match=r"SACConfig.actor_warmup_updates must be >= 0, got -1"):
+        SACConfig(actor_warmup_updates=-1)
+
+
 def test_update_reduces_critic_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     sac = SAC(SACConfig(actor_hidden=(32,), critic_hidden=(32,), batch_size=32), obs_dim=3, act_dim=1)
