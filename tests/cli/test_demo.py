@@ -16,7 +16,7 @@ from sim2real.serve.model import load_model
 def test_shipped_policy_and_card() -> None:
     path, card = shipped_policy()
     model = load_model(path, "quadruped", 1, "cpu")
-    assert (model.obs_dim, model.act_dim) == (45, 12)
+    assert (model.obs_dim, model.act_dim) == (50, 12)  # with the velocity estimate and the gait clock
     assert card["env_id"] == model.metadata_value("env_id") == "sim2real/QuadrupedJoystick-v0"
     assert card["training_steps"] == model.metadata_value("training_steps")
     assert "sim2real train" in card["command"] and card["evaluation"]
