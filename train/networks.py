@@ -30,16 +30,23 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 class Actor(nn.Module):
     """pi(a|s): a Gaussian in pre-tanh space, squashed to [-1, 1] by tanh.
 
-    ``prior``: a fixed module obs -> pre-tanh shift added to the mean (train/action_prior.py),
-    so the network learns a residual around the action the prior suggests. It has no
-    parameters: checkpoints of the actor are the same with or without it.
+    ``prior``: a fixed module (train/action_prior.py) around whose suggested action the
+    network learns a residual. It has no parameters: checkpoints of the actor are the same
+    with or without it. ``residual_scale`` 0: the prior shifts the pre-tanh mean (by
+    atanh(prior)); > 0: the action is ``clamp(prior + residual_scale * tanh(u), -1, 1)``,
+    a residual bounded in action space, so the network cannot flatten the prior's swing
+    by saturating the tanh (the log-prob is that of the unclamped sample).
     """
 
     def __init__(
-        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], prior: nn.Module | None = None
+        self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], prior: nn.Module | None = None,
+        residual_scale: float = 0.0,
     ) -> None:
         super().__init__()
+        if residual_scale > 0 and prior is None:
+            raise ValueError("Actor: residual_scale > 0 needs a prior")
         self.prior = prior
+        self.residual_scale = float(residual_scale)
         self.trunk = mlp(obs_dim, hidden[:-1], hidden[-1]) if hidden else nn.Identity()
         trunk_out = hidden[-1] if hidden else obs_dim
         self.trunk_activation = nn.ReLU() if hidden else nn.Identity()
@@ -51,9 +58,17 @@ class Actor(nn.Module):
         features = self.trunk_activation(self.trunk(obs))
         log_std = self.log_std(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
         mean = self.mean(features)
-        if self.prior is not None:
+        if self.prior is not None and not self.residual_scale:
             mean = mean + self.prior(obs)
         return mean, log_std
+
+    def squash(self, obs: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """The action of a pre-tanh sample: tanh(u), or with a bounded residual
+        clamp(prior + scale * tanh(u), -1, 1)."""
+        if not self.residual_scale:
+            return torch.tanh(pre_tanh)
+        assert self.prior is not None
+        return (self.prior.action(obs) + self.residual_scale * torch.tanh(pre_tanh)).clamp(-1.0, 1.0)
 
     def forward(
         self, obs: torch.Tensor, deterministic: bool = False
@@ -70,13 +85,16 @@ class Actor(nn.Module):
         else:
             # Reparameterization trick: the sample is a differentiable function of (mean, std).
             pre_tanh = mean + std * torch.randn_like(mean)
-        action = torch.tanh(pre_tanh)
-        return action, squashed_gaussian_log_prob(pre_tanh, mean, log_std)
+        log_prob = squashed_gaussian_log_prob(pre_tanh, mean, log_std)
+        if self.residual_scale:
+            # a = prior + scale * tanh(u): the scale's Jacobian, per action dimension.
+            log_prob = log_prob - mean.shape[-1] * math.log(self.residual_scale)
+        return self.squash(obs, pre_tanh), log_prob
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action tanh(mean): the policy that gets exported and deployed."""
         mean, _ = self.distribution_params(obs)
-        return torch.tanh(mean)
+        return self.squash(obs, mean)
 
 
 def squashed_gaussian_log_prob(

@@ -101,6 +101,7 @@ def policy_from_checkpoint(tensors: dict[str, torch.Tensor], meta: dict[str, Any
     actor = Actor(
         obs_dim, int(meta["act_dim"]), tuple(config["sac"]["actor_hidden"]),
         prior=PriorShift(ActionPrior.from_dict(prior)) if prior else None,
+        residual_scale=float(config["sac"].get("residual_scale", 0.0)),
     )
     actor.load_state_dict(with_prefix(tensors, "actor"))
     normalizer = normalizer_from_checkpoint(tensors, "obs", obs_dim) if config["normalize_obs"] else None

@@ -84,7 +84,11 @@ class SAC:
         self.device = torch.device(device)
         self.act_dim = act_dim
         critic_obs_dim = critic_obs_dim or obs_dim
-        self.actor = Actor(obs_dim, act_dim, config.actor_hidden, prior=actor_prior).to(self.device)
+        if config.residual_scale and actor_prior is None:
+            raise ValueError("SACConfig.residual_scale > 0 needs an action prior (--action-prior)")
+        self.actor = Actor(
+            obs_dim, act_dim, config.actor_hidden, prior=actor_prior, residual_scale=config.residual_scale
+        ).to(self.device)
         if config.actor_init_std is not None:
             with torch.no_grad():
                 self.actor.log_std.weight.zero_()

@@ -35,6 +35,9 @@ class SACConfig:
     its log-std head starts with zero weights and log(std) as bias. None: the head's usual
     random init (std about 1). A residual policy on a prior (--action-prior) explores
     around the prior rather than drowning it in noise with a smaller one (e.g. 0.3)."""
+    residual_scale: float = 0.0
+    """With --action-prior: 0 shifts the actor's pre-tanh mean by the prior; > 0 bounds the
+    residual in action space, action = clamp(prior + residual_scale * tanh(u), -1, 1)."""
     n_critics: int = 2
     """Q-functions in the ensemble; the target takes their minimum (clipped double Q)."""
     critic_dropout: float = 0.0
@@ -81,6 +84,7 @@ class SACConfig:
             "critic_dropout": (0.0 <= self.critic_dropout < 1.0, "in [0, 1)"),
             "actor_delay": (self.actor_delay >= 1, ">= 1"),
             "actor_warmup_updates": (self.actor_warmup_updates >= 0, ">= 0"),
+            "residual_scale": (0.0 <= self.residual_scale <= 2.0, "in [0, 2] (0: the pre-tanh shift)"),
             "exploration_noise_beta": (0.0 <= self.exploration_noise_beta <= 3.0, "in [0, 3]"),
             "actor_init_std": (self.actor_init_std is None or 1e-6 <= self.actor_init_std <= 7.0, "in [1e-6, 7] (exp of the log-std bounds)"),
             "actor_hidden": (all(w >= 1 for w in self.actor_hidden), "positive widths"),

@@ -211,7 +211,7 @@ class Trainer:
                         else:
                             mean, log_std = self.sac.actor.distribution_params(x)
                             eps = torch.as_tensor(self.noise.sample(), device=self.device)
-                            actions = torch.tanh(mean + log_std.exp() * eps).cpu().numpy()
+                            actions = self.sac.actor.squash(x, mean + log_std.exp() * eps).cpu().numpy()
                 next_obs, rewards, terminated, truncated, infos = self.envs.step(self.to_env_action(actions))
                 done = terminated | truncated
                 real_next_obs = next_obs.copy()

@@ -194,3 +194,57 @@ def test_asking_for_a_prior_the_env_does_not_have_is_a_clear_error(tmp_path: Pat
         prepare_trainer(config)
     with pytest.raises(ValueError, match="Pendulum-v1 suggests no action"):
         prepare_trainer(TrainConfig(env="Pendulum-v1", total_steps=10, out=tmp_path / "p", num_workers=0, action_prior=True))
+
+
+def test_a_bounded_residual_stays_within_its_scale_of_the_prior() -> None:
+    env = _env(STEERING)
+    prior = env.action_prior
+    assert prior is not None
+    torch.manual_seed(0)
+    actor = Actor(env.observation_space.shape[0], 12, (32, 32), prior=PriorShift(prior), residual_scale=0.3)
+    obs = torch.as_tensor(_observations(env))
+    suggested = np.clip(prior(obs.numpy()), -1, 1)
+    with torch.no_grad():
+        actor.mean.bias.fill_(5.0)  # a saturated network: the residual is at its bound
+        action, log_prob = actor(obs)
+        expected_act = np.clip(prior(obs.numpy()) + 0.3 * np.tanh(actor.distribution_params(obs)[0].numpy()), -1, 1)
+        np.testing.assert_allclose(actor.act(obs).numpy(), expected_act, atol=1e-6)
+        deviation = action.numpy() - suggested
+        assert np.all(deviation <= 0.3 + 1e-6) and np.all(deviation >= -0.3 - 1e-6)
+        # The prior's swing survives a saturated residual (the pre-tanh shift flattens it).
+        swing = np.ptp(actor.act(obs).numpy()[:, 2])
+        assert swing > 0.8 * np.ptp(suggested[:, 2]) - 0.3
+        # log-prob: the tanh-Gaussian's, less log(scale) per dimension (unsaturated here).
+        actor.mean.bias.zero_()
+        torch.manual_seed(3)
+        action, log_prob = actor(obs)
+        mean, log_std = actor.distribution_params(obs)
+        pre_tanh = torch.atanh(((torch.as_tensor(action) - torch.as_tensor(suggested, dtype=torch.float32)) / 0.3).clamp(-1 + 1e-6, 1 - 1e-6))
+        unclamped = (np.abs(suggested) + 0.3 < 1).all(axis=1)
+        expected = squashed_gaussian_log_prob(pre_tanh, mean, log_std) - 12 * np.log(0.3)
+        np.testing.assert_allclose(log_prob.numpy()[unclamped], expected.numpy()[unclamped], rtol=1e-3, atol=5e-2)
+    with pytest.raises(ValueError, match="residual_scale > 0 needs a prior"):
+        Actor(10, 12, (8,), residual_scale=0.3)
+
+
+def test_a_bounded_residual_run_exports_what_it_trained(tmp_path: Path) -> None:
+    trainer = prepare_trainer(TrainConfig(
+        env=ENV_ID, total_steps=300, seed=1, out=tmp_path / "run", learning_starts=150, num_envs=2,
+        num_workers=0, eval_interval=0, eval_episodes=1, checkpoint_interval=300,
+        sac=SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64, residual_scale=0.4),
+        action_prior=True, env_config=STEERING,
+    ))
+    try:
+        trainer.open_run()
+        trainer.run_loop()
+        env = _env(STEERING)
+        obs = _observations(env)
+        expected = trainer.deterministic_policy(obs)
+        prior = env.action_prior
+        assert prior is not None
+        assert np.abs(expected - np.clip(prior(obs), -1, 1)).max() <= 0.4 + 1e-5
+        export_onnx(trainer.run_dir, tmp_path / "p.onnx")
+        np.testing.assert_allclose(OnnxPolicy(tmp_path / "p.onnx")(obs), expected, atol=1e-5)
+        np.testing.assert_allclose(RunPolicy(trainer.run_dir)(obs), expected, atol=1e-6)
+    finally:
+        trainer.close()

@@ -183,6 +183,10 @@ def test_actor_warmup_updates_the_critics_alone_first() -> None:
     assert not all(torch.equal(v, actor0[k]) for k, v in sac.actor.state_dict().items())
     with pytest.raises(ValueError, match=r"SACConfig.actor_warmup_updates must be >= 0, got -1"):
         SACConfig(actor_warmup_updates=-1)
+    with pytest.raises(ValueError, match=r"SACConfig.residual_scale must be in \[0, 2\]"):
+        SACConfig(residual_scale=-0.1)
+    with pytest.raises(ValueError, match=r"SACConfig.residual_scale > 0 needs an action prior"):
+        SAC(SACConfig(actor_hidden=(8,), critic_hidden=(8,), residual_scale=0.3), obs_dim=3, act_dim=1)
 
 
 def test_update_reduces_critic_loss_on_a_fixed_batch() -> None:
