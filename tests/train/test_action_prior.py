@@ -3,6 +3,7 @@ training, a reloaded run and the exported ONNX all run it, and its errors."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,12 +102,13 @@ def test_normalizer_passes_the_priors_inputs_through() -> None:
         RunningNormalizer(6, passthrough=(6,))
 
 
-@pytest.fixture(scope="module")
-def prior_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]:
+@contextlib.contextmanager
+def _trained(out: Path, steps: int, seed: int, sac: SACConfig = TINY) -> Iterator[Trainer]:
+    """A short run with the steering trot as its action prior, its Trainer kept open."""
     trainer = prepare_trainer(TrainConfig(
-        env=ENV_ID, total_steps=400, seed=2, out=tmp_path_factory.mktemp("prior") / "run",
-        learning_starts=200, num_envs=2, num_workers=0, eval_interval=0, eval_episodes=1,
-        checkpoint_interval=400, sac=TINY, action_prior=True, env_config=STEERING,
+        env=ENV_ID, total_steps=steps, seed=seed, out=out, learning_starts=steps // 2, num_envs=2,
+        num_workers=0, eval_interval=0, eval_episodes=1, checkpoint_interval=steps, sac=sac,
+        action_prior=True, env_config=STEERING,
     ))
     try:
         trainer.open_run()
@@ -114,6 +116,12 @@ def prior_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]
         yield trainer
     finally:
         trainer.close()
+
+
+@pytest.fixture(scope="module")
+def prior_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trainer]:
+    with _trained(tmp_path_factory.mktemp("prior") / "run", 400, seed=2) as trainer:
+        yield trainer
 
 
 def test_the_warm_up_samples_the_prior_not_uniform_actions(prior_trainer: Trainer) -> None:
@@ -228,15 +236,8 @@ def test_a_bounded_residual_stays_within_its_scale_of_the_prior() -> None:
 
 
 def test_a_bounded_residual_run_exports_what_it_trained(tmp_path: Path) -> None:
-    trainer = prepare_trainer(TrainConfig(
-        env=ENV_ID, total_steps=300, seed=1, out=tmp_path / "run", learning_starts=150, num_envs=2,
-        num_workers=0, eval_interval=0, eval_episodes=1, checkpoint_interval=300,
-        sac=SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64, residual_scale=0.4),
-        action_prior=True, env_config=STEERING,
-    ))
-    try:
-        trainer.open_run()
-        trainer.run_loop()
+    sac = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64, residual_scale=0.4)
+    with _trained(tmp_path / "run", 300, seed=1, sac=sac) as trainer:
         env = _env(STEERING)
         obs = _observations(env)
         expected = trainer.deterministic_policy(obs)
@@ -246,5 +247,3 @@ def test_a_bounded_residual_run_exports_what_it_trained(tmp_path: Path) -> None:
         export_onnx(trainer.run_dir, tmp_path / "p.onnx")
         np.testing.assert_allclose(OnnxPolicy(tmp_path / "p.onnx")(obs), expected, atol=1e-5)
         np.testing.assert_allclose(RunPolicy(trainer.run_dir)(obs), expected, atol=1e-6)
-    finally:
-        trainer.close()
