@@ -34,7 +34,8 @@ def train_main(argv: list[str], prog: str = "sim2real train") -> int:
     print(
         f"done: {final['step']} steps, final eval return {final['return_mean']:.2f} "
         f"+- {final['return_std']:.2f} over {final['episodes']} episodes; run in {run_dir} "
-        f"(checkpoint.safetensors, learning_curve.png, tb/)"
+        f"(checkpoint.safetensors{', best.safetensors' if (Path(run_dir) / 'best.safetensors').is_file() else ''}, "
+        "learning_curve.png, tb/)"
     )
     return 0
 
@@ -44,7 +45,8 @@ class ExportConfig:
     """Export a run's deterministic actor (normalization baked in) to ONNX."""
 
     run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
-    """Training run directory (holds checkpoint.safetensors)."""
+    """Training run directory (exports its latest checkpoint.safetensors), or one checkpoint
+    file of a run, e.g. RUN_DIR/best.safetensors (the best-evaluated policy)."""
     output: Annotated[Path, tyro.conf.arg(aliases=("-o",))] = Path("policy.onnx")
     """Where to write the ONNX model."""
     atol: float = 1e-5
@@ -56,7 +58,8 @@ class EvalConfig:
     """Evaluate the deterministic policy of a run directory or an exported ONNX file."""
 
     source: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_ONNX")]
-    """A training run directory, a .onnx file from `sim2real export`, or a baseline to
+    """A training run directory (its latest checkpoint), a checkpoint file of one (e.g.
+    RUN_DIR/best.safetensors), a .onnx file from `sim2real export`, or a baseline to
     compare with: `zero` (hold the default pose / zero action) or `random` (uniform random
     actions); a baseline needs --env."""
     env: str | None = None
@@ -153,9 +156,10 @@ def policy_from_source(source: str | Path, env_id: str | None, seed: int) -> Any
     path = Path(source)
     if path.suffix == ".onnx":
         return OnnxPolicy(path)
-    if not path.exists():
+    if not (path.is_dir() or (path.is_file() and path.suffix == ".safetensors")):
         raise FileNotFoundError(
-            f"policy {str(source)!r} is neither zero, random, an .onnx file nor a run directory"
+            f"policy {str(source)!r} is neither zero, random, an .onnx file, a run directory "
+            "nor a .safetensors checkpoint"
         )
     return RunPolicy(path)
 

@@ -60,6 +60,11 @@ class TrainConfig:
     its seven commands, at least one each (so 5 runs 7 episodes)."""
     checkpoint_interval: int = 50_000
     """Steps between checkpoints (one is always written at the end)."""
+    keep_best: bool = True
+    """Also keep the checkpoint whose periodic evaluation ranked best so far, as
+    best.safetensors in the run directory (by the task's targets where it has a judge,
+    else by mean return; train/best_policy.py). `sim2real eval` and `export` take it in
+    place of the run directory."""
     save_replay: bool = False
     """Also save the replay buffer with each checkpoint, so a resume continues with it."""
     log_interval: int = 1_000

@@ -30,11 +30,15 @@ METADATA_FORMAT = "sim2real.policy/1"
 
 
 class RunPolicy:
-    """The deterministic policy of a training run, read from its checkpoint."""
+    """The deterministic policy of a training run, read from its checkpoint: ``source`` is
+    the run directory (its latest checkpoint.safetensors) or one checkpoint file of it
+    (e.g. the run's best.safetensors)."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        tensors, meta = load_checkpoint(self.run_dir / CHECKPOINT)
+    def __init__(self, source: Path) -> None:
+        source = Path(source)
+        self.checkpoint = source if source.is_file() else source / CHECKPOINT
+        self.run_dir = self.checkpoint.parent
+        tensors, meta = load_checkpoint(self.checkpoint)
         self.meta = meta
         # The trainer's own policy module, loaded: export traces it, `sim2real eval` runs it.
         self.module: DeterministicPolicy = policy_from_checkpoint(tensors, meta)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from tqdm import tqdm
 from sim2real.robots.vector import SubprocVectorEnv
 from sim2real.robots.quadruped.gait import ActionPrior
 from sim2real.train import hand_judge, judge
+from sim2real.train.best_policy import BEST, selection_key, selection_text
 from sim2real.train.action_prior import PriorShift
 from sim2real.train.checkpoint import (
+    CheckpointError,
     flatten_optimizer,
     load_checkpoint,
     save_checkpoint,
@@ -131,6 +134,9 @@ class Trainer:
         self.episodes = 0
         self._writer: Any = None
         self._last_eval: dict[str, Any] | None = None
+        self.best_key: tuple[float, float] | None = None
+        """The rank of best.safetensors (train/best_policy.py), None before the first
+        evaluation."""
         self.stop_requested = False
         """Set (e.g. by Ctrl-C / SIGTERM) to end the run at the next step boundary, with a
         checkpoint, instead of losing everything since the last periodic one."""
@@ -310,6 +316,12 @@ class Trainer:
         )
         record = {"step": self.step, "updates": self.sac.updates, "time": time.time(),
                   **result.as_dict()}
+        key = selection_key(record)
+        record["best"] = self.best_key is None or key > self.best_key
+        if record["best"]:
+            self.best_key = key
+            if cfg.keep_best:
+                self.save(self.run_dir / BEST, replay=False)
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.plot_learning_curve()  # a long run's curve is worth a look before it ends
@@ -324,14 +336,19 @@ class Trainer:
                 self._scalar(f"eval/task/{name}", value)
             task_text = f"; {result.task.short_text()}"
         self._last_eval = record
+        best_text = ""
+        if record["best"] and cfg.keep_best:
+            best_text = f"; best so far ({selection_text(key, result.task is not None)}): saved {BEST}"
         tqdm.write(
             f"step {self.step}: eval return {result.mean_return:.2f} +- {result.std_return:.2f} "
-            f"over {len(result.returns)} episodes, alpha {self.sac.alpha:.4f}{task_text}"
+            f"over {len(result.returns)} episodes, alpha {self.sac.alpha:.4f}{task_text}{best_text}"
         )
         return record
 
     # --- checkpoints -------------------------------------------------------------------
-    def save(self) -> None:
+    def save(self, path: Path | None = None, replay: bool = True) -> None:
+        """The whole training state to ``path`` (default: the run's checkpoint), and the
+        replay buffer too when the config saves it and ``replay``."""
         tensors: dict[str, torch.Tensor] = {}
         for name, module in self.sac.modules().items():
             tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
@@ -347,10 +364,10 @@ class Trainer:
             norms["critic"] = self.critic_norm
         for name, norm in norms.items():
             tensors.update({f"norm.{name}.{k}": torch.as_tensor(v) for k, v in norm.state().items()})
-        if self.config.save_replay:
+        if self.config.save_replay and replay:
             self.buffer.save(self.run_dir / REPLAY)
         save_checkpoint(
-            self.run_dir / CHECKPOINT,
+            path or self.run_dir / CHECKPOINT,
             tensors,
             {
                 "step": self.step,
@@ -367,6 +384,7 @@ class Trainer:
                 "config": config_to_dict(self.config),
                 "replay_saved": self.config.save_replay,
                 "action_prior": self.action_prior.to_dict() if self.action_prior is not None else None,
+                "best_key": list(self.best_key) if self.best_key is not None else None,
             },
         )
 
@@ -389,6 +407,19 @@ class Trainer:
                 norm.load_state({k: v.numpy() for k, v in with_prefix(tensors, f"norm.{name}").items()})
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.step, self.episodes, self.sac.updates = meta["step"], meta["episodes"], meta["updates"]
+        # The rank to beat: best.safetensors' own (it may be of steps after this checkpoint,
+        # which the resumed run trains again; it stays a policy that was evaluated).
+        saved = meta.get("best_key")
+        best = self.run_dir / BEST
+        if best.is_file():
+            try:
+                saved = load_checkpoint(best)[1].get("best_key")
+            except CheckpointError as err:
+                # Not worth losing the run over. The policy it held is gone, so its rank
+                # is no bar: the next evaluation writes a whole file again.
+                tqdm.write(f"warning: {err}; {BEST} will be rewritten at the next evaluation", file=sys.stderr)
+                saved = None
+        self.best_key = tuple(saved) if saved else None
         if meta.get("replay_saved") and (self.run_dir / REPLAY).is_file():
             self.buffer = ReplayBuffer.load(self.run_dir / REPLAY)
 

@@ -108,7 +108,7 @@ def test_module_entry_point() -> None:
         (["robots", "view", "Pendulum-v1", "--command", "f=1,0,0"],
          "--command applies to the tasks with a judge only"),
         (["robots", "view", "sim2real/QuadrupedJoystick-v0", "--policy", "no/such/run"],
-         "is neither zero, random, an .onnx file nor a run directory"),
+         "is neither zero, random, an .onnx file, a run directory nor a .safetensors checkpoint"),
     ],
 )
 def test_judge_and_view_misuse_is_refused_with_the_reason(
