@@ -163,7 +163,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise RuntimeError(f"--robot {config.robot} runs {default_env}; the policy {model} is for {env_id}")
     # The task as the policy was trained (observation layout, action scales...), from the
     # model's own metadata.
-    env_config = json.loads(metadata.get("env_config") or "[]")
+    from sim2real.robots.registry import recorded_overrides
+
+    env_config = recorded_overrides(env_id, json.loads(metadata.get("env_config") or "[]"))
     env_kwargs = {"config": task_config(env_id, env_config)} if env_config else None
     sim_log = out / "controller.mcap"
     t0 = time.perf_counter()

@@ -121,8 +121,14 @@ def task_config(env_id: str, overrides: Sequence[str] = ()) -> Any:
     ``episode_steps=200``, ``randomization.kp_scale.low=0.9``), as MuJoCo Playground's
     config_overrides. Values are parsed as the field's current type; the config's own
     validation then runs, so an out-of-range value fails naming its field.
+
+    A config with a ``defaults_revision`` field (its defaults changed over time) takes
+    ``defaults_revision=R`` wherever it stands in ``overrides``: the defaults of revision R
+    come first (the class's ``REVISION_OVERRIDES[R]``), then every other override in order.
     """
-    config = get_record(env_id).load_config_class()()
+    config_class = get_record(env_id).load_config_class()
+    config = config_class()
+    items = []
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
@@ -130,8 +136,47 @@ def task_config(env_id: str, overrides: Sequence[str] = ()) -> Any:
         if key == DR_SWITCH_KEY:
             # The DR switch of make()/the CLI decides this one; an override would be ignored.
             raise ValueError(f"env config override {key!r}: use --dr/--no-dr to switch domain randomization")
-        config = _override(config, key.split("."), text, key, env_id)
+        items.append((key, text))
+    revisions = [text for key, text in items if key == REVISION_KEY]
+    if revisions:
+        config = _override(config, [REVISION_KEY], revisions[-1], REVISION_KEY, env_id)
+        for item in getattr(config_class, "REVISION_OVERRIDES", {}).get(config.defaults_revision, ()):
+            key, _, text = item.partition("=")
+            config = _override(config, key.split("."), text, key, env_id)
+    for key, text in items:
+        if key != REVISION_KEY:
+            config = _override(config, key.split("."), text, key, env_id)
     return config
+
+
+REVISION_KEY = "defaults_revision"
+"""The task config field that says which revision of the defaults the rest starts from."""
+
+
+def current_revision(env_id: str) -> int | None:
+    """The revision of ``env_id``'s task defaults today (None: an env without revisions)."""
+    if env_id not in ENVS:
+        return None
+    return getattr(get_record(env_id).load_config_class()(), REVISION_KEY, None)
+
+
+def pin_revision(env_id: str, overrides: Sequence[str]) -> tuple[str, ...]:
+    """``overrides`` as a new run or export records them: with today's revision of the
+    defaults first, unless they name one, so they keep their meaning when the defaults
+    change."""
+    revision = current_revision(env_id)
+    if revision is None or any(item.partition("=")[0] == REVISION_KEY for item in overrides):
+        return tuple(overrides)
+    return (f"{REVISION_KEY}={revision}", *overrides)
+
+
+def recorded_overrides(env_id: str, overrides: Sequence[str]) -> tuple[str, ...]:
+    """The overrides a run directory or an exported policy recorded, as today's
+    task_config reads them: a record without a revision was written before revisions
+    existed, against revision 1's defaults."""
+    if current_revision(env_id) is None or any(item.partition("=")[0] == REVISION_KEY for item in overrides):
+        return tuple(overrides)
+    return (f"{REVISION_KEY}=1", *overrides)
 
 
 def _override(node: Any, path: list[str], text: str, key: str, env_id: str) -> Any:

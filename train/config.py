@@ -215,7 +215,12 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise RunDirError(f"{path}: unreadable ({err})") from None
     if isinstance(data, dict):
         data = {**data, "out": str(run_dir)}  # the run lives where it is now, wherever it started
-    return config_from_dict(data, str(path))
+    config = config_from_dict(data, str(path))
+    from sim2real.robots.registry import recorded_overrides
+
+    # A run recorded before its env's defaults changed keeps the task it trained on.
+    assert config.env is not None
+    return dataclasses.replace(config, env_config=recorded_overrides(config.env, config.env_config))
 
 
 def check_env(env_id: str, env_kwargs: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sim2real.robots import registry
 from sim2real.train.checkpoint import load_checkpoint
 from sim2real.train.policy import DeterministicPolicy, policy_from_checkpoint
 from sim2real.train.trainer import CHECKPOINT
@@ -52,8 +53,9 @@ class RunPolicy:
 
     @property
     def env_config(self) -> tuple[str, ...]:
-        """The task config overrides the run trained with (``--env-config``)."""
-        return tuple(self.meta["config"].get("env_config", ()))
+        """The task config overrides the run trained with (``--env-config``; a run from
+        before its env's defaults changed reads as the revision it trained on)."""
+        return registry.recorded_overrides(self.env_id, self.meta["config"].get("env_config", ()))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         """Raw observations -> policy actions in [-1, 1] (evaluate() maps them to the env)."""
@@ -98,14 +100,14 @@ class OnnxPolicy:
         """The task config overrides the policy trained with (metadata ``env_config``)."""
         text = self.metadata.get("env_config")
         if not text:
-            return ()
+            return registry.recorded_overrides(self.env_id, ())
         try:
             items = json.loads(text)
         except json.JSONDecodeError:
             items = None
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ValueError(f"{self.path}: metadata env_config must be a JSON list of KEY=VALUE strings, got {text!r}")
-        return tuple(items)
+        return registry.recorded_overrides(self.env_id, items)
 
     def raw(self, obs: np.ndarray) -> np.ndarray:
         """The model's own output in [-1, 1]."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim2real.robots.registry import pin_revision
 from sim2real.robots.vector import SubprocVectorEnv
 from sim2real.robots.quadruped.gait import ActionPrior
 from sim2real.train import hand_judge, judge
@@ -444,7 +445,7 @@ def env_action_prior(config: TrainConfig, obs_dim: int, act_dim: int) -> ActionP
     finally:
         env.close()
     if prior is None:
-        hint = " (the quadruped's needs --env-config gait.frequency_hz=2.5)" if config.env in registry.ENVS else ""
+        hint = " (the quadruped's needs gait.frequency_hz > 0, its default 4)" if config.env in registry.ENVS else ""
         raise ValueError(f"TrainConfig.action_prior: {config.env} suggests no action with this config{hint}")
     if len(prior.swing_0) != act_dim or max(prior.passthrough) >= obs_dim:
         raise ValueError(
@@ -592,6 +593,9 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
         total = max(saved.total_steps, config.total_steps) if config.total_steps != TrainConfig.total_steps else saved.total_steps
         config = dataclasses.replace(saved, out=run_dir, total_steps=total, resume=None)
     assert config.env is not None
+    # The run records which revision of the env's defaults its overrides apply to, so it
+    # keeps its task (and its exported policy its observation layout) when they change.
+    config = dataclasses.replace(config, env_config=pin_revision(config.env, config.env_config))
     # Before any worker process starts: an unknown id or a non-Box env is one clear error.
     check_env(config.env, env_kwargs(config.env, config.domain_randomization, config.env_config))
     trainer = Trainer(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -31,6 +31,8 @@ from sim2real.robots.quadruped.randomize import (
 from sim2real.robots.randomization import InvalidRangeError, Uniform, with_randomization_switch
 
 ENV_ID = "sim2real/QuadrupedJoystick-v0"
+DEFAULTS_REVISION = 2
+"""The revision of QuadrupedJoystickConfig's defaults (its field defaults_revision)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +47,14 @@ class CommandRanges:
     """Yaw-rate command, rad/s ~ U(-1, 1)."""
     zero_probability: float = 0.1
     """Probability that a command is standing still (all zeros)."""
-    lin_vel_x_zero_probability: float = 0.0
+    lin_vel_x_zero_probability: float = 0.3
     """Probability that the forward component alone is 0 (Playground go1 keeps it with
-    probability 0.9, i.e. 0.1). Zeroed components give pure commands (only sideways, only
-    turning) as well as mixed ones."""
-    lin_vel_y_zero_probability: float = 0.0
+    probability 0.9, i.e. 0.1; 0.3 here gives more pure sideways and turning commands).
+    Zeroed components give pure commands (only sideways, only turning) as well as mixed
+    ones."""
+    lin_vel_y_zero_probability: float = 0.5
     """Probability that the sideways component alone is 0 (Playground go1: 0.75)."""
-    yaw_rate_zero_probability: float = 0.0
+    yaw_rate_zero_probability: float = 0.5
     """Probability that the yaw-rate component alone is 0 (Playground go1: 0.5)."""
 
     def __post_init__(self) -> None:
@@ -82,11 +85,11 @@ class QuadrupedRewardWeights:
     """w_x^2 + w_y^2: roll and pitch rates."""
     orientation: float = -5.0
     """g_x^2 + g_y^2 of projected gravity: trunk tilt."""
-    torques: float = -2e-4
+    torques: float = 0.0
     """sum tau^2: motor effort (heat)."""
-    action_rate: float = -0.01
+    action_rate: float = 0.0
     """sum (a_t - a_{t-1})^2: jerky commands that real motors cannot follow."""
-    feet_air_time: float = 0.1
+    feet_air_time: float = 0.0
     """sum over touchdowns of (air time - target): rewards real steps rather than shuffling;
     zero when the command is (near) standing still."""
     termination: float = -1.0
@@ -99,7 +102,7 @@ class QuadrupedRewardWeights:
     (Playground go1 uses -1.0)."""
     energy: float = 0.0
     """sum |qdot * tau|: mechanical power, W (Playground go1 uses -1e-3)."""
-    gait_deviation: float = 0.0
+    gait_deviation: float = -0.05
     """sum (a - trot)^2: distance of the action from the trot the gait clock suggests
     (:attr:`QuadrupedJoystickEnv.action_prior`; 0 without a clock). Keeps a residual
     policy near the gait unless leaving it pays (a style term, as reference-motion
@@ -108,12 +111,37 @@ class QuadrupedRewardWeights:
 
 @dataclasses.dataclass(frozen=True)
 class QuadrupedJoystickConfig:
-    """Everything that defines the joystick task. Defined once; the CLI is generated from it."""
+    """Everything that defines the joystick task. Defined once; the CLI is generated from it.
 
-    action_scale: float = 0.5
+    The defaults are the task of the shipped walking recipe (docs/results.md, session of
+    2026-12-01): revision 2. Revision 1, the defaults before it (Playground-like rewards
+    with a penalty for every step, no gait clock), is ``defaults_revision=1``, which every
+    policy trained before the change still reads (see ``defaults_revision``).
+    """
+
+    REVISION_OVERRIDES: ClassVar[dict[int, tuple[str, ...]]] = {
+        1: (
+            "nonnegative_reward=false", "command_resample_s=0", "observe_linear_velocity=false",
+            "action_scale=0.5", "abduction_action_scale=0", "init_base_velocity=0",
+            "rewards.torques=-0.0002", "rewards.action_rate=-0.01", "rewards.feet_air_time=0.1",
+            "rewards.gait_deviation=0", "commands.lin_vel_x_zero_probability=0",
+            "commands.lin_vel_y_zero_probability=0", "commands.yaw_rate_zero_probability=0",
+            "gait.frequency_hz=0", "gait.knee=-0.9", "gait.thigh=0", "gait.forward_gain=0",
+            "gait.sideways_gain=0", "gait.sideways_phase=0", "gait.turn_gain=0",
+        ),
+    }
+    """Per earlier revision, the overrides that turn today's defaults into that revision's."""
+
+    defaults_revision: int = DEFAULTS_REVISION
+    """Which revision of this task's defaults the other fields start from: 2 (today's, the
+    walking recipe) or 1 (before 2026-12-01). Runs and exported policies record the
+    revision they trained on; a file without one is read as revision 1, so a policy keeps
+    the task it was trained on when the defaults change."""
+
+    action_scale: float = 0.4
     """joint target = default pose + action_scale * action (rad), action in [-1, 1];
     the abduction joints use abduction_action_scale when that is set."""
-    abduction_action_scale: float = 0.0
+    abduction_action_scale: float = 0.2
     """Action scale of the four abduction (hip x) joints, rad; 0: action_scale. A narrower
     sideways range keeps exploration from splaying the legs ("A Walk in the Park" bounds
     actions to home +- [0.2, 0.4, 0.4] rad for abduction, hip, knee)."""
@@ -135,27 +163,32 @@ class QuadrupedJoystickConfig:
     """Initial joint angles = default pose + U(-a, a), rad."""
     random_initial_yaw: bool = True
     """Start each episode facing a uniformly random heading."""
-    init_base_velocity: float = 0.0
+    init_base_velocity: float = 0.5
     """Each of the trunk's 6 velocity components at reset ~ U(-a, a) (m/s, rad/s): episodes
     that start moving teach recovery from the first step (Playground go1: 0.5)."""
-    command_resample_s: float = 0.0
+    command_resample_s: float = 5.0
     """Mean of the exponential interval, s, after which a new command is drawn within the
     episode, so that one episode teaches several commands (Playground go1: 5 s). 0: one
     command per episode."""
-    observe_linear_velocity: bool = False
+    observe_linear_velocity: bool = True
     """Give the actor the trunk's linear velocity in its own frame, as the real robot's
     state estimator (leg odometry fused with the IMU) provides it: 3 entries appended to
     the observation, with noise U(-a, a), a = randomization.linvel_noise (Playground go1's
     actor sees it too). Without it the actor must infer its speed from joint motion."""
-    nonnegative_reward: bool = False
+    nonnegative_reward: bool = True
     """Clip the step reward at 0 from below (Playground go1, legged_gym's
     only_positive_rewards): the reward never punishes being alive, so ending the episode
     early is never the cheap way out. Reported as the term ``nonnegative_clip``."""
     rewards: QuadrupedRewardWeights = QuadrupedRewardWeights()
     commands: CommandRanges = CommandRanges()
-    gait: GaitConfig = GaitConfig()
-    """A gait clock in the observation (off by default) and the trot it suggests, which
-    `sim2real train --action-prior` puts inside the policy (robots/quadruped/gait.py)."""
+    gait: GaitConfig = GaitConfig(
+        frequency_hz=4.0, knee=1.0, thigh=0.0, forward_gain=0.8, sideways_gain=2.2,
+        sideways_phase=3.14159, turn_gain=-0.7,
+    )
+    """A gait clock in the observation and the trot it suggests, which `sim2real train
+    --action-prior` puts inside the policy (robots/quadruped/gait.py); the default is the
+    steering trot of the shipped recipe (docs/results.md, G2). gait.frequency_hz=0: no
+    clock."""
     randomization: QuadrupedRandomization = QuadrupedRandomization()
 
     def __post_init__(self) -> None:
@@ -171,6 +204,7 @@ class QuadrupedJoystickConfig:
             "init_joint_noise": self.init_joint_noise >= 0,
             "command_resample_s": math.isfinite(self.command_resample_s) and self.command_resample_s >= 0,
             "init_base_velocity": math.isfinite(self.init_base_velocity) and self.init_base_velocity >= 0,
+            "defaults_revision": self.defaults_revision in (*self.REVISION_OVERRIDES, DEFAULTS_REVISION),
         }
         allowed = {
             "action_scale": "> 0",
@@ -184,6 +218,7 @@ class QuadrupedJoystickConfig:
             "init_joint_noise": ">= 0",
             "command_resample_s": "a finite number >= 0 (0: one command per episode)",
             "init_base_velocity": "a finite number >= 0",
+            "defaults_revision": "1 or 2",
         }
         for name, ok in checks.items():
             if not ok:
@@ -217,7 +252,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
     | 2, 5, 8, 11 | FR/FL/RR/RL_calf (knee, y axis) | rad |
 
     ## Observation space (actor: what the real robot measures, with noise)
-    ``Box(-inf, inf, (45,), float32)``
+    ``Box(-inf, inf, (50,), float32)`` with the default config (velocity estimate and gait
+    clock on); 45 entries with both off (``defaults_revision=1``), 48 or 47 with one.
 
     | index | observation | unit |
     |---|---|---|

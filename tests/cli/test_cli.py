@@ -56,7 +56,7 @@ def test_robots_lists_both_tasks_with_sizes_and_dr() -> None:
 def test_robots_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["robots", "list", "--json", "sim2real/QuadrupedJoystick-v0"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
-    assert entry["observation_dim"] == 45 and entry["action_dim"] == 12
+    assert entry["observation_dim"] == 50 and entry["action_dim"] == 12
     assert entry["control_rate_hz"] == 50 and entry["physics_rate_hz"] >= 500
     assert entry["domain_randomization"]["latency_steps"]["distribution"] == "U{0..1}"
 

@@ -33,7 +33,7 @@ from sim2real.v1 import log_pb2
 @pytest.fixture(scope="module")
 def quad_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("quad")
-    write_policy(tmp / "p.onnx", obs_dim=45, act_dim=12, seed=7, gain=0.3)
+    write_policy(tmp / "p.onnx", obs_dim=50, act_dim=12, seed=7, gain=0.3)
     run_controller(QUAD_ENV, local_policy(tmp / "p.onnx"), episodes=2, max_steps=120, seed=1,
                    log_path=tmp / "sim.mcap", progress=False)
     return tmp / "sim.mcap", tmp / "p.onnx"
@@ -55,7 +55,7 @@ def test_same_policy_replays_with_zero_error(quad_log, tmp_path: Path) -> None:
 
 def test_other_policy_shows_error_and_worst_window(quad_log, tmp_path: Path) -> None:
     log, _ = quad_log
-    write_policy(tmp_path / "other.onnx", obs_dim=45, act_dim=12, seed=99)
+    write_policy(tmp_path / "other.onnx", obs_dim=50, act_dim=12, seed=99)
     report = run_replay(ReplayConfig(log=log, model=tmp_path / "other.onnx", out=tmp_path / "r", sim=False))
     assert report["policy"]["rmse"] > 0.05
     assert "sim" not in report
@@ -80,7 +80,7 @@ def test_replay_against_a_server_matches_local(quad_log, tmp_path: Path, transpo
 def test_bad_inputs_fail_clearly_and_write_nothing(quad_log, tmp_path: Path, capsys) -> None:
     log, _ = quad_log
     write_policy(tmp_path / "small.onnx", obs_dim=6, act_dim=3)
-    with pytest.raises(ReplayError, match="observation size: .* has 45 values per step, model .* expects 6"):
+    with pytest.raises(ReplayError, match="observation size: .* has 50 values per step, model .* expects 6"):
         run_replay(ReplayConfig(log=log, model=tmp_path / "small.onnx", out=tmp_path / "r"))
     assert not (tmp_path / "r").exists()
     with LogWriter(tmp_path / "empty.mcap", log_pb2.LogInfo(source="sim")):
@@ -100,7 +100,7 @@ def test_worst_windows_finds_the_burst() -> None:
 
 
 def test_nominal_log_replays_with_no_gap(tmp_path: Path) -> None:
-    write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12, seed=3, gain=0.3)
+    write_policy(tmp_path / "p.onnx", obs_dim=50, act_dim=12, seed=3, gain=0.3)
     run_controller(QUAD_ENV, local_policy(tmp_path / "p.onnx"), max_steps=80, seed=2,
                    domain_randomization=False, log_path=tmp_path / "nominal.mcap", progress=False)
     log = read_log(tmp_path / "nominal.mcap")
@@ -116,7 +116,7 @@ def test_nominal_log_replays_with_no_gap(tmp_path: Path) -> None:
 
 def test_sysid_recovers_known_perturbed_dynamics(tmp_path: Path) -> None:
     truth = {"floor_friction": 0.36, "kp_scale": 0.8, "latency_steps": 1}
-    write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12, seed=11, gain=0.3)
+    write_policy(tmp_path / "p.onnx", obs_dim=50, act_dim=12, seed=11, gain=0.3)
     run_controller(QUAD_ENV, local_policy(tmp_path / "p.onnx"), episodes=3, max_steps=150, seed=4,
                    env_kwargs={"config": fixed_dynamics_config(truth)}, log_path=tmp_path / "perturbed.mcap",
                    progress=False)
@@ -147,7 +147,7 @@ def test_csv_and_npz_import_with_a_column_mapping(quad_log, tmp_path: Path) -> N
     log = read_log(log_path)
     arrays = LogArrays.from_log(log)
     q = np.array([s.joint_position for s in log.steps])
-    header = ["time"] + [f"obs_{i}" for i in range(45)] + [f"act_{i}" for i in range(12)] + [f"q_{i}" for i in range(12)]
+    header = ["time"] + [f"obs_{i}" for i in range(50)] + [f"act_{i}" for i in range(12)] + [f"q_{i}" for i in range(12)]
     rows = np.column_stack([arrays.timestamp_ns / 1e9, arrays.observation, arrays.action, q])
     csv_path = tmp_path / "robot.csv"
     csv_path.write_text(",".join(header) + "\n" + "\n".join(",".join(repr(float(v)) for v in r) for r in rows) + "\n")

@@ -18,7 +18,7 @@ QUAD = "sim2real/QuadrupedJoystick-v0"
 
 
 def test_local_controller_logs_what_it_did(tmp_path: Path) -> None:
-    write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12)
+    write_policy(tmp_path / "p.onnx", obs_dim=50, act_dim=12)
     run = run_controller(QUAD, local_policy(tmp_path / "p.onnx"), episodes=2, max_steps=40, seed=3,
                          log_path=tmp_path / "sim.mcap", progress=False)
     log = read_log(tmp_path / "sim.mcap")
@@ -27,7 +27,7 @@ def test_local_controller_logs_what_it_did(tmp_path: Path) -> None:
     assert sorted(log.episodes) == [0, 1]
     assert json.loads(log.episodes[1].dynamics_json) == run.dynamics[1]
     first = log.steps[0]
-    assert len(first.observation) == 45 and len(first.action) == 12 and len(first.joint_position) == 12
+    assert len(first.observation) == 50 and len(first.action) == 12 and len(first.joint_position) == 12
     assert len(first.base_orientation) == 4 and len(first.base_linear_velocity) == 3
     np.testing.assert_allclose(sum(s.reward for s in log.steps if s.episode == 0), run.returns[0], rtol=1e-5)
     # Joint targets follow the deployment law: offset + scale * action.
@@ -36,7 +36,7 @@ def test_local_controller_logs_what_it_did(tmp_path: Path) -> None:
 
 
 def test_remote_controller_matches_local(tmp_path: Path) -> None:
-    write_policy(tmp_path / "p.onnx", obs_dim=45, act_dim=12)
+    write_policy(tmp_path / "p.onnx", obs_dim=50, act_dim=12)
     local = run_controller(QUAD, local_policy(tmp_path / "p.onnx"), max_steps=30, seed=1,
                            log_path=tmp_path / "local.mcap", progress=False)
     with BackgroundServer(ServeConfig(model=tmp_path / "p.onnx", port=0, device="cpu")) as srv:

@@ -16,16 +16,22 @@ from sim2real.robots.registry import task_config
 ENV_ID = "sim2real/QuadrupedJoystick-v0"
 
 
+REV1 = "defaults_revision=1"
+"""The mechanism tests start from the task's first defaults (no clock, at rest, one command
+per episode) and add what they test."""
+
+
 def make(frequency_hz: float = 2.5, dr: bool = True, **config: object) -> QuadrupedJoystickEnv:
-    base = task_config(ENV_ID, [f"gait.frequency_hz={frequency_hz}"])
+    base = task_config(ENV_ID, [REV1, f"gait.frequency_hz={frequency_hz}", "gait.knee=-0.9"])
     return QuadrupedJoystickEnv(config=dataclasses.replace(base, **config), domain_randomization=dr)
 
 
 def test_without_a_gait_the_task_is_unchanged() -> None:
-    env = QuadrupedJoystickEnv()
-    assert env.observation_space.shape == (45,)
-    assert env.action_prior is None
-    assert not any(name.startswith("gait_clock") for name in env.observation_names)
+    for overrides, dim in (([REV1], 45), (["gait.frequency_hz=0"], 48)):  # 48: with the velocity estimate
+        env = QuadrupedJoystickEnv(config=task_config(ENV_ID, overrides))
+        assert env.observation_space.shape == (dim,)
+        assert env.action_prior is None
+        assert not any(name.startswith("gait_clock") for name in env.observation_names)
 
 
 def test_the_clock_is_the_last_two_entries_exact_and_advancing_at_the_frequency() -> None:
@@ -115,13 +121,8 @@ def test_gait_config_errors_name_the_field(override: str, message: str) -> None:
         task_config(ENV_ID, [override])
 
 
-def test_gait_defaults_are_off() -> None:
-    assert not QuadrupedJoystickConfig().gait.enabled
-    assert GaitConfig(frequency_hz=2.5).enabled
-
-
 STEERING = [  # docs/results.md (G2): the open-loop trot that follows a joystick
-    "gait.frequency_hz=4", "gait.knee=1", "gait.thigh=0", "gait.forward_gain=0.8", "gait.sideways_gain=2.2",
+    REV1, "gait.frequency_hz=4", "gait.knee=1", "gait.thigh=0", "gait.forward_gain=0.8", "gait.sideways_gain=2.2",
     "gait.sideways_phase=3.14159", "gait.turn_gain=-0.7", "action_scale=0.4", "abduction_action_scale=0.2",
 ]
 
@@ -171,6 +172,17 @@ def test_gait_deviation_is_the_distance_of_the_action_from_the_suggested_trot() 
     expected = -0.1 * float((action - suggested) @ (action - suggested))
     assert expected < -0.1 and info["reward_terms"]["gait_deviation"] == pytest.approx(expected)
     # Without a clock there is nothing to deviate from.
-    plain = QuadrupedJoystickEnv(config=task_config(ENV_ID, ["rewards.gait_deviation=-0.1"]))
+    plain = QuadrupedJoystickEnv(config=task_config(ENV_ID, ["gait.frequency_hz=0", "rewards.gait_deviation=-0.1"]))
     plain.reset(seed=0)
     assert plain.step(np.ones(12))[4]["reward_terms"]["gait_deviation"] == 0.0
+
+
+def test_the_task_trots_by_default_and_its_first_revision_did_not() -> None:
+    """Revision 2 of the defaults is the shipped recipe's task: the steering trot and its
+    action scales are the default; revision 1 had no clock. A bare GaitConfig is off."""
+    default, steering = task_config(ENV_ID), task_config(ENV_ID, STEERING)
+    assert default.defaults_revision == 2 and default.gait == steering.gait
+    assert (default.action_scale, default.abduction_action_scale) == (steering.action_scale, steering.abduction_action_scale)
+    assert QuadrupedJoystickConfig() == default
+    assert not task_config(ENV_ID, [REV1]).gait.enabled
+    assert not GaitConfig().enabled and GaitConfig(frequency_hz=2.5).enabled

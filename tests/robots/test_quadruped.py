@@ -12,11 +12,18 @@ from sim2real.robots.quadruped import constants as consts
 from sim2real.robots.quadruped.joystick import QuadrupedJoystickConfig, QuadrupedJoystickEnv
 from sim2real.robots.quadruped.randomize import QuadrupedRandomization
 from sim2real.robots.randomization import IntUniform, InvalidRangeError, Uniform
+from sim2real.robots.registry import task_config
+
+
+REV1 = "defaults_revision=1"
+"""These tests check each mechanism against the task's first defaults (at rest, one
+command per episode, no gait clock): robots/quadruped/joystick.py, REVISION_OVERRIDES."""
 
 
 def make(dr: bool = True, **randomization: object) -> QuadrupedJoystickEnv:
-    config = QuadrupedJoystickConfig(
-        randomization=dataclasses.replace(QuadrupedRandomization(), enabled=dr, **randomization)
+    config = dataclasses.replace(
+        task_config("sim2real/QuadrupedJoystick-v0", [REV1]),
+        randomization=dataclasses.replace(QuadrupedRandomization(), enabled=dr, **randomization),
     )
     return QuadrupedJoystickEnv(config=config)
 
@@ -220,7 +227,7 @@ def test_nonnegative_reward_lifts_a_negative_sum_to_zero_as_a_named_term() -> No
 
     # A large torque cost makes every step's sum negative while the robot holds its pose.
     overrides = ["rewards.torques=-1.0", "nonnegative_reward=true"]
-    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides),
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, *overrides]),
                                domain_randomization=False)
     env.reset(seed=0)
     for _ in range(20):
@@ -230,7 +237,7 @@ def test_nonnegative_reward_lifts_a_negative_sum_to_zero_as_a_named_term() -> No
         assert terms["nonnegative_clip"] > 0
         assert sum(terms.values()) == pytest.approx(reward, abs=1e-12)
     env.close()
-    plain = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides[:1]),
+    plain = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, *overrides[:1]]),
                                  domain_randomization=False)
     plain.reset(seed=0)
     _, reward, _, _, info = plain.step(np.zeros(12))
@@ -242,7 +249,7 @@ def test_pose_and_stand_still_terms_measure_the_distance_to_the_home_pose() -> N
     from sim2real.robots.registry import task_config
 
     overrides = ["rewards.pose=1.0", "rewards.stand_still=-1.0", "init_joint_noise=0.0"]
-    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides),
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, *overrides]),
                                domain_randomization=False)
     env.reset(seed=0, options={"command": (0.0, 0.0, 0.0)})
     _, _, _, _, info = env.step(np.zeros(12))
@@ -262,7 +269,7 @@ def test_pose_and_stand_still_terms_measure_the_distance_to_the_home_pose() -> N
 def test_observe_linear_velocity_appends_the_noisy_estimate() -> None:
     from sim2real.robots.registry import task_config
 
-    config = task_config("sim2real/QuadrupedJoystick-v0", ["observe_linear_velocity=true"])
+    config = task_config("sim2real/QuadrupedJoystick-v0", [REV1, *["observe_linear_velocity=true"]])
     env = QuadrupedJoystickEnv(config=config, domain_randomization=False)
     assert env.observation_space.shape == (48,)
     assert env.observation_names[-3:] == ("linvel_estimate/x", "linvel_estimate/y", "linvel_estimate/z")
@@ -278,8 +285,8 @@ def test_observe_linear_velocity_appends_the_noisy_estimate() -> None:
     error = obs[-3:] - noisy.local_linvel()
     assert np.all(np.abs(error) <= 0.1 + 1e-6) and np.any(np.abs(error) > 1e-4)
     noisy.close()
-    # Off (the default), the observation is the 45 entries the docstring lists.
-    assert QuadrupedJoystickEnv().observation_space.shape == (45,)
+    # Off (revision 1's default), the observation is the 45 entries the docstring lists.
+    assert make(dr=False).observation_space.shape == (45,)
 
 
 def test_command_components_are_zeroed_with_their_probabilities() -> None:
@@ -287,11 +294,11 @@ def test_command_components_are_zeroed_with_their_probabilities() -> None:
 
     overrides = ["commands.zero_probability=0", "commands.lin_vel_x_zero_probability=0.1",
                  "commands.lin_vel_y_zero_probability=0.75", "commands.yaw_rate_zero_probability=0.5"]
-    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides))
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, *overrides]))
     commands = np.array([env.reset(seed=seed)[1]["command"] for seed in range(400)])
     zero_share = (commands == 0.0).mean(axis=0)
     np.testing.assert_allclose(zero_share, [0.1, 0.75, 0.5], atol=0.07)
-    default = QuadrupedJoystickEnv()
+    default = make(dr=False)  # revision 1: only whole commands are zeroed
     commands = np.array([default.reset(seed=seed)[1]["command"] for seed in range(200)])
     assert ((commands == 0.0).all(axis=1).mean()) == pytest.approx(0.1, abs=0.05)
     assert ((commands == 0.0).sum(axis=1) == 1).sum() == 0  # no single component zeroed
@@ -303,7 +310,7 @@ def test_abduction_action_scale_narrows_only_the_abduction_joints() -> None:
     from sim2real.robots.registry import task_config
 
     overrides = ["action_scale=0.4", "abduction_action_scale=0.2"]
-    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", overrides),
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, *overrides]),
                                domain_randomization=False)
     env.reset(seed=0)
     env.step(np.ones(12))
@@ -319,7 +326,7 @@ def test_abduction_action_scale_narrows_only_the_abduction_joints() -> None:
 def test_init_base_velocity_starts_episodes_moving_within_the_range() -> None:
     from sim2real.robots.registry import task_config
 
-    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", ["init_base_velocity=0.5"]),
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, "init_base_velocity=0.5"]),
                                domain_randomization=False)
     velocities = []
     for seed in range(20):
@@ -328,7 +335,7 @@ def test_init_base_velocity_starts_episodes_moving_within_the_range() -> None:
     velocities = np.array(velocities)
     assert np.all(np.abs(velocities) <= 0.5) and np.abs(velocities).max() > 0.3
     env.close()
-    still = QuadrupedJoystickEnv(domain_randomization=False)
+    still = make(dr=False)  # revision 1: episodes start at rest
     still.reset(seed=0)
     np.testing.assert_array_equal(still.data.qvel[still._root_qvel : still._root_qvel + 6], 0.0)
     still.close()
@@ -369,7 +376,7 @@ def test_feet_air_time_pays_capped_swing_time_minus_the_target_at_touchdown() ->
 def test_a_foot_held_up_for_seconds_earns_no_more_than_the_cap() -> None:
     from sim2real.robots.registry import task_config
 
-    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", ["rewards.feet_air_time=1.0"]),
+    env = QuadrupedJoystickEnv(config=task_config("sim2real/QuadrupedJoystick-v0", [REV1, *["rewards.feet_air_time=1.0"]]),
                                domain_randomization=False)
     env.reset(seed=0, options={"command": (0.5, 0.0, 0.0)})
     for _ in range(10):  # settle: all four feet on the ground

@@ -197,8 +197,9 @@ def test_a_new_run_with_a_prior_starts_as_the_prior(tmp_path: Path) -> None:
 
 
 def test_asking_for_a_prior_the_env_does_not_have_is_a_clear_error(tmp_path: Path) -> None:
-    config = TrainConfig(env=ENV_ID, total_steps=10, out=tmp_path / "run", num_workers=0, action_prior=True)
-    with pytest.raises(ValueError, match="suggests no action with this config .*gait.frequency_hz=2.5"):
+    config = TrainConfig(env=ENV_ID, total_steps=10, out=tmp_path / "run", num_workers=0, action_prior=True,
+                         env_config=("gait.frequency_hz=0",))
+    with pytest.raises(ValueError, match=r"suggests no action with this config .*gait.frequency_hz > 0, its default 4"):
         prepare_trainer(config)
     with pytest.raises(ValueError, match="Pendulum-v1 suggests no action"):
         prepare_trainer(TrainConfig(env="Pendulum-v1", total_steps=10, out=tmp_path / "p", num_workers=0, action_prior=True))

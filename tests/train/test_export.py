@@ -98,7 +98,7 @@ def test_onnx_acts_as_the_trainers_deterministic_policy(quadruped_trainer: Train
     assert inp.name == "observation" and out.name == "action"
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert inp.type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic batch
-    assert inp.type.tensor_type.shape.dim[1].dim_value == 45
+    assert inp.type.tensor_type.shape.dim[1].dim_value == 50  # with the velocity estimate and gait clock
 
     # The comparison can see the normalizer: dropping it changes the actions a lot, and
     # the far batch lies beyond the clip.
@@ -184,14 +184,14 @@ def test_metadata_round_trips(quadruped_run: Path, tmp_path: Path) -> None:
     assert json.loads(meta["observation_names"]) == list(spec.observation_names)
     assert json.loads(meta["joint_names"]) == list(spec.joint_names)
     assert json.loads(meta["action_offset"]) == list(spec.default_pose)
-    assert json.loads(meta["action_scale"]) == [0.5] * 12
+    assert json.loads(meta["action_scale"]) == [0.2, 0.4, 0.4] * 4  # abduction, hip, knee
     assert json.loads(meta["kp"]) == [35.0] * 12 and json.loads(meta["kd"]) == [0.5] * 12
     assert json.loads(meta["control_rate_hz"]) == 50.0
     assert json.loads(meta["training_steps"]) == 400
     dr = json.loads(meta["domain_randomization"])
     assert dr["floor_friction"] == {"low": 0.4, "high": 1.0} and dr["enabled"] is True
     assert meta["sim2real_version"]
-    assert len(json.loads(meta["observation_mean"])) == 45
+    assert len(json.loads(meta["observation_mean"])) == 50
     # No pickle anywhere in the artifact: it is a plain ONNX protobuf.
     assert b"\x80\x04" not in path.read_bytes()[:2]
 
@@ -213,7 +213,9 @@ def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None
     )
     assert train.returncode == 0, train.stderr[-2000:]
     assert (run / "learning_curve.png").is_file()
-    assert json.loads((run / "config.json").read_text())["env_config"] == overrides
+    # The run records the revision of the env's defaults its overrides apply to (the quadruped's).
+    pinned = ["defaults_revision=2", *overrides] if env_id == "sim2real/QuadrupedJoystick-v0" else overrides
+    assert json.loads((run / "config.json").read_text())["env_config"] == pinned
     export = subprocess.run([sim2real, "export", str(run), "-o", str(onnx_path)],
                             capture_output=True, text=True, timeout=300)
     assert export.returncode == 0, export.stderr[-2000:]
@@ -228,12 +230,12 @@ def test_robot_train_export_eval_end_to_end(env_id: str, tmp_path: Path) -> None
     assert report["env_id"] == env_id
     assert report["episodes"] == (len(default_cases(env_id)) if judged else 1)
     assert ("task" in report) == judged
-    assert json.loads(read_metadata(onnx_path)["env_config"]) == overrides
+    assert json.loads(read_metadata(onnx_path)["env_config"]) == pinned
     # The overridden 40-step episode, not the default 400/1000 (shorter only if it fell).
     assert report["length_mean"] == 40 or (report["terminated"] >= 1 and report["length_mean"] < 40)
-    assert set(report["reward_terms"]) == set(
-        get_record(env_id).load_config_class()().rewards.__dataclass_fields__
-    )
+    config = get_record(env_id).load_config_class()()
+    clip = {"nonnegative_clip"} if getattr(config, "nonnegative_reward", False) else set()
+    assert set(report["reward_terms"]) == set(config.rewards.__dataclass_fields__) | clip
     if env_id == QUADRUPED:
         # Seeing the trained policy: eval --video and robots view --policy (ONNX and run
         # directory), on the task config the policy trained with (joystick commands).
