@@ -45,8 +45,9 @@ class ViewRollout:
     seconds: float = 5.0
     """Simulated seconds to render; on the joystick task, per command."""
     policy: str = "zero"
-    """zero: hold the default pose (a standing robot); random: uniform random actions; or
-    a trained policy: an .onnx file from `sim2real export` or a training run directory.
+    """zero: hold the default pose (a standing robot); random: uniform random actions;
+    prior: the env's suggested action alone (the quadruped's trot); or a trained policy:
+    an .onnx file from `sim2real export`, a training run directory or a checkpoint file.
     A trained policy runs on the task config it was trained with."""
     command: str | None = None
     """A task with a judge: the one case to pin (default: each of the judge's cases in

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,8 +61,9 @@ class EvalConfig:
     source: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR_OR_ONNX")]
     """A training run directory (its latest checkpoint), a checkpoint file of one (e.g.
     RUN_DIR/best.safetensors), a .onnx file from `sim2real export`, or a baseline to
-    compare with: `zero` (hold the default pose / zero action) or `random` (uniform random
-    actions); a baseline needs --env."""
+    compare with: `zero` (hold the default pose / zero action), `random` (uniform random
+    actions) or `prior` (the env's suggested action alone, e.g. the quadruped's trot);
+    a baseline needs --env."""
     env: str | None = None
     """Env id (default: the one the policy was trained on)."""
     env_config: tuple[str, ...] | None = None
@@ -99,7 +101,7 @@ class EvalConfig:
             raise ValueError(f"the {self.source} baseline needs --env (which env to run it in)")
 
 
-BASELINES = ("zero", "random")
+BASELINES = ("zero", "random", "prior")
 
 
 def export_main(argv: list[str], prog: str = "sim2real export") -> int:
@@ -123,36 +125,46 @@ def export_main(argv: list[str], prog: str = "sim2real export") -> int:
 
 class BaselinePolicy:
     """A reference to judge a trained policy against: the zero action (our robots hold
-    their default pose) or uniform random actions in [-1, 1]."""
+    their default pose), uniform random actions in [-1, 1], or the env's suggested action
+    alone (``prior``: the quadruped's trot, open loop; what `--action-prior` starts from)."""
 
-    def __init__(self, kind: str, env_id: str, seed: int) -> None:
+    def __init__(self, kind: str, env_id: str, seed: int, env_config: Sequence[str] = ()) -> None:
+        from sim2real.robots import registry
+
         self.kind, self.env_id = kind, env_id
-        self.env_config: tuple[str, ...] = ()
+        self.env_config: tuple[str, ...] = tuple(env_config)
         self.rng = np.random.default_rng(seed)
-        self.act_dim: int | None = None
+        kwargs = {"config": registry.task_config(env_id, env_config)} if env_config else {}
+        env = registry.make(env_id, **kwargs)
+        try:
+            self.act_dim = int(env.action_space.shape[0])
+            self.prior = getattr(env.unwrapped, "action_prior", None)
+        finally:
+            env.close()
+        if kind == "prior" and self.prior is None:
+            raise ValueError(f"the prior baseline needs an env that suggests an action; {env_id} with "
+                             f"env config {list(env_config)} suggests none")
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        if self.act_dim is None:
-            from sim2real.robots import registry
-
-            env = registry.make(self.env_id)
-            self.act_dim = int(env.action_space.shape[0])
-            env.close()
         shape = (obs.shape[0], self.act_dim)
         if self.kind == "zero":
             return np.zeros(shape, dtype=np.float32)
+        if self.kind == "prior":
+            return np.clip(self.prior(obs), -1.0, 1.0).astype(np.float32)
         return self.rng.uniform(-1.0, 1.0, shape).astype(np.float32)
 
 
-def policy_from_source(source: str | Path, env_id: str | None, seed: int) -> Any:
-    """A baseline name (zero, random: needs env_id), an .onnx file or a run directory ->
-    a policy with ``env_id`` and ``env_config`` attributes."""
+def policy_from_source(source: str | Path, env_id: str | None, seed: int,
+                       env_config: Sequence[str] = ()) -> Any:
+    """A baseline name (zero, random, prior: needs env_id, runs on ``env_config``), an
+    .onnx file, a run directory or a checkpoint file -> a policy with ``env_id`` and
+    ``env_config`` attributes."""
     from sim2real.train.export import OnnxPolicy, RunPolicy
 
     if str(source) in BASELINES:
         if env_id is None:
             raise ValueError(f"the {source} baseline needs an env id")
-        return BaselinePolicy(str(source), env_id, seed)
+        return BaselinePolicy(str(source), env_id, seed, env_config)
     path = Path(source)
     if path.suffix == ".onnx":
         return OnnxPolicy(path)
@@ -186,7 +198,7 @@ def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
     from sim2real.train.evaluate import evaluate
 
     try:
-        policy = policy_from_source(config.source, config.env, config.seed)
+        policy = policy_from_source(config.source, config.env, config.seed, config.env_config or ())
         env_id = config.env or policy.env_id
         # The task as trained (reward weights, episode length...) unless another env or
         # other overrides are asked for.

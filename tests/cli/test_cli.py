@@ -256,3 +256,16 @@ def test_export_refuses_an_output_folder_that_does_not_exist(
     assert "is a folder" in _one_line_error(capsys)
     assert main(["export", str(tiny_run), "-o", str(tmp_path / "ok.onnx")]) == 0
     assert (tmp_path / "ok.onnx").is_file()
+
+
+def test_the_prior_baseline_is_the_trot_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    """`sim2real eval prior`: the gait the env suggests, open loop (what --action-prior
+    starts from), judged like a policy: it walks where the zero action stands."""
+    rows = {}
+    for baseline in ("prior", "zero"):
+        assert main(["eval", baseline, "--env", "sim2real/QuadrupedJoystick-v0", "--commands", "f=0.5,0,0",
+                     "--episodes", "1", "--no-dr", "--env-config", "episode_steps=150", "--json"]) == 0
+        (rows[baseline],) = json.loads(capsys.readouterr().out)["task"]["commands"]
+    assert rows["prior"]["measured_vx"] > 0.2 and abs(rows["zero"]["measured_vx"]) < 0.05, rows
+    assert main(["eval", "prior", "--env", "sim2real/QuadrupedJoystick-v0", "--env-config", "gait.frequency_hz=0"]) == 2
+    assert "the prior baseline needs an env that suggests an action" in capsys.readouterr().err
