@@ -529,7 +529,8 @@ def _plot_tracking(axes: Any, steps: np.ndarray, task: list[dict[str, Any]],
         ax.plot(steps, values, lw=0.8, alpha=0.6, label=row["command"])
     turn = [num(t["turn_yaw_error"]) for t in task]
     ax.plot(steps, turn, marker="s", ls="--", color="tab:red", label="yaw-rate error, turn (rad/s)")
-    ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target")
+    ax.axhline(judge.TARGET_WALKING_PLANAR_ERROR, color="k", ls=":", lw=1, label="target, walking (m/s)")
+    ax.axhline(judge.TARGET_TURN_YAW_ERROR, color="tab:red", ls=":", lw=1, label="target, turn (rad/s)")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("tracking error (m/s; rad/s for the yaw-rate line)")
     ax.set_ylim(bottom=0)
