@@ -164,19 +164,22 @@ def pin_revision(env_id: str, overrides: Sequence[str]) -> tuple[str, ...]:
     """``overrides`` as a new run or export records them: with today's revision of the
     defaults first, unless they name one, so they keep their meaning when the defaults
     change."""
-    revision = current_revision(env_id)
-    if revision is None or any(item.partition("=")[0] == REVISION_KEY for item in overrides):
-        return tuple(overrides)
-    return (f"{REVISION_KEY}={revision}", *overrides)
+    return _with_revision(env_id, overrides, current_revision(env_id))
 
 
 def recorded_overrides(env_id: str, overrides: Sequence[str]) -> tuple[str, ...]:
     """The overrides a run directory or an exported policy recorded, as today's
     task_config reads them: a record without a revision was written before revisions
     existed, against revision 1's defaults."""
+    return _with_revision(env_id, overrides, 1)
+
+
+def _with_revision(env_id: str, overrides: Sequence[str], revision: int | None) -> tuple[str, ...]:
+    """``overrides`` led by ``defaults_revision=revision`` unless they name one or the env
+    has no revisions."""
     if current_revision(env_id) is None or any(item.partition("=")[0] == REVISION_KEY for item in overrides):
         return tuple(overrides)
-    return (f"{REVISION_KEY}=1", *overrides)
+    return (f"{REVISION_KEY}={revision}", *overrides)
 
 
 def _override(node: Any, path: list[str], text: str, key: str, env_id: str) -> Any:
