@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sim2real.robots.quadruped.gait import ActionPrior
+from sim2real.robots.action_prior import ActionPrior
 
 PRIOR_LIMIT = 0.99
 """The prior is clamped to +-this before the atanh: tanh reaches +-1 only at infinity."""
@@ -26,32 +26,48 @@ class PriorShift(nn.Module):
 
     swing_0: torch.Tensor
     swing_1: torch.Tensor
-    command: torch.Tensor
 
     def __init__(self, prior: ActionPrior) -> None:
         super().__init__()
         self.prior = prior
         self.clock_sin = prior.clock_sin
-        self.stand_below = float(prior.stand_below)
-        # Buffers, not parameters: the prior is fixed; they follow the module to a device.
-        self.register_buffer("swing_0", torch.tensor(prior.swing_0, dtype=torch.float32), persistent=False)
-        self.register_buffer("swing_1", torch.tensor(prior.swing_1, dtype=torch.float32), persistent=False)
-        self.register_buffer("command", torch.tensor(prior.command, dtype=torch.long), persistent=False)
         self.clock_cos = prior.clock_cos
+        self.stand_below = float(prior.stand_below)
+
+        def buffer(name: str, values: object, dtype: torch.dtype = torch.float32) -> None:
+            # Buffers, not parameters: the prior is fixed; they follow the module to a device.
+            self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
+
+        buffer("swing_0", prior.swing_0)
+        buffer("swing_1", prior.swing_1)
+        self.commanded = bool(prior.command)
+        if self.commanded:
+            buffer("command", prior.command, torch.long)
         self.steering = bool(prior.steer_sin)
         if self.steering:
-            self.register_buffer("steer_sin", torch.tensor(prior.steer_sin, dtype=torch.float32), persistent=False)
-            self.register_buffer("steer_cos", torch.tensor(prior.steer_cos, dtype=torch.float32), persistent=False)
+            buffer("steer_sin", prior.steer_sin)
+            buffer("steer_cos", prior.steer_cos)
+        self.has_swing_cos = bool(prior.swing_cos)
+        if self.has_swing_cos:
+            buffer("swing_cos", prior.swing_cos)
+        self.has_offset = bool(prior.offset)
+        if self.has_offset:
+            buffer("offset", prior.offset)
 
     def action(self, obs: torch.Tensor) -> torch.Tensor:
         """The prior's suggested action (what :class:`ActionPrior` computes in numpy)."""
         s = obs[..., self.clock_sin : self.clock_sin + 1]
-        command = obs.index_select(-1, self.command)
-        gate = (command.abs().sum(dim=-1, keepdim=True) / self.stand_below).clamp(max=1.0)
-        out = gate * (torch.relu(s) * self.swing_0 + torch.relu(-s) * self.swing_1)
-        if self.steering:
-            c = obs[..., self.clock_cos : self.clock_cos + 1]
-            out = out + (command * s) @ self.steer_sin + (command * c) @ self.steer_cos
+        c = obs[..., self.clock_cos : self.clock_cos + 1]
+        out = torch.relu(s) * self.swing_0 + torch.relu(-s) * self.swing_1
+        if self.commanded:
+            command = obs.index_select(-1, self.command)
+            out = (command.abs().sum(dim=-1, keepdim=True) / self.stand_below).clamp(max=1.0) * out
+            if self.steering:
+                out = out + (command * s) @ self.steer_sin + (command * c) @ self.steer_cos
+        if self.has_swing_cos:
+            out = out + c * self.swing_cos
+        if self.has_offset:
+            out = out + self.offset
         return out
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

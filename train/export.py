@@ -168,10 +168,10 @@ def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
                 robot=spec.robot,
                 domain_randomization=dataclasses.asdict(env.config.randomization),
             )
-            gait = getattr(env.config, "gait", None)
-            if gait is not None and gait.enabled:
+            clock_hz = gait_clock_hz(env.config)
+            if clock_hz:
                 # The controller feeds gait_clock/sin, cos of a phase advancing at this rate.
-                out["gait_clock_hz"] = gait.frequency_hz
+                out["gait_clock_hz"] = clock_hz
             if policy.meta.get("action_prior"):
                 out["action_prior"] = policy.meta["action_prior"]
         finally:
@@ -252,3 +252,12 @@ def verify_against_torch(policy: RunPolicy, onnx_path: Path, atol: float) -> flo
     if error > atol:
         raise RuntimeError(f"onnxruntime and torch disagree by {error:.3g} (> {atol:g}) on {onnx_path}")
     return error
+
+
+def gait_clock_hz(task_config: Any) -> float:
+    """The rate of the gait clock in a task's observation, Hz; 0 without one (the
+    quadruped's ``gait.frequency_hz``, the cube's ``gait_frequency_hz``)."""
+    gait = getattr(task_config, "gait", None)
+    if gait is not None:
+        return float(gait.frequency_hz)
+    return float(getattr(task_config, "gait_frequency_hz", 0.0))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sim2real.robots.quadruped.gait import ActionPrior
+from sim2real.robots.action_prior import ActionPrior
 from sim2real.train.action_prior import PriorShift
 from sim2real.train.networks import Actor
 from sim2real.train.normalizer import RunningNormalizer

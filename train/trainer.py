@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sim2real.robots.registry import pin_revision
 from sim2real.robots.vector import SubprocVectorEnv
-from sim2real.robots.quadruped.gait import ActionPrior
+from sim2real.robots.action_prior import ActionPrior
 from sim2real.train import hand_judge, judge
 from sim2real.train.best_policy import BEST, selection_key, selection_text
 from sim2real.train.action_prior import PriorShift
@@ -445,7 +445,10 @@ def env_action_prior(config: TrainConfig, obs_dim: int, act_dim: int) -> ActionP
     finally:
         env.close()
     if prior is None:
-        hint = " (the quadruped's needs gait.frequency_hz > 0, its default 4)" if config.env in registry.ENVS else ""
+        hint = {
+            "sim2real/QuadrupedJoystick-v0": " (it needs gait.frequency_hz > 0, its default 4)",
+            "sim2real/HandCubeRotate-v0": " (it needs a gait clock: --env-config gait_frequency_hz=0.5)",
+        }.get(config.env, "")
         raise ValueError(f"TrainConfig.action_prior: {config.env} suggests no action with this config{hint}")
     if len(prior.swing_0) != act_dim or max(prior.passthrough) >= obs_dim:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -10,8 +11,10 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from sim2real.robots.action_prior import ActionPrior
 from sim2real.robots.hand import constants as consts
 from sim2real.robots.hand.base import HandEnv
+from sim2real.robots.hand.cube_gait import cube_gait_prior
 from sim2real.robots.hand.randomize import (
     HandDynamics,
     HandRandomization,
@@ -91,6 +94,12 @@ class HandCubeRotateConfig:
     """Drop the cube at a uniformly random yaw about the world z axis."""
     cube_max_tilt: float = 0.1
     """Drop the cube tilted by U(0, a) rad about a random horizontal axis."""
+    gait_frequency_hz: float = 0.0
+    """A gait clock in the observation (sin, cos of a phase that starts at 0 at reset and
+    advances at this rate) and the finger gait it suggests, which `sim2real train
+    --action-prior` puts inside the policy (robots/hand/cube_gait.py: found by a
+    cross-entropy search at 0.5 Hz, open loop it turns the cube). 0: no clock (the task
+    as before)."""
     rewards: HandRewardWeights = HandRewardWeights()
     randomization: HandRandomization = HandRandomization()
 
@@ -105,6 +114,7 @@ class HandCubeRotateConfig:
             "cube_drop_height": 0 <= self.cube_drop_height <= 0.2,
             "cube_drop_xy_noise": 0 <= self.cube_drop_xy_noise <= 0.03,
             "cube_max_tilt": 0 <= self.cube_max_tilt <= np.pi,
+            "gait_frequency_hz": math.isfinite(self.gait_frequency_hz) and 0 <= self.gait_frequency_hz <= 10,
         }
         allowed = {
             "action_scale": "> 0",
@@ -116,6 +126,7 @@ class HandCubeRotateConfig:
             "cube_drop_height": "in [0, 0.2]",
             "cube_drop_xy_noise": "in [0, 0.03] (the cube must land on the palm)",
             "cube_max_tilt": "in [0, pi]",
+            "gait_frequency_hz": "in [0, 10] (0: no gait clock)",
         }
         for name, ok in checks.items():
             if not ok:
@@ -143,6 +154,7 @@ _PRIVILEGED_EXTRA_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     *((f"fingertip_pos/{tip}", _XYZ) for tip in consts.TIP_NAMES),
     ("fingertip_force", consts.TIP_NAMES),
 )
+_CLOCK_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (("gait_clock", ("sin", "cos")),)
 
 
 def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,6 +197,10 @@ class HandCubeRotateEnv(HandEnv):
     | 16-31 | previous action | [-1, 1] |
     | 32-34 | cube centre relative to the palm centre, palm frame (tracker) | m |
     | 35-38 | cube orientation quaternion (w, x, y, z), world frame, w >= 0 | unit |
+    | last 2 | with ``gait_frequency_hz`` > 0: gait clock sin, cos of the phase (no noise) | 1 |
+
+    With a gait clock (41 entries), :attr:`action_prior` is the finger gait it suggests
+    (robots/hand/cube_gait.py); the privileged observation ends with the clock too.
 
     ``info["privileged_obs"]`` (shape ``privileged_observation_space``) holds the same
     without noise (the cube pose always included), plus joint velocities and torques, cube
@@ -237,7 +253,8 @@ class HandCubeRotateEnv(HandEnv):
             noise_parts += [np.full(3, dr.cube_pos_noise), np.full(4, dr.cube_ori_noise)]
         self._noise_scale = dr.observation_noise_scale * np.concatenate(noise_parts)
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
-        actor_groups = _PROPRIO_GROUPS + (_CUBE_POSE_GROUPS if cfg.observe_cube_pose else ())
+        clock_groups = _CLOCK_GROUPS if cfg.gait_frequency_hz > 0 else ()
+        actor_groups = _PROPRIO_GROUPS + (_CUBE_POSE_GROUPS if cfg.observe_cube_pose else ()) + clock_groups
         self.observation_names = flatten_names(actor_groups)
         self.observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.observation_names),), dtype=np.float32
@@ -246,6 +263,7 @@ class HandCubeRotateEnv(HandEnv):
             flatten_names(_PROPRIO_GROUPS + _CUBE_POSE_GROUPS)
             + flatten_names(_PRIVILEGED_EXTRA_GROUPS)
             + HandDynamics.vector_names(n, self._n_links)
+            + flatten_names(clock_groups)
         )
         self.privileged_observation_space = spaces.Box(
             -np.inf, np.inf, (len(self.privileged_observation_names),), dtype=np.float32
@@ -269,6 +287,13 @@ class HandCubeRotateEnv(HandEnv):
         self._dynamics_vector = self._dynamics.as_vector()
         self._last_action = np.zeros(n)
         self._step_count = 0
+
+    @functools.cached_property
+    def action_prior(self) -> ActionPrior | None:
+        """The finger gait the clock suggests (robots/hand/cube_gait.json), as a function of
+        the observation; None without a clock. Read when asked for, so the gait search can
+        run the task's clock before there is a gait file."""
+        return cube_gait_prior(self.observation_names) if self.config.gait_frequency_hz > 0 else None
 
     def _nominal_dynamics(self) -> HandDynamics:
         friction = self._nominal.geom_friction
@@ -300,7 +325,7 @@ class HandCubeRotateEnv(HandEnv):
         cube_pos, cube_quat = self._sample_cube_drop(rng)
         self.set_home_state(offsets, cube_pos, cube_quat)
         self._last_action = np.zeros(n)
-        self._step_count = 0
+        self._step_count = 0  # also the gait clock: phase 0 at reset, as the gait was tuned
 
         obs, privileged = self._observe()
         info = {"dr": self._dynamics.as_info(), "privileged_obs": privileged}
@@ -365,6 +390,10 @@ class HandCubeRotateEnv(HandEnv):
         palm_pos = self.palm_pos()
         palm_rot = self.palm_rotation()
         tips_in_palm = (self.fingertip_positions() - palm_pos) @ palm_rot
+        clock = np.zeros(0)
+        if self.config.gait_frequency_hz > 0:
+            phase = 2 * math.pi * self.config.gait_frequency_hz * self._step_count * self.control_dt
+            clock = np.array([math.sin(phase), math.cos(phase)])  # the controller's own clock: exact
         privileged = np.concatenate(
             [
                 joint_pos,
@@ -378,6 +407,7 @@ class HandCubeRotateEnv(HandEnv):
                 tips_in_palm.ravel(),
                 self.fingertip_contact_forces(),
                 self._dynamics_vector,
+                clock,
             ]
         ).astype(np.float32)
 
@@ -394,6 +424,7 @@ class HandCubeRotateEnv(HandEnv):
         parts = [joint_pos, self._last_action]
         if self.config.observe_cube_pose:
             parts += [cube_pos, cube_quat]
+        parts.append(clock)
         return np.concatenate(parts).astype(np.float32), privileged
 
     # --- reward ----------------------------------------------------------------------

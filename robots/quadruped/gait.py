@@ -21,7 +21,10 @@ import math
 
 import numpy as np
 
+from sim2real.robots.action_prior import ActionPrior
 from sim2real.robots.quadruped import constants as consts
+
+__all__ = ["ActionPrior", "GaitConfig", "TROT_PAIR", "trot_prior"]
 
 TROT_PAIR = {"FR": 0, "RL": 0, "FL": 1, "RR": 1}
 """Diagonal pairs of the trot: pair 0 swings while sin(phase) > 0, pair 1 while < 0."""
@@ -74,88 +77,6 @@ class GaitConfig:
     @property
     def enabled(self) -> bool:
         return self.frequency_hz > 0
-
-
-@dataclasses.dataclass(frozen=True)
-class ActionPrior:
-    """The suggested action as a function of the observation:
-
-    ``prior = g * (lift_0 * swing_0 + lift_1 * swing_1) + sum_k c_k * (steer_sin[k] * sin
-    + steer_cos[k] * cos)``, with ``lift_0 = max(sin, 0)``, ``lift_1 = max(-sin, 0)`` of the
-    clock, ``g = min(1, (|vx| + |vy| + |yaw|) / stand_below)`` and ``c = (vx, vy, yaw)``
-    of the command: stepping, plus swings in proportion to the command (zero when told to
-    stand). Plain numbers, so it goes into a checkpoint as JSON.
-    """
-
-    clock_sin: int
-    """Observation index of gait_clock/sin."""
-    clock_cos: int
-    """Observation index of gait_clock/cos (not used by the trot; kept for the policy)."""
-    command: tuple[int, int, int]
-    """Observation indices of the command (vx, vy, yaw rate)."""
-    swing_0: tuple[float, ...]
-    """Per action: the action at the top of pair 0's swing (zero on pair 1's joints)."""
-    swing_1: tuple[float, ...]
-    """Per action: the action at the top of pair 1's swing."""
-    stand_below: float
-    steer_sin: tuple[tuple[float, ...], ...] = ()
-    """Per command component (vx, vy, yaw), per action: the gain on sin(phase); () = none."""
-    steer_cos: tuple[tuple[float, ...], ...] = ()
-    """The same on cos(phase)."""
-
-    def __post_init__(self) -> None:
-        if len(self.swing_0) != len(self.swing_1):
-            raise ValueError(
-                f"ActionPrior.swing_1 must have one entry per action like swing_0 ({len(self.swing_0)}), "
-                f"got {len(self.swing_1)}"
-            )
-        for name in ("steer_sin", "steer_cos"):
-            rows = getattr(self, name)
-            if rows and (len(rows) != 3 or any(len(row) != len(self.swing_0) for row in rows)):
-                raise ValueError(
-                    f"ActionPrior.{name} must be empty or 3 rows (vx, vy, yaw) of {len(self.swing_0)} gains"
-                )
-        if not self.stand_below > 0:
-            raise ValueError(f"ActionPrior.stand_below must be > 0, got {self.stand_below!r}")
-
-    @property
-    def passthrough(self) -> tuple[int, ...]:
-        """Observation entries the prior reads: a policy must see them unnormalized."""
-        return (self.clock_sin, self.clock_cos, *self.command)
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        """The suggested actions [..., act_dim] for observations [..., obs_dim] (numpy
-        reference of the policy's torch version)."""
-        obs = np.asarray(obs, dtype=np.float64)
-        s = obs[..., self.clock_sin, None]
-        speed = np.abs(obs[..., list(self.command)]).sum(axis=-1, keepdims=True)
-        gate = np.minimum(speed / self.stand_below, 1.0)
-        out = gate * (np.maximum(s, 0.0) * np.asarray(self.swing_0) + np.maximum(-s, 0.0) * np.asarray(self.swing_1))
-        if self.steer_sin:
-            command = obs[..., list(self.command)]
-            c = obs[..., self.clock_cos, None]
-            out = out + (command * s) @ np.asarray(self.steer_sin) + (command * c) @ np.asarray(self.steer_cos)
-        return out
-
-    def to_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ActionPrior:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - fields
-        if unknown:
-            raise ValueError(f"action prior: unknown keys {sorted(unknown)}; expected {sorted(fields)}")
-        return cls(
-            clock_sin=int(data["clock_sin"]),  # type: ignore[call-overload]
-            clock_cos=int(data["clock_cos"]),  # type: ignore[call-overload]
-            command=tuple(int(i) for i in data["command"]),  # type: ignore[attr-defined]
-            swing_0=tuple(float(x) for x in data["swing_0"]),  # type: ignore[attr-defined]
-            swing_1=tuple(float(x) for x in data["swing_1"]),  # type: ignore[attr-defined]
-            stand_below=float(data["stand_below"]),  # type: ignore[arg-type]
-            steer_sin=tuple(tuple(float(x) for x in row) for row in data.get("steer_sin", ())),  # type: ignore[attr-defined]
-            steer_cos=tuple(tuple(float(x) for x in row) for row in data.get("steer_cos", ())),  # type: ignore[attr-defined]
-        )
 
 
 def trot_prior(gait: GaitConfig, observation_names: tuple[str, ...]) -> ActionPrior:

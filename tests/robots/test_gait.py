@@ -155,7 +155,7 @@ def test_steering_vanishes_without_a_command_and_touches_only_its_joints() -> No
     obs = np.zeros(50)
     obs[-2], obs[-1] = 0.6, 0.8
     np.testing.assert_array_equal(prior(obs), np.zeros(12))
-    with pytest.raises(ValueError, match=r"steer_sin must be empty or 3 rows"):
+    with pytest.raises(ValueError, match=r"steer_sin must be empty or, with a command, 3 rows"):
         dataclasses.replace(prior, steer_sin=prior.steer_sin[:2])
 
 
