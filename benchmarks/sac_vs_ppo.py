@@ -32,7 +32,19 @@ Learners:
   (observations and rewards, gamma = the algorithm's, rl_zoo3/exp_manager.py); the judge
   sees the observation statistics frozen at the moment of judging, rewards unnormalized.
   PPO stops at exactly `--steps` env steps: a rollout that the last step completes is
-  still trained on, a partial one is dropped.
+  still trained on, a partial one is dropped. `--learners ppo-sb3`: the same PPO with
+  Stable-Baselines3's defaults instead, which are the PPO paper's MuJoCo settings (horizon
+  2048, Adam 3e-4, 10 epochs, minibatch 64, gamma 0.99, lambda 0.95, clip 0.2; 64-64 tanh
+  networks), with VecNormalize likewise (PPO_SB3_SETTINGS): the zoo's HalfCheetah entry
+  explores little (log std -2) and steps slowly (learning rate 2e-5), so a second, generic
+  preset guards the comparison against one tuning that does not fit this task.
+- `--reuse-runs RESULTS_JSON` adds the runs of an earlier invocation judged the same way
+  (steps, interval, episodes, task; checked) to this one's table, ratios and plot without
+  running them again, e.g. the SAC runs when adding a PPO preset:
+
+    python benchmarks/sac_vs_ppo.py --steps 100000 --seeds 3 --learners ppo-sb3 \\
+        --reuse-runs docs/results/sac_vs_ppo/results.json --out docs/results/sac_vs_ppo_sb3 \\
+        --work-dir runs/sac_vs_ppo_sb3
 
 Judge: every `--eval-interval` env steps (and at the end) each learner's deterministic
 policy is judged by the hand judge (train/hand_judge.py: the valve's hinge angle read from
@@ -73,9 +85,11 @@ from typing import Any
 import numpy as np
 
 ENV_ID = "sim2real/HandValveTurn-v0"
-ALGOS = ("sac", "ppo")
-LABELS = {"sac": "SAC (ours)", "ppo": "PPO (SB3, RL Zoo HalfCheetah-v4)"}
-COLORS = {"sac": "tab:blue", "ppo": "tab:orange"}
+ALGOS = ("sac", "ppo", "ppo-sb3")
+"""Learners: our SAC, and SB3's PPO with either preset of PPO_PRESETS (its key)."""
+LABELS = {"sac": "SAC (ours)", "ppo": "PPO (SB3, RL Zoo HalfCheetah-v4 tuned)",
+          "ppo-sb3": "PPO (SB3 defaults = the PPO paper's MuJoCo settings)"}
+COLORS = {"sac": "tab:blue", "ppo": "tab:orange", "ppo-sb3": "tab:red"}
 METRICS = {"worst": "worst_direction_turn_rate", "mean": "turn_rate"}
 """Headline name -> key of the judge's summary (hand_judge.TurnJudgeResult.summary)."""
 
@@ -116,6 +130,33 @@ PPO_SETTINGS: dict[str, Any] = {
     },
 }
 
+PPO_SB3_SOURCE = ("Stable-Baselines3 PPO defaults, which are the PPO paper's MuJoCo settings "
+                  "(Schulman et al. 2017, 'Proximal Policy Optimization Algorithms', Table 3: horizon "
+                  "2048, Adam 3e-4, 10 epochs, minibatch 64, gamma 0.99, GAE lambda 0.95; clip 0.2), "
+                  "SB3's default MlpPolicy (64-64 tanh, log std 0), with VecNormalize as RL Zoo's "
+                  "MuJoCo entries")
+PPO_SB3_SETTINGS: dict[str, Any] = {
+    "normalize": True,  # VecNormalize(norm_obs, norm_reward, gamma=gamma), as for PPO_SETTINGS
+    "n_envs": 1,
+    "policy": "MlpPolicy",
+    "batch_size": 64,
+    "n_steps": 2048,
+    "gamma": 0.99,
+    "learning_rate": 3e-4,
+    "ent_coef": 0.0,
+    "clip_range": 0.2,
+    "n_epochs": 10,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "vf_coef": 0.5,
+    "policy_kwargs": {},
+}
+PPO_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ppo": (PPO_SOURCE, PPO_SETTINGS),
+    "ppo-sb3": (PPO_SB3_SOURCE, PPO_SB3_SETTINGS),
+}
+"""Learner key -> (where the settings come from, the settings)."""
+
 CLAIM = ("Haarnoja et al. 2018, 'Soft Actor-Critic Algorithms and Applications' (arXiv "
          "1812.05905): on the real 3-finger hand's valve-rotation task SAC learned about 2x "
          "faster than PPO (in robot time, i.e. samples).")
@@ -145,7 +186,8 @@ def ppo_worker(run_dir: Path) -> None:
     if settings.pop("normalize"):
         venv = VecNormalize(venv, gamma=settings["gamma"])
     policy_kwargs = dict(settings.pop("policy_kwargs"))
-    policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
+    if "activation_fn" in policy_kwargs:
+        policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
     model = PPO(settings.pop("policy"), venv, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
                 verbose=0, **settings)
     started = time.perf_counter()
@@ -205,6 +247,9 @@ class Run:
     end: float = math.nan
     returncode: int | None = None
     evals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    reused_from: str | None = None
+    """A run of an earlier invocation (--reuse-runs): its results.json, not run again."""
+    reused_alongside: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -328,10 +373,13 @@ def run_all(runs: list[Run], parallel: int, steps: int) -> None:
 
 # --- results --------------------------------------------------------------------------------------
 def overlaps(run: Run, runs: list[Run]) -> list[dict[str, Any]]:
-    """The other runs that ran while ``run`` did, with the share of its wall clock."""
+    """The other runs that ran while ``run`` did, with the share of its wall clock (a reused
+    run: as its own invocation recorded it)."""
+    if run.reused_from is not None:
+        return run.reused_alongside
     out = []
     for other in runs:
-        if other is run or math.isnan(other.start):
+        if other is run or other.reused_from is not None or math.isnan(other.start):
             continue
         shared = min(run.end, other.end) - max(run.start, other.start)
         if shared > 0:
@@ -425,11 +473,39 @@ def plot(by_algo: dict[str, list[Run]], args: argparse.Namespace, command: str, 
     plt.close(fig)
 
 
+def reused_runs(path: Path, args: argparse.Namespace, learners: tuple[str, ...]) -> list[Run]:
+    """The runs of an earlier invocation's results.json whose learner this one does not run,
+    after checking that both judged the same way (steps, interval, episodes, task)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"--reuse-runs {path}: not a readable results.json of this benchmark ({err})") from None
+    mine = {"steps": args.steps, "eval_interval": args.eval_interval,
+            "episodes_per_direction": args.eval_episodes,
+            "domain_randomization": args.domain_randomization, "env_config": list(args.env_config)}
+    differ = {k: (earlier.get(k), v) for k, v in mine.items() if earlier.get(k) != v}
+    if differ:
+        raise SystemExit(f"--reuse-runs {path}: judged differently from this invocation: "
+                         + ", ".join(f"{k} {a!r} there, {b!r} here" for k, (a, b) in differ.items()))
+    runs = []
+    for row in earlier["runs"]:
+        if row["algo"] in learners or row["seed"] >= args.seeds:
+            continue
+        evals = [{"step": e["step"], "task": {METRICS["worst"]: e["worst"], METRICS["mean"]: e["mean"],
+                                              "directions": e.get("directions")}} for e in row["evals"]]
+        runs.append(Run(row["algo"], row["seed"], Path(row["run_dir"]), [], start=0.0, end=row["wall_s"],
+                        returncode=row["exit_code"], evals=evals, reused_from=str(path),
+                        reused_alongside=row.get("ran_alongside", [])))
+    if not runs:
+        raise SystemExit(f"--reuse-runs {path}: no runs of a learner other than {', '.join(learners)}")
+    return runs
+
+
 def report(runs: list[Run], args: argparse.Namespace, sac_tokens: list[str], sac_config: Any,
            command: str, machine: dict[str, Any]) -> dict[str, Any]:
     from sim2real.train.config import config_to_dict
 
-    by_algo = {algo: [r for r in runs if r.algo == algo] for algo in ALGOS}
+    by_algo = {algo: [r for r in runs if r.algo == algo] for algo in ALGOS if any(r.algo == algo for r in runs)}
     print(f"\n== SAC vs PPO on {ENV_ID}: {args.steps:,} env steps per run, {args.seeds} seeds each, "
           f"judged every {args.eval_interval:,} steps ({args.eval_episodes} episodes per direction) ==\n")
     print(f"paper: {CLAIM}\n")
@@ -447,13 +523,15 @@ def report(runs: list[Run], args: argparse.Namespace, sac_tokens: list[str], sac
         alongside = overlaps(run, runs)
         along_text = ", ".join(f"{o['run']} ({o['share']:.0%})" for o in alongside) or "nothing"
         reach_text = " / ".join("-" if reach[m] is None else f"{reach[m]:,}" for m in METRICS)
+        if run.reused_from is not None:
+            along_text += f"; reused from {run.reused_from}"
         print(f"| {run.name} | {run.returncode} | {done_steps:,} | {final['worst']:+.3f} / "
               f"{final['mean']:+.3f} | {best:+.3f} | {reach_text} | {hms(wall)} | "
               f"{done_steps / wall:.0f} | {along_text} |")
         run_rows.append({
             "algo": run.algo, "seed": run.seed, "exit_code": run.returncode, "env_steps": done_steps,
             "wall_s": wall, "env_steps_per_s": done_steps / wall, "run_dir": str(run.run_dir),
-            "ran_alongside": alongside, "steps_to_threshold": reach,
+            "ran_alongside": alongside, "reused_from": run.reused_from, "steps_to_threshold": reach,
             "final": final, "best_worst_direction": best,
             "evals": [{"step": r["step"], **summary_of(r),
                        "directions": (r.get("task") or {}).get("directions")} for r in run.evals],
@@ -479,21 +557,28 @@ def report(runs: list[Run], args: argparse.Namespace, sac_tokens: list[str], sac
               f"{s['final_std']['worst']:.3f}, mean {s['final_mean']['mean']:+.3f} +- "
               f"{s['final_std']['mean']:.3f} rad/s; median steps to {args.threshold:g} rad/s "
               f"(worst / mean): {med}; wall clock {hms(s['wall_s_mean'])} per run")
-    ratios = {}
-    for metric in METRICS:
-        value, text = ratio_text(summary["ppo"]["median_steps_to_threshold"][metric],
-                                 summary["sac"]["median_steps_to_threshold"][metric], args.steps)
-        ratios[metric] = {"value": value, "text": text}
-    measured = (f"PPO steps / SAC steps to first reach {args.threshold:g} rad/s (medians over "
-                f"{args.seeds} seeds): worse direction {ratios['worst']['text']}, mean of both "
-                f"{ratios['mean']['text']}; the paper reports about 2x.")
-    value = ratios["worst"]["value"]
-    if value is not None:
-        verdict = ("SAC needed fewer samples" if value > 1 else "SAC did not need fewer samples")
-        measured += f" Here (worse direction): {verdict}, by {value:.2f}x vs the paper's ~2x."
+    ratios: dict[str, dict[str, Any]] = {}
+    texts = []
+    for ppo in [a for a in by_algo if a in PPO_PRESETS]:
+        if "sac" not in summary:
+            break
+        ratios[ppo] = {}
+        for metric in METRICS:
+            value, text = ratio_text(summary[ppo]["median_steps_to_threshold"][metric],
+                                     summary["sac"]["median_steps_to_threshold"][metric], args.steps)
+            ratios[ppo][metric] = {"value": value, "text": text}
+        text = (f"{LABELS[ppo]} steps / SAC steps to first reach {args.threshold:g} rad/s (medians over "
+                f"{args.seeds} seeds): worse direction {ratios[ppo]['worst']['text']}, mean of both "
+                f"{ratios[ppo]['mean']['text']}")
+        value = ratios[ppo]["worst"]["value"]
+        if value is not None:
+            verdict = "SAC needed fewer samples" if value > 1 else "SAC did not need fewer samples"
+            text += f" (worse direction: {verdict}, by {value:.2f}x)"
+        texts.append(text)
+    measured = "; ".join(texts) + "; the paper reports about 2x." if texts else "no SAC and PPO pair to compare"
     print(f"\nmeasured: {measured}")
-    print(f"wall clock per run, SAC / PPO: {hms(summary['sac']['wall_s_mean'])} / "
-          f"{hms(summary['ppo']['wall_s_mean'])} (each run on one core; overlaps above)")
+    print("wall clock per run: " + ", ".join(f"{LABELS[a]} {hms(summary[a]['wall_s_mean'])}" for a in by_algo)
+          + " (each run on one core; overlaps above)")
     return {
         "command": command,
         "env_id": ENV_ID,
@@ -507,11 +592,13 @@ def report(runs: list[Run], args: argparse.Namespace, sac_tokens: list[str], sac
         "paper_claim": CLAIM,
         "measured": measured,
         "ratio_ppo_over_sac_steps": ratios,
+        "learners": list(by_algo),
         "sac": {"args": shlex.join(sac_tokens),
                 "run_defaults": shlex.join(SAC_RUN_DEFAULTS),
                 "config_seed0": config_to_dict(sac_config)},
-        "ppo": {"source": PPO_SOURCE, "settings": PPO_SETTINGS,
-                "vec_normalize": "obs and reward, gamma = ppo gamma; obs statistics frozen for the judge"},
+        "ppo": {key: {"source": PPO_PRESETS[key][0], "settings": PPO_PRESETS[key][1],
+                      "vec_normalize": "obs and reward, gamma = ppo gamma; obs statistics frozen for the judge"}
+                for key in by_algo if key in PPO_PRESETS},
         "summary": summary,
         "runs": run_rows,
     }
@@ -528,6 +615,12 @@ def main() -> None:
                         help=f"`sim2real train` options of our SAC (default: {DEFAULT_SAC_ARGS!r}); "
                              f"their --env-config and --[no-]domain-randomization apply to PPO too; "
                              f"a single flag needs '=': --sac-args=--sac.asymmetric")
+    parser.add_argument("--learners", default="sac,ppo",
+                        help=f"which to run, comma-separated from {', '.join(ALGOS)} (ppo: RL Zoo's tuned "
+                             f"HalfCheetah-v4 settings; ppo-sb3: SB3's defaults)")
+    parser.add_argument("--reuse-runs", type=Path, default=None,
+                        help="results.json of an earlier invocation judged the same way: its runs of "
+                             "learners not in --learners join this one's table and plot (not rerun)")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one core each)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/sac_vs_ppo"),
                         help="where sac_vs_ppo.png and results.json go")
@@ -549,8 +642,14 @@ def main() -> None:
 
     import sim2real.robots  # noqa: F401  (registers the env ids)
 
+    learners = tuple(name.strip() for name in args.learners.split(",") if name.strip())
+    unknown = [name for name in learners if name not in ALGOS]
+    if unknown or not learners:
+        parser.error(f"--learners: expected names from {', '.join(ALGOS)}, got {args.learners!r}")
     sac_tokens, sac_config = parse_sac_args(args.sac_args)
     args.domain_randomization = sac_config.domain_randomization
+    args.env_config = list(sac_config.env_config)
+    earlier = reused_runs(args.reuse_runs, args, learners) if args.reuse_runs else []
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="sac_vs_ppo_"))
     if work.exists() and any(work.iterdir()):
         parser.error(f"--work-dir {work} is not empty (a run appends to its metrics): pick a new one")
@@ -559,7 +658,7 @@ def main() -> None:
 
     runs: list[Run] = []
     for seed in range(args.seeds):
-        for algo in ALGOS:  # SAC and PPO of a seed start together
+        for algo in learners:  # SAC and PPO of a seed start together
             run_dir = work / f"{algo}_seed{seed}"
             if algo == "sac":
                 argv = [sys.executable, "-m", "sim2real.cli", "train",
@@ -581,23 +680,28 @@ def main() -> None:
           f"{', '.join(f'{v:.2f}' for v in machine['load_average_before'])} (1/5/15 min)")
     print(f"running {args.parallel} at a time, each a subprocess with torch threads 1")
     print(f"SAC: sim2real train {shlex.join(sac_argv(sac_tokens, 0, args.steps, args.eval_interval, args.eval_episodes, work / 'sac_seed0'))}")
-    print(f"PPO: {PPO_SOURCE}:\n     {json.dumps(PPO_SETTINGS)}")
+    for key in (k for k in learners if k in PPO_PRESETS):
+        print(f"{LABELS[key]}: {PPO_PRESETS[key][0]}:\n     {json.dumps(PPO_PRESETS[key][1])}")
+    for run in earlier:
+        print(f"[{run.name}] reused from {run.reused_from} (not run again)")
     print(f"run directories: {work}\n", flush=True)
     for run in runs:
-        if run.algo == "ppo":
+        if run.algo in PPO_PRESETS:
             run.run_dir.mkdir(parents=True)
             spec = {"env_id": ENV_ID, "seed": run.seed, "steps": args.steps,
                     "eval_interval": args.eval_interval, "episodes_per_direction": args.eval_episodes,
                     "domain_randomization": args.domain_randomization,
-                    "env_config": list(sac_config.env_config), "ppo": PPO_SETTINGS}
+                    "env_config": list(sac_config.env_config), "ppo": PPO_PRESETS[run.algo][1]}
             (run.run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
 
     run_all(runs, args.parallel, args.steps)
     machine["load_average_after"] = list(os.getloadavg())
 
+    runs = sorted(earlier + runs, key=lambda r: (ALGOS.index(r.algo), r.seed))
     results = report(runs, args, sac_tokens, sac_config, command, machine)
     png = args.out / "sac_vs_ppo.png"
-    plot({algo: [r for r in runs if r.algo == algo] for algo in ALGOS}, args, command, png)
+    plot({algo: [r for r in runs if r.algo == algo] for algo in ALGOS if any(r.algo == algo for r in runs)},
+         args, command, png)
     (args.out / "results.json").write_text(json.dumps(_nan_to_none(results), indent=2, allow_nan=False) + "\n")
     print(f"load average after {', '.join(f'{v:.2f}' for v in machine['load_average_after'])}")
     print(f"wrote {png} and {args.out / 'results.json'}")
