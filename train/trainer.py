@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim2real.robots.action_prior import ActionPrior
 from sim2real.robots.registry import pin_revision
 from sim2real.robots.vector import SubprocVectorEnv
-from sim2real.robots.action_prior import ActionPrior
 from sim2real.train import hand_judge, judge
-from sim2real.train.best_policy import BEST, selection_key, selection_text
 from sim2real.train.action_prior import PriorShift
+from sim2real.train.best_policy import BEST, selection_key, selection_text
 from sim2real.train.checkpoint import (
     CheckpointError,
     flatten_optimizer,

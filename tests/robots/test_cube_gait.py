@@ -14,7 +14,8 @@ import torch
 from sim2real.robots.action_prior import ActionPrior
 from sim2real.robots.hand.cube_gait import GAIT_FILE, CubeGait, tuned_gait
 from sim2real.robots.hand.cube_rotate import HandCubeRotateConfig, HandCubeRotateEnv
-from sim2real.robots.hand.gait_search import GaitSearchConfig, main as search_main, search_gait
+from sim2real.robots.hand.gait_search import GaitSearchConfig, search_gait
+from sim2real.robots.hand.gait_search import main as search_main
 from sim2real.train.action_prior import PriorShift
 from sim2real.train.hand_judge import CUBE_ENV_ID, judge_turning
 
