@@ -54,6 +54,10 @@ class ViewRollout:
     turn, --seconds each). Joystick task: [NAME=]VX,VY,YAW (m/s, m/s, rad/s), e.g.
     forward=0.5,0,0; write --command=-0.5,0,0 or name it (back=-0.5,0,0) when it starts
     with a minus sign. Hand valve: ccw or cw."""
+    env_config: tuple[str, ...] | None = None
+    """Task config overrides KEY=VALUE (default: a trained policy's own; for a baseline,
+    the default task), e.g. gait_frequency_hz=0.5 to see the cube task's finger gait
+    with --policy prior."""
     frames: int = 8
     """Frames in a .png strip (evenly spaced over the rollout, 4 per row)."""
     seed: int = 0
@@ -254,7 +258,7 @@ def view(command: ViewRollout) -> int:
     from sim2real.train.video import policy_frames, write_frame_strip, write_video
 
     try:
-        policy, env_config = load_policy(command.policy, command.env_id, command.seed)
+        policy, env_config = load_policy(command.policy, command.env_id, command.seed, command.env_config)
         commands = None
         if command.command is not None:
             if not judge.has_judge(command.env_id):

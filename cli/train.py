@@ -176,18 +176,19 @@ def policy_from_source(source: str | Path, env_id: str | None, seed: int,
     return RunPolicy(path)
 
 
-def load_policy(source: str, env_id: str, seed: int) -> tuple[Any, tuple[str, ...]]:
-    """The policy to render in ``env_id`` and the task config to run it on (a trained
-    policy's own; a baseline's is the default task)."""
+def load_policy(source: str, env_id: str, seed: int,
+                env_config: Sequence[str] | None = None) -> tuple[Any, tuple[str, ...]]:
+    """The policy to render in ``env_id`` and the task config to run it on: ``env_config``
+    when given, else a trained policy's own (a baseline's: the default task)."""
     from sim2real.train.checkpoint import CheckpointError
 
     try:
-        policy = policy_from_source(source, env_id, seed)
+        policy = policy_from_source(source, env_id, seed, tuple(env_config or ()))
     except CheckpointError as err:
         raise ValueError(str(err)) from err
     if policy.env_id != env_id:
         raise ValueError(f"policy {source} was trained on {policy.env_id}, not {env_id}")
-    return policy, tuple(policy.env_config)
+    return policy, tuple(policy.env_config if env_config is None else env_config)
 
 
 def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:

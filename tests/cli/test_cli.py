@@ -80,6 +80,20 @@ def test_view_renders_a_real_clip(tmp_path: Path, env_id: str) -> None:
     assert not list(tmp_path.glob(".*partial*")), "temporary file left behind"
 
 
+def test_view_runs_the_prior_on_the_task_config_asked_for(tmp_path: Path) -> None:
+    """The cube's finger gait exists only with its clock (--env-config); without it the
+    prior baseline is refused with the reason."""
+    out = tmp_path / "gait.png"
+    result = run("robots", "view", "sim2real/HandCubeRotate-v0", "--policy", "prior", "--env-config",
+                 "gait_frequency_hz=0.5", "--out", str(out), "--seconds", "0.3", "--frames", "2",
+                 "--width", "96", "--height", "64")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0
+    result = run("robots", "view", "sim2real/HandCubeRotate-v0", "--policy", "prior",
+                 "--out", str(out), "--seconds", "0.3")
+    assert result.returncode == 2 and "suggests none" in result.stderr
+
+
 def test_view_rejects_bad_options(tmp_path: Path) -> None:
     result = run("robots", "view", "sim2real/QuadrupedJoystick-v0", "--seconds", "-1")
     assert result.returncode != 0
