@@ -248,3 +248,40 @@ def test_a_bounded_residual_run_exports_what_it_trained(tmp_path: Path) -> None:
         export_onnx(trainer.run_dir, tmp_path / "p.onnx")
         np.testing.assert_allclose(OnnxPolicy(tmp_path / "p.onnx")(obs), expected, atol=1e-5)
         np.testing.assert_allclose(RunPolicy(trainer.run_dir)(obs), expected, atol=1e-6)
+
+
+def test_the_cube_gait_trains_inside_the_policy_and_the_export_carries_it(tmp_path: Path) -> None:
+    """The free cube's finger gait (a prior without a command, with an offset and a cosine
+    swing) through the same path: a short run with a bounded residual, its reload and
+    its ONNX export compute the same actions, which lean on the gait."""
+    from sim2real.robots.hand.cube_rotate import HandCubeRotateConfig, HandCubeRotateEnv
+
+    run = tmp_path / "cube"
+    trainer = prepare_trainer(TrainConfig(
+        env="sim2real/HandCubeRotate-v0", total_steps=200, seed=0, out=run, learning_starts=100,
+        num_envs=2, num_workers=0, eval_interval=0, eval_episodes=1, checkpoint_interval=200,
+        sac=SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64, residual_scale=0.5),
+        action_prior=True, env_config=("gait_frequency_hz=0.5",),
+    ))
+    try:
+        trainer.open_run()
+        trainer.run_loop()
+    finally:
+        trainer.close()
+    env = HandCubeRotateEnv(config=HandCubeRotateConfig(gait_frequency_hz=0.5))
+    prior = env.action_prior
+    assert prior is not None and prior.offset and prior.swing_cos
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0, 0.3, (50, 41)).astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, 50)
+    obs[:, -2], obs[:, -1] = np.sin(phase), np.cos(phase)
+    torch_actions = RunPolicy(run)(obs)
+    onnx_path = tmp_path / "cube.onnx"
+    export_onnx(run, onnx_path)
+    np.testing.assert_allclose(OnnxPolicy(onnx_path)(obs), torch_actions, atol=1e-5)
+    assert float(read_metadata(onnx_path)["gait_clock_hz"]) == 0.5
+    # A residual bounded by 0.5 around the gait: every action within 0.5 of it (clipped).
+    assert np.abs(torch_actions - np.clip(prior(obs), -1, 1)).max() <= 0.5 + 1e-5
+    with pytest.raises(ValueError, match=r"gait_frequency_hz=0.5"):
+        prepare_trainer(TrainConfig(env="sim2real/HandCubeRotate-v0", total_steps=10, out=tmp_path / "x",
+                                    action_prior=True, num_workers=0))
