@@ -32,6 +32,7 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "sim2real/robots/quadruped/xmls/scene_flat.xml" in names
     assert "sim2real/robots/hand/xmls/scene.xml" in names
+    assert "sim2real/robots/hand/cube_gait.json" in names  # the cube task's gait prior reads it
     assert {"sim2real/v1/policy_pb2.py", "sim2real/v1/policy_pb2_grpc.py", "sim2real/v1/policy.proto"} <= set(names)
     assert "sim2real/serve/server.py" in names
     assert {"sim2real/replay/report.py", "sim2real/logformat/mcap_log.py", "sim2real/cli/main.py"} <= set(names)
