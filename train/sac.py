@@ -104,6 +104,19 @@ class SAC:
         self.target_entropy = (
             float(-act_dim) if config.target_entropy is None else config.target_entropy
         )
+        if config.residual_scale:
+            # A residual bounded to +-s spreads over a box of width 2s per action: no policy
+            # has more entropy than act_dim * log(2s). Above that the temperature would grow
+            # without bound and drown the reward (seen: alpha 6.7e5 at s = 0.2, target -8).
+            ceiling = act_dim * math.log(2.0 * config.residual_scale)
+            if self.target_entropy >= ceiling:
+                raise ValueError(
+                    f"SACConfig.target_entropy {self.target_entropy:g} cannot be reached with "
+                    f"residual_scale {config.residual_scale:g}: a residual in +-{config.residual_scale:g} "
+                    f"over {act_dim} actions has at most {ceiling:.2f} nats; set --sac.target-entropy "
+                    f"below that, e.g. {self.target_entropy + act_dim * math.log(config.residual_scale):.1f} "
+                    f"(the same target relative to the residual's range)"
+                )
         # fused Adam: one kernel per step instead of a handful per parameter tensor.
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
         self.critic_optimizer = torch.optim.Adam(

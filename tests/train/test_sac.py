@@ -189,6 +189,23 @@ def test_actor_warmup_updates_the_critics_alone_first() -> None:
         SAC(SACConfig(actor_hidden=(8,), critic_hidden=(8,), residual_scale=0.3), obs_dim=3, act_dim=1)
 
 
+def test_an_entropy_target_a_bounded_residual_cannot_reach_is_refused() -> None:
+    """A residual in +-0.2 over 16 actions has at most 16 log 0.4 = -14.66 nats: a target of
+    -8 would let the temperature grow without bound (a cube run reached alpha 6.7e5)."""
+    from torch import nn
+
+    class Zero(nn.Module):
+        def action(self, obs: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(obs.shape[0], 16)
+
+    small = dict(actor_hidden=(8,), critic_hidden=(8,), residual_scale=0.2)
+    with pytest.raises(ValueError, match=r"target_entropy -8 cannot be reached with residual_scale 0.2: .* "
+                                         r"at most -14.66 nats; .* e.g. -33.8"):
+        SAC(SACConfig(**small, target_entropy=-8.0), obs_dim=3, act_dim=16, actor_prior=Zero())
+    agent = SAC(SACConfig(**small, target_entropy=-33.75), obs_dim=3, act_dim=16, actor_prior=Zero())
+    assert agent.target_entropy == -33.75
+
+
 def test_update_reduces_critic_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     sac = SAC(SACConfig(actor_hidden=(32,), critic_hidden=(32,), batch_size=32), obs_dim=3, act_dim=1)
