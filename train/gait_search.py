@@ -1,6 +1,6 @@
 """Search for an open-loop finger gait that turns the free cube: the cross-entropy method.
 
-    python -m sim2real.robots.hand.gait_search --out robots/hand/cube_gait.json
+    python -m sim2real.train.gait_search --out robots/hand/cube_gait.json
 
 Each candidate is a :class:`~sim2real.robots.hand.cube_gait.CubeGait` (64 numbers: offset,
 two half-period swings and a cosine swing per actuator) played open loop through the
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as err:
         parser.error(str(err))
     result = search_gait(config, log=lambda line: print(line, flush=True))
-    result["command"] = "python -m sim2real.robots.hand.gait_search " + shlex.join(
+    result["command"] = "python -m sim2real.train.gait_search " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")

@@ -5,7 +5,7 @@ Why: SAC on the free cube (`HandCubeRotate-v0`) learned no rotation in 86k-300k 
 about 50k. The quadruped taught the same lesson: a policy that starts from a periodic gait
 only has to learn how to adjust it, not to discover it ("Policies Modulating Trajectory
 Generators", Iscen et al. 2018). A cross-entropy search over open-loop periodic gaits
-(robots/hand/gait_search.py) finds finger gaits that turn the cube counter-clockwise
+(train/gait_search.py) finds finger gaits that turn the cube counter-clockwise
 without dropping it; the env's ``gait_frequency_hz`` puts the clock in the observation
 and this gait is then :attr:`HandCubeRotateEnv.action_prior`.
 

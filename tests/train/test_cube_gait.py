@@ -1,5 +1,5 @@
 """The cube task's gait clock, the finger gait it suggests and the search that found it
-(robots/hand/cube_gait.py, robots/hand/gait_search.py, robots/action_prior.py)."""
+(robots/hand/cube_gait.py, train/gait_search.py, robots/action_prior.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import torch
 from sim2real.robots.action_prior import ActionPrior
 from sim2real.robots.hand.cube_gait import GAIT_FILE, CubeGait, tuned_gait
 from sim2real.robots.hand.cube_rotate import HandCubeRotateConfig, HandCubeRotateEnv
-from sim2real.robots.hand.gait_search import GaitSearchConfig, search_gait
-from sim2real.robots.hand.gait_search import main as search_main
 from sim2real.train.action_prior import PriorShift
+from sim2real.train.gait_search import GaitSearchConfig, search_gait
+from sim2real.train.gait_search import main as search_main
 from sim2real.train.hand_judge import CUBE_ENV_ID, judge_turning
 
 
@@ -106,7 +106,7 @@ def test_the_shipped_gait_turns_the_cube_open_loop_and_holding_still_does_not() 
     """The file the env reads holds the search's command and score, and the gait does
     what the search said, on episodes the search never saw (DR on)."""
     record = json.loads(GAIT_FILE.read_text())
-    assert record["command"].startswith("python -m sim2real.robots.hand.gait_search")
+    assert record["command"].startswith("python -m sim2real.train.gait_search")
     assert record["check"]["turn_rate"] > 0.15
     env = make(tuned_gait().frequency_hz)
     prior = env.action_prior
