@@ -18,8 +18,12 @@ Servers, each its own process, each listening on TCP 127.0.0.1 and on a Unix dom
 - ours: `sim2real serve --port 0 --uds PATH` on a quadruped-sized SAC actor (45 -> 256 ->
   256 -> 12, random weights: latency does not depend on the values);
 - ours-fast: the same server with its C++ front end (`--fast-path build/fastpath/sim2real_fastpath
-  --fast-port 0 --fast-uds PATH`, serve/fastpath/), measured on the front end's listeners:
-  gRPC C++ carries the messages, the same Python request path and model answer them;
+  --fast-port 0 --fast-uds PATH --fast-inference cpp`, serve/fastpath/), measured on the front
+  end's listeners: gRPC C++ carries the messages and the front end runs the policy itself
+  (onnxruntime's C API, the model the Python server validated and handed over); the Python
+  process only gets the steps' reports for its metrics, in batches;
+- ours-fast-py: the same with `--fast-inference python`: gRPC C++ carries the messages, the
+  Python request path and model answer every one (the fast path before the policy moved);
 - naive: a plain thread-pool unary gRPC server running the torch actor per request (what one
   writes in an afternoon), Python rows only.
 
@@ -254,14 +258,15 @@ def launch(kind: str, onnx_path: Path, weights: Path, sockets: Path, cpp: CppBui
         proc, port, _ = spawn_server(["--model", str(onnx_path), "--port", "0", "--uds", str(uds), "--device", "cpu",
                                       "--poll-interval", "0", "--log-level", "warning"])
         return Server(kind, proc, f"127.0.0.1:{port}", f"unix:{uds}")
-    if kind == "ours-fast":
+    if kind in ("ours-fast", "ours-fast-py"):
         from sim2real.serve.process import spawn_server
 
         assert cpp is not None
-        fast_uds = sockets / "fast.sock"
+        fast_uds = sockets / f"{kind}.fast.sock"
         proc, _, lines = spawn_server([
             "--model", str(onnx_path), "--port", "0", "--device", "cpu", "--poll-interval", "0",
             "--log-level", "warning", "--fast-path", str(cpp.fastpath), "--fast-port", "0", "--fast-uds", str(fast_uds),
+            "--fast-inference", "cpp" if kind == "ours-fast" else "python",
         ])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -270,7 +275,7 @@ def launch(kind: str, onnx_path: Path, weights: Path, sockets: Path, cpp: CppBui
                 return Server(kind, proc, f"127.0.0.1:{found[0].group(1)}", f"unix:{fast_uds}")
             time.sleep(0.01)
         proc.kill()
-        raise RuntimeError("ours-fast: no fast path line in the server's output:\n" + "\n".join(lines))
+        raise RuntimeError(f"{kind}: no fast path line in the server's output:\n" + "\n".join(lines))
     if kind == "echo-cpp":
         assert cpp is not None
         cmd = [str(cpp.echo_server), "--address", "127.0.0.1:0", "--address", f"unix:{uds}",
@@ -567,7 +572,8 @@ def summarize_profile(path: Path) -> dict[str, Any]:
 
 
 # --- main ------------------------------------------------------------------------------------
-SERVERS = ("echo-cpp", "echo-py", "ours", "ours-fast", "naive")
+SERVERS = ("echo-cpp", "echo-py", "ours", "ours-fast", "ours-fast-py", "naive")
+FAST = ("ours-fast", "ours-fast-py")
 FAST_LINE = re.compile(r"fast path .* on grpcs?://[\d.]+:(\d+)")
 
 
@@ -613,7 +619,7 @@ def main() -> None:
         wanted = set(args.servers)
         if cpp is None:
             wanted.discard("echo-cpp")
-            wanted.discard("ours-fast")
+            wanted.difference_update(FAST)
         if "python" not in args.client:
             wanted.discard("naive")
         servers: dict[str, Server] = {}
@@ -625,13 +631,13 @@ def main() -> None:
                 for transport in args.transport:
                     for clients in args.clients:
                         for rate in rates:
-                            for kind in ("echo-cpp", "echo-py", "ours", "ours-fast"):
+                            for kind in ("echo-cpp", "echo-py", "ours", *FAST):
                                 if kind not in servers:
                                     continue
                                 server = servers[kind]
                                 target = server.target(transport)
                                 assert target is not None
-                                spy = args.py_spy if kind in ("ours", "ours-fast") else None
+                                spy = args.py_spy if kind in ("ours", *FAST) else None
                                 result = run_cpp_clients(cpp, target, clients, rate, args.seconds, server, spy)
                                 rows.append({"client": "cpp", "transport": transport, "server": kind, "mode": "stream",
                                              "clients": clients, "rate": rate_name(rate), **result})
@@ -720,7 +726,7 @@ def per_request(cpu_percent: float, rps: float) -> str:
 def print_targets(rows: list[dict[str, Any]]) -> None:
     """Issue 14's targets for our server with the C++ client, per transport."""
     for r in rows:
-        if r["client"] != "cpp" or r["server"] not in ("ours", "ours-fast") or r["rate"] != rate_name(RATE_HZ):
+        if r["client"] != "cpp" or r["server"] not in ("ours", *FAST) or r["rate"] != rate_name(RATE_HZ):
             continue
         if r["clients"] == 8:
             checks = [("p50", r["p50_us"], TARGET_P50_US), ("p99", r["p99_us"], TARGET_P99_US)]

@@ -103,6 +103,12 @@ class ServeConfig:
     """TCP port of the --fast-path listener on --host (0 picks a free one)."""
     fast_uds: Path | None = None
     """Unix socket of the --fast-path listener (mode --uds-mode; the same rules as --uds)."""
+    fast_inference: Literal["auto", "cpp", "python"] = "auto"
+    """Where the --fast-path listener runs the policy. cpp: in the front end, with the
+    onnxruntime library the onnxruntime wheel ships (its C API), on models this process
+    validated and hands over on every load; only requests that get an error, and models on
+    CUDA, come to this process. python: every message comes to this process's request path.
+    auto: cpp where the wheel ships the library, else python."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def __post_init__(self) -> None:

@@ -225,7 +225,7 @@ class PolicyCore:
         if not np.isfinite(obs).all():
             if self.safety.nonfinite == "reject":
                 raise _nonfinite_error(obs)
-            fill, low, high = self._sanitize_bounds(model)
+            fill, low, high = self.sanitize_bounds(model)
             obs = np.where(np.isnan(obs), fill, obs)
             obs = np.where(np.isposinf(obs), high, np.where(np.isneginf(obs), low, obs)).astype(np.float32)
         return model, obs
@@ -281,7 +281,7 @@ class PolicyCore:
         )
         return Outcome(response, model, clamped, rate_limited, compute_ns)
 
-    def _sanitize_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sanitize_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """NaN -> the training mean; +-Inf -> the edge of the policy's normalizer clip
         (mean +- clip * std), where the exported policy saturates anyway. Without those
         statistics: 0 and +-1e6."""

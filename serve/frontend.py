@@ -9,13 +9,24 @@ Unix socketpair; this thread answers with the same request path the asyncio serv
 same answers. What Python does per message here is a parse, the policy and a
 serialization: no HTTP/2, no event-loop hop.
 
-Frames (little-endian; fastpath.cpp documents the same):
+With --fast-inference cpp (the default where the onnxruntime wheel ships its shared
+library), the front end also runs the policy itself (serve/fastpath/policy.cpp, through
+onnxruntime's C API): this process sends it the table of models it serves on the CPU (each
+validated here, as always) at start and after every reload or unload, and only the
+messages that get an error (or a model the table lacks) still come here. The steps served
+there are reported back in batches, every few milliseconds, for the metrics and the
+recorder; so the metrics of fast-path steps lag by up to that much.
+
+Frames (little-endian; fastpath.cpp and policy.cpp document the same):
   from the front end: u32 length | u64 call id | u8 kind | payload
   to the front end:   u32 length | u64 call id | u8 status | payload
+Call id 0 is no call: kind 6 from the front end is a batch of served steps, status 255
+to it the model table.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import select
@@ -26,18 +37,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import grpc
+import numpy as np
 
 from sim2real.serve.core import (
     Outcome,
+    PolicyCore,
     RequestError,
     StreamState,
     check_size,
     decode_message,
     decode_request,
 )
+from sim2real.serve.model import CPU
 from sim2real.serve.security import TlsFiles
 from sim2real.serve.uds import SocketFile, bind_umask, prepare_socket_path
 from sim2real.v1 import policy_pb2
@@ -47,8 +61,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sim2real.serve.fastpath")
 
-ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO = 1, 2, 3, 4, 5
+ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO, REPORT = 1, 2, 3, 4, 5, 6
+MODEL_TABLE = 255
+TABLE_FORMAT = 1
 _HEADER = struct.Struct("<IQB")  # length, call id, kind/status
+_U32 = struct.Struct("<I")
+_RECORD = struct.Struct("<qqB")  # version, compute_ns, flags (after the method and the name)
+FastInference = Literal["auto", "cpp", "python"]
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 DETAILS_KEY = "grpc-status-details-bin"
@@ -58,6 +77,57 @@ DETAILS_KEY = "grpc-status-details-bin"
 class FastPathAddresses:
     port: int | None
     uds: Path | None
+    inference: str = "python"
+    """Where the fast path runs the policy: 'cpp' (in the front end, with the onnxruntime
+    library named) or 'python' (every message comes to this process)."""
+
+
+def onnxruntime_library() -> Path | None:
+    """The shared library the onnxruntime wheel ships beside its Python module (the same
+    build this process runs), or None when the wheel has none."""
+    import onnxruntime
+
+    capi = Path(onnxruntime.__file__).resolve().parent / "capi"
+    found = sorted(capi.glob("libonnxruntime.so*"))
+    return found[0] if found else None
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return _U32.pack(len(data)) + data
+
+
+def model_table(core: PolicyCore, want_bytes: bool) -> bytes:
+    """The table the front end serves from (format in serve/fastpath/policy.cpp): every
+    model the repository serves on the CPU, as this process validated it, with the safety
+    settings. A model whose file no longer matches the sha256 it was loaded with (being
+    rewritten) is left out: its requests come here until the reload settles."""
+    repository = core.repository
+    safety = core.safety
+    parts = [
+        struct.pack("<BBdB", TABLE_FORMAT, safety.nonfinite == "sanitize", safety.max_action_delta or 0.0, want_bytes),
+        _text(repository.default_name or ""),
+    ]
+    entries = []
+    for model in repository.serving().values():
+        if model.provider != CPU:
+            continue  # the front end runs on the CPU; a CUDA model's requests come here
+        try:
+            onnx = model.path.read_bytes()
+        except OSError as err:
+            log.warning("fast path: cannot read %s (%s); its requests go through Python", model.path, err)
+            continue
+        if hashlib.sha256(onnx).hexdigest() != model.sha256:
+            continue
+        fill, low, high = core.sanitize_bounds(model)
+        entries.append(
+            _text(model.name) + struct.pack("<qII", model.version, model.obs_dim, model.act_dim) + _text(model.sha256)
+            + _U32.pack(len(onnx)) + onnx
+            + b"".join(np.asarray(a, "<f4").tobytes() for a in (fill, low, high))
+        )
+    parts.append(_U32.pack(len(entries)))
+    payload = b"".join(parts + entries)
+    return _HEADER.pack(9 + len(payload), 0, MODEL_TABLE) + payload
 
 
 class FastPathFrontend:
@@ -71,6 +141,7 @@ class FastPathFrontend:
         self, binary: Path, servicer: PolicyServicer, *, host: str, port: int | None, uds: Path | None, uds_mode: int,
         token_file: Path | None, token: str | None, tls: TlsFiles | None, max_message_bytes: int,
         transport_factor: int, max_calls: int = 256, max_calls_per_connection: int = 32,
+        inference: FastInference = "auto",
     ) -> None:
         self.binary = binary
         self.servicer = servicer
@@ -79,6 +150,9 @@ class FastPathFrontend:
         self.max_message_bytes = max_message_bytes
         self.transport_factor = transport_factor
         self.max_calls, self.max_calls_per_connection = max_calls, max_calls_per_connection
+        self.inference = inference
+        self.library: Path | None = None
+        self._send_lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
         self.socket_file: SocketFile | None = None
         self._sock: socket.socket | None = None
@@ -104,6 +178,9 @@ class FastPathFrontend:
         ]
         for address in addresses:
             command += ["--address", address]
+        self.library = self._library()
+        if self.library is not None:
+            command += ["--onnxruntime", os.fspath(self.library)]
         command += self._token_args()
         if self.tls is not None:
             command += ["--tls-cert", os.fspath(self.tls.cert), "--tls-key", os.fspath(self.tls.key)]
@@ -118,6 +195,9 @@ class FastPathFrontend:
             theirs.close()
         self._sock = ours
         try:
+            if self.library is not None:
+                # Read by the front end before it listens: no request finds it without a table.
+                self._send_table()
             ports = self._await_ready()
             if self.uds is not None:
                 self.socket_file = SocketFile.created(self.uds, self.uds_mode, field="--fast-uds")
@@ -126,8 +206,38 @@ class FastPathFrontend:
             raise
         self._thread = threading.Thread(target=self._serve, name="fastpath-worker", daemon=True)
         self._thread.start()
-        self.addresses = FastPathAddresses(ports[0] if self.port is not None else None, self.uds)
+        if self.library is not None:
+            repository = self.servicer.core.repository
+            repository.add_listener(lambda _model: self._send_table())
+            repository.add_unload_listener(lambda _name, _version: self._send_table())
+        self.addresses = FastPathAddresses(
+            ports[0] if self.port is not None else None, self.uds, "cpp" if self.library is not None else "python"
+        )
         return self.addresses
+
+    def _library(self) -> Path | None:
+        if self.inference == "python":
+            return None
+        library = onnxruntime_library()
+        if library is None and self.inference == "cpp":
+            raise OSError(
+                "--fast-inference cpp: the installed onnxruntime wheel ships no libonnxruntime.so in its capi/ "
+                "folder; use --fast-inference python (or auto)"
+            )
+        return library
+
+    def _send_table(self) -> None:
+        """The model table to the front end (at start, and from the loading thread after
+        a swap or an unload)."""
+        sock = self._sock
+        if sock is None:
+            return
+        frame = model_table(self.servicer.core, self.servicer.recorder is not None)
+        try:
+            with self._send_lock:
+                sock.sendall(frame)
+        except OSError as err:
+            log.error("fast path: could not send the model table (%s)", err)
 
     def _token_args(self) -> list[str]:
         if self.token is None:
@@ -233,7 +343,8 @@ class FastPathFrontend:
                     answers = [_status(call, grpc.StatusCode.INTERNAL, "internal error in the policy server (logged)")
                                for call, kind, _ in frames if kind in (ACT, STREAM_MESSAGE, INFO)]
                 if answers:
-                    sock.sendall(b"".join(answers))
+                    with self._send_lock:
+                        sock.sendall(b"".join(answers))
         except OSError as err:
             log.debug("fast path worker socket closed: %s", err)
         finally:
@@ -252,6 +363,9 @@ class FastPathFrontend:
         batch: list[tuple[policy_pb2.ActRequest, StreamState | None]] = []
         pending: list[tuple[int, int, int, policy_pb2.ActRequest]] = []  # answer slot, call, kind, request
         for call, kind, payload in frames:
+            if call == 0 and kind == REPORT:
+                self._account(payload)
+                continue
             if kind in (STREAM_MESSAGE, ACT):
                 state = streams.get(call) if kind == STREAM_MESSAGE else None
                 if kind == STREAM_MESSAGE and state is None:  # a stream never opened: not ours
@@ -279,6 +393,35 @@ class FastPathFrontend:
                 answers[slot] = self._respond(call, kind, request, outcome)
         return [a for a in answers if a is not None]
 
+    def _account(self, payload: bytes) -> None:
+        """Metrics and recording for a batch of steps the front end served itself."""
+        servicer = self.servicer
+        recorder = servicer.recorder
+        counts = {ACT: 0, STREAM_MESSAGE: 0}
+        offset, end = 0, len(payload)
+        while offset < end:
+            method = payload[offset]
+            (n,) = _U32.unpack_from(payload, offset + 1)
+            name = payload[offset + 5: offset + 5 + n].decode()
+            offset += 5 + n
+            _version, compute_ns, flags = _RECORD.unpack_from(payload, offset)
+            offset += _RECORD.size
+            (n,) = _U32.unpack_from(payload, offset)
+            request = payload[offset + 4: offset + 4 + n]
+            offset += 4 + n
+            (n,) = _U32.unpack_from(payload, offset)
+            response = payload[offset + 4: offset + 4 + n]
+            offset += 4 + n
+            counts[method] = counts.get(method, 0) + 1
+            servicer._observe("StreamAct" if method == STREAM_MESSAGE else "Act", name, compute_ns * 1e-9,
+                              bool(flags & 1), bool(flags & 2))
+            if recorder is not None and request:
+                recorder.submit(policy_pb2.ActRequest.FromString(request), policy_pb2.ActResponse.FromString(response))
+        if counts[ACT]:
+            servicer._requests_act.inc(counts[ACT])
+        if counts[STREAM_MESSAGE]:
+            servicer._requests_stream.inc(counts[STREAM_MESSAGE])
+
     def _parse(self, call: int, kind: int, raw: bytes) -> policy_pb2.ActRequest | bytes:
         """The request, or the answer to a message that does not parse or is too big (as
         the main listener answers it: a status for Act, an in-stream error for StreamAct)."""
@@ -304,7 +447,7 @@ class FastPathFrontend:
         if isinstance(outcome, RequestError):
             servicer.metrics.errors.labels(method, outcome.code.name).inc()
             return _error(call, outcome) if kind == ACT else _ok(call, _step_error(request, outcome))
-        servicer._observe(method, outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+        servicer._observe(method, outcome.model.name, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
         if servicer.recorder is not None:
             servicer.recorder.submit(request, outcome.response)
         return _ok(call, outcome.response.SerializeToString())

@@ -76,16 +76,16 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         self._requests_stream = m.requests.labels("StreamAct")
         self._latency_children: dict[tuple[str, str], object] = {}
 
-    def _observe(self, method: str, model: LoadedModel, seconds: float, clamped: bool, limited: bool) -> None:
-        key = (method, model.name)
+    def _observe(self, method: str, model_name: str, seconds: float, clamped: bool, limited: bool) -> None:
+        key = (method, model_name)
         child = self._latency_children.get(key)
         if child is None:
-            child = self._latency_children[key] = self.metrics.latency.labels(method, model.name)
+            child = self._latency_children[key] = self.metrics.latency.labels(method, model_name)
         child.observe(seconds)  # type: ignore[attr-defined]
         if clamped:
-            self.metrics.clamped.labels(model.name).inc()
+            self.metrics.clamped.labels(model_name).inc()
         if limited:
-            self.metrics.rate_limited.labels(model.name).inc()
+            self.metrics.rate_limited.labels(model_name).inc()
 
     async def Act(
         self, request: policy_pb2.ActRequest, context: grpc.aio.ServicerContext
@@ -102,7 +102,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         except RequestError as err:
             self.metrics.errors.labels("Act", err.code.name).inc()
             await context.abort(err.code, err.wire_message, trailing_metadata=err.trailing_metadata())
-        self._observe("Act", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
+        self._observe("Act", outcome.model.name, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited)
         if self.recorder is not None:
             self.recorder.submit(request, outcome.response)
         return outcome.response
@@ -142,7 +142,7 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                     ))
                     continue
                 self._observe(
-                    "StreamAct", outcome.model, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited
+                    "StreamAct", outcome.model.name, outcome.compute_ns * 1e-9, outcome.clamped, outcome.rate_limited
                 )
                 if self.recorder is not None:
                     self.recorder.submit(request, outcome.response)
@@ -466,7 +466,7 @@ class PolicyServer:
             uds=config.fast_socket_path(), uds_mode=config.socket_mode(), token_file=config.token_file,
             token=self.token, tls=config.tls(), max_message_bytes=config.max_message_bytes,
             transport_factor=TRANSPORT_MESSAGE_FACTOR, max_calls=config.max_concurrent_rpcs,
-            max_calls_per_connection=config.max_calls_per_connection,
+            max_calls_per_connection=config.max_calls_per_connection, inference=config.fast_inference,
         )
         return self.fast_path.start()
 
@@ -573,7 +573,11 @@ class PolicyServer:
                 fast_listeners.append(f"{scheme}://{self.config.host}:{fast.port}")
             if fast.uds is not None:
                 fast_listeners.append(f"unix:{fast.uds}")
-            lines.append(f"fast path (C++ front end, PolicyService only) on {' and '.join(fast_listeners)}")
+            runs = (
+                "the policy runs in the front end (onnxruntime's C API)" if fast.inference == "cpp"
+                else "every message is answered by this process"
+            )
+            lines.append(f"fast path (C++ front end, PolicyService only) on {' and '.join(fast_listeners)}: {runs}")
         if self.socket_file is not None:
             # What admits a caller on the socket, said where the operator looks.
             lines.append(

@@ -16,11 +16,14 @@ from pathlib import Path
 import pytest
 
 SOURCE = Path(__file__).resolve().parents[1] / "serve" / "fastpath"
-APT_HINT = "apt-get install -y cmake make g++ pkg-config libgrpc++-dev (.ci/run installs them)"
+APT_HINT = (
+    "apt-get install -y cmake make g++ pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev "
+    "(.ci/run installs them)"
+)
 
 
 def _missing() -> list[str]:
-    missing = [tool for tool in ("cmake", "pkg-config") if shutil.which(tool) is None]
+    missing = [tool for tool in ("cmake", "pkg-config", "protoc") if shutil.which(tool) is None]
     if not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
         missing.append("a C++ compiler")
     if shutil.which("pkg-config") and subprocess.run(["pkg-config", "--exists", "grpc++"], check=False).returncode:

@@ -57,12 +57,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "policy.h"
+
 namespace {
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
-enum Kind : std::uint8_t { kAct = 1, kStreamMessage = 2, kStreamOpen = 3, kStreamClose = 4, kInfo = 5 };
+enum Kind : std::uint8_t { kAct = 1, kStreamMessage = 2, kStreamOpen = 3, kStreamClose = 4, kInfo = 5, kReport = 6 };
+// From the worker, call id 0: a control frame, not an answer (policy.cpp has its format).
+constexpr std::uint8_t kModelTable = 255;
 
 constexpr const char* kActMethod = "/sim2real.v1.PolicyService/Act";
 constexpr const char* kStreamActMethod = "/sim2real.v1.PolicyService/StreamAct";
@@ -110,19 +114,13 @@ class Worker {
   explicit Worker(int fd) : fd_(fd) {}
 
   // False when the worker is gone (the call then fails UNAVAILABLE).
-  bool Send(std::uint64_t call, Kind kind, const grpc::ByteBuffer* payload) {
+  bool Send(std::uint64_t call, Kind kind, const std::string& payload) {
     std::string& frame = scratch();
     frame.clear();
-    std::size_t size = 0;
-    std::vector<grpc::Slice> slices;
-    if (payload != nullptr) {
-      if (!payload->Dump(&slices).ok()) return false;
-      for (const auto& s : slices) size += s.size();
-    }
-    PutU32(frame, static_cast<std::uint32_t>(9 + size));
+    PutU32(frame, static_cast<std::uint32_t>(9 + payload.size()));
     PutU64(frame, call);
     frame.push_back(static_cast<char>(kind));
-    for (const auto& s : slices) frame.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    frame.append(payload);
     std::lock_guard<std::mutex> lock(write_mu_);
     const char* p = frame.data();
     std::size_t left = frame.size();
@@ -137,6 +135,8 @@ class Worker {
     }
     return true;
   }
+
+  void set_policy(fastpath::Policy* policy) { policy_ = policy; }
 
   std::uint64_t Register(Call* call) {
     std::lock_guard<std::mutex> lock(calls_mu_);
@@ -159,6 +159,7 @@ class Worker {
   }
 
   int fd_;
+  fastpath::Policy* policy_ = nullptr;
   std::mutex write_mu_;
   std::mutex calls_mu_;
   std::uint64_t last_id_ = 0;
@@ -212,6 +213,7 @@ class Admission {
 struct Settings {
   std::string token;  // empty: no token check
   Admission* admission = nullptr;
+  fastpath::Policy* policy = nullptr;  // null: every message goes to the policy process
 };
 
 // One call of any served method. gRPC's generic API hands every call over as a bidi
@@ -219,7 +221,7 @@ struct Settings {
 class Call final : public grpc::ServerGenericBidiReactor {
  public:
   Call(Worker& worker, const Settings& settings, grpc::GenericCallbackServerContext* context)
-      : worker_(worker), admission_(settings.admission) {
+      : worker_(worker), admission_(settings.admission), policy_(settings.policy) {
     const std::string& method = context->method();
     if (method == kStreamActMethod) {
       kind_ = kStreamMessage;
@@ -251,7 +253,7 @@ class Call final : public grpc::ServerGenericBidiReactor {
       // Headers now, as the Python server does: a client's session counts the stream as
       // up (its credentials accepted) before its control loop sends anything.
       StartSendInitialMetadata();
-      if (!worker_.Send(id_, kStreamOpen, nullptr)) {
+      if (!worker_.Send(id_, kStreamOpen, std::string())) {
         FinishOnce(Unavailable());
         return;
       }
@@ -266,24 +268,50 @@ class Call final : public grpc::ServerGenericBidiReactor {
       read_done_ = true;
       if (kind_ != kStreamMessage) {
         FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request arrived"));
-      } else if (in_flight_ == 0 && !writing_) {
+      } else if (slots_.empty() && !writing_) {
         FinishLocked(grpc::Status::OK);
       }
       return;
     }
-    ++in_flight_;
-    if (!worker_.Send(id_, kind_, &request_)) {
-      FinishLocked(Unavailable());
+    std::string& raw = RequestBytes();
+    if (!Flatten(request_, &raw)) {
+      FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "could not read the request's bytes"));
       return;
     }
-    if (kind_ == kStreamMessage) StartRead(&request_);  // the next one may come before the answer
+    std::string& answer = AnswerBytes();
+    const bool here = policy_ != nullptr && kind_ != kInfo &&
+                      policy_->Serve(raw, kind_ == kAct ? fastpath::kMethodAct : fastpath::kMethodStream,
+                                     kind_ == kStreamMessage ? &memory_ : nullptr, &answer);
+    if (here && kind_ == kAct) {
+      Fill(response_, answer.data(), answer.size());
+      finished_ = true;
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    if (here) {
+      slots_.push_back(Slot{true, answer});
+    } else {
+      if (kind_ == kStreamMessage) {
+        // Its answer comes later, from the policy process; the ones answered here meanwhile
+        // wait behind it, so a stream's answers keep the order of its messages.
+        forwarded_.push_back(slot_base_ + slots_.size());
+        slots_.push_back(Slot{false, std::string()});
+      }
+      if (!worker_.Send(id_, kind_, raw)) {
+        FinishLocked(Unavailable());
+        return;
+      }
+    }
+    if (kind_ == kStreamMessage) {
+      if (!writing_) WriteNextLocked();
+      if (!finished_) StartRead(&request_);  // the next one may come before the answer
+    }
   }
 
   // From the worker thread, with the call registry locked (so this call is alive).
   void Deliver(std::uint8_t status, const char* payload, std::size_t size) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (finished_) return;
-    --in_flight_;
     if (status != 0) {
       if (size < 4 || GetU32(payload) > size - 4) {
         FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "malformed answer from the policy process"));
@@ -300,7 +328,14 @@ class Call final : public grpc::ServerGenericBidiReactor {
       StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
-    pending_.emplace_back(payload, size);
+    if (forwarded_.empty()) {
+      FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "an answer from the policy process to no message"));
+      return;
+    }
+    Slot& slot = slots_[forwarded_.front() - slot_base_];
+    forwarded_.pop_front();
+    slot.ready = true;
+    slot.bytes.assign(payload, size);
     if (!writing_) WriteNextLocked();
   }
 
@@ -312,11 +347,8 @@ class Call final : public grpc::ServerGenericBidiReactor {
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away mid-write"));
       return;
     }
-    if (!pending_.empty()) {
-      WriteNextLocked();
-    } else if (read_done_ && in_flight_ == 0) {
-      FinishLocked(grpc::Status::OK);
-    }
+    WriteNextLocked();
+    if (!writing_ && read_done_ && slots_.empty()) FinishLocked(grpc::Status::OK);
   }
 
   void OnDone() override {
@@ -324,7 +356,7 @@ class Call final : public grpc::ServerGenericBidiReactor {
     if (id_ != 0) {
       worker_.Unregister(id_);
       // The worker drops the stream's state (its rate limiter's last action).
-      if (kind_ == kStreamMessage) worker_.Send(id_, kStreamClose, nullptr);
+      if (kind_ == kStreamMessage) worker_.Send(id_, kStreamClose, std::string());
     }
     delete this;
   }
@@ -351,11 +383,31 @@ class Call final : public grpc::ServerGenericBidiReactor {
     buffer.Swap(&fresh);
   }
 
+  // Writes the oldest answer if it is ready (one write at a time, in message order).
   void WriteNextLocked() {
-    Fill(response_, pending_.front().data(), pending_.front().size());
-    pending_.pop_front();
+    if (slots_.empty() || !slots_.front().ready) return;
+    Fill(response_, slots_.front().bytes.data(), slots_.front().bytes.size());
+    slots_.pop_front();
+    ++slot_base_;
     writing_ = true;
     StartWrite(&response_);
+  }
+
+  // The request's bytes in one piece (gRPC may hold them in several slices).
+  static bool Flatten(const grpc::ByteBuffer& buffer, std::string* out) {
+    out->clear();
+    std::vector<grpc::Slice> slices;
+    if (!buffer.Dump(&slices).ok()) return false;
+    for (const auto& s : slices) out->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    return true;
+  }
+  static std::string& RequestBytes() {
+    thread_local std::string bytes;
+    return bytes;
+  }
+  static std::string& AnswerBytes() {
+    thread_local std::string bytes;
+    return bytes;
   }
 
   void FinishLocked(const grpc::Status& status) {
@@ -368,8 +420,15 @@ class Call final : public grpc::ServerGenericBidiReactor {
     FinishLocked(status);
   }
 
+  struct Slot {
+    bool ready;
+    std::string bytes;
+  };
+
   Worker& worker_;
   Admission* admission_;
+  fastpath::Policy* policy_;
+  fastpath::StreamMemory memory_;
   std::string peer_;
   bool admitted_ = false;
   Kind kind_ = kAct;
@@ -379,8 +438,12 @@ class Call final : public grpc::ServerGenericBidiReactor {
   std::recursive_mutex mu_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
-  std::deque<std::string> pending_;
-  int in_flight_ = 0;
+  // A stream's answers in message order: ready ones wait for the write before them, a
+  // forwarded one for the policy process. forwarded_ holds the absolute slot numbers of the
+  // forwarded ones (slot_base_ is the number of slots_.front()).
+  std::deque<Slot> slots_;
+  std::deque<std::size_t> forwarded_;
+  std::size_t slot_base_ = 0;
   bool writing_ = false;
   bool read_done_ = false;
   bool finished_ = false;
@@ -406,6 +469,18 @@ void Worker::ReadAnswers() {
       const char* frame = buffer.data() + offset + 4;
       const std::uint64_t id = GetU64(frame);
       const auto status = static_cast<std::uint8_t>(frame[8]);
+      if (id == 0 && status == kModelTable) {
+        // A hot reload or unload on the Python side: the new table of models to serve.
+        std::string error;
+        if (policy_ == nullptr) {
+          std::fprintf(stderr, "sim2real_fastpath: a model table arrived, but no --onnxruntime was given\n");
+        } else if (!policy_->Apply(frame + 9, length - 9, &error)) {
+          std::fprintf(stderr, "sim2real_fastpath: model table refused (%s); the previous one stays\n",
+                       error.c_str());
+        }
+        offset += 4 + length;
+        continue;
+      }
       {
         std::lock_guard<std::mutex> lock(calls_mu_);
         auto it = calls_.find(id);
@@ -449,6 +524,8 @@ struct Options {
   long max_calls = 256;
   long max_calls_per_connection = 32;
   std::string token_file, tls_cert, tls_key, tls_client_ca;
+  std::string onnxruntime;  // the library; empty: every message goes to the policy process
+  long report_ms = 10;
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -469,6 +546,10 @@ Options ParseOptions(int argc, char** argv) {
       o.max_calls = ParseInt(flag, value, 1, 1L << 30);
     } else if (flag == "--max-calls-per-connection") {
       o.max_calls_per_connection = ParseInt(flag, value, 1, 1L << 30);
+    } else if (flag == "--onnxruntime") {
+      o.onnxruntime = value;
+    } else if (flag == "--report-ms") {
+      o.report_ms = ParseInt(flag, value, 1, 1000);
     } else if (flag == "--token-file") {
       o.token_file = value;
     } else if (flag == "--tls-cert") {
@@ -488,6 +569,44 @@ Options ParseOptions(int argc, char** argv) {
     throw std::invalid_argument("--tls-client-ca needs --tls-cert and --tls-key");
   }
   return o;
+}
+
+// The first frame from the policy process when --onnxruntime is given: the model table,
+// read before listening so that no request arrives before there is a table to serve it.
+bool ReadInitialTable(int fd, fastpath::Policy& policy, std::string* error) {
+  auto read_all = [fd](char* p, std::size_t n) {
+    while (n > 0) {
+      const ssize_t got = ::recv(fd, p, n, 0);
+      if (got == 0) return false;
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      p += got;
+      n -= static_cast<std::size_t>(got);
+    }
+    return true;
+  };
+  char head[4];
+  if (!read_all(head, 4)) {
+    *error = "the policy process closed the worker socket before sending the model table";
+    return false;
+  }
+  const std::uint32_t length = GetU32(head);
+  if (length < 9 || length > (1u << 30)) {
+    *error = "malformed first frame (length " + std::to_string(length) + ")";
+    return false;
+  }
+  std::string frame(length, '\0');
+  if (!read_all(frame.data(), length)) {
+    *error = "the worker socket closed in the middle of the model table";
+    return false;
+  }
+  if (GetU64(frame.data()) != 0 || static_cast<std::uint8_t>(frame[8]) != kModelTable) {
+    *error = "the first frame from the policy process is not the model table";
+    return false;
+  }
+  return policy.Apply(frame.data() + 9, length - 9, error);
 }
 
 std::string TrimToken(std::string text) {
@@ -526,6 +645,27 @@ int main(int argc, char** argv) {
   Admission admission(options.max_calls, options.max_calls_per_connection);
   settings.admission = &admission;
   Worker worker(options.worker_fd);
+  std::unique_ptr<fastpath::Reporter> reporter;
+  std::unique_ptr<fastpath::Policy> policy;
+  if (!options.onnxruntime.empty()) {
+    std::string error;
+    std::unique_ptr<fastpath::Runtime> runtime = fastpath::Runtime::Open(options.onnxruntime, &error);
+    if (!runtime) {
+      std::fprintf(stderr, "error: --onnxruntime: %s\n", error.c_str());
+      return 2;
+    }
+    reporter = std::make_unique<fastpath::Reporter>(
+        [&worker](const std::string& batch) { return worker.Send(0, kReport, batch); },
+        std::chrono::milliseconds(options.report_ms));
+    policy = std::make_unique<fastpath::Policy>(std::move(runtime), static_cast<std::size_t>(options.max_send_bytes),
+                                                reporter.get());
+    if (!ReadInitialTable(options.worker_fd, *policy, &error)) {
+      std::fprintf(stderr, "error: model table: %s\n", error.c_str());
+      return 2;
+    }
+    worker.set_policy(policy.get());
+    settings.policy = policy.get();
+  }
   Service service(worker, settings);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -568,6 +708,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  if (reporter) reporter->Stop();  // the last steps' reports go out before the socket closes
   ::shutdown(options.worker_fd, SHUT_RDWR);
   answers.join();
   return 0;

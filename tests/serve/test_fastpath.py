@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
+import struct
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,10 +67,13 @@ def _raw_act(target: str, payload: bytes) -> grpc.RpcError:
         channel.close()
 
 
-def test_both_listeners_give_the_same_actions_and_info(fastpath_binary: Path, model: Path) -> None:
+@pytest.mark.parametrize("inference", ["cpp", "python"])
+def test_both_listeners_give_the_same_actions_and_info(fastpath_binary: Path, model: Path, inference: str) -> None:
     weights = policy_weights(3, OBS_DIM, 3)
-    with fast_server(fastpath_binary, model) as (srv, fast_tcp, fast_unix):
+    with fast_server(fastpath_binary, model, fast_inference=inference) as (srv, fast_tcp, fast_unix):
         assert "fast path (C++ front end, PolicyService only) on grpc://127.0.0.1:" in srv.server.describe()
+        fast = srv.server.addresses.fast_path
+        assert fast is not None and fast.inference == inference
         observations = np.random.default_rng(0).normal(size=(20, OBS_DIM)).astype(np.float32)
         with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as tcp, PolicyClient(fast_unix) as unix:
             assert tcp.info().SerializeToString() == main.info().SerializeToString()
@@ -111,8 +117,9 @@ def test_concurrent_streams_each_get_their_own_answers(fastpath_binary: Path, mo
     assert not failures, failures[:3]
 
 
-def test_errors_are_the_same_code_message_and_field_violations(fastpath_binary: Path, model: Path) -> None:
-    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+@pytest.mark.parametrize("inference", ["cpp", "python"])
+def test_errors_are_the_same_code_message_and_field_violations(fastpath_binary: Path, model: Path, inference: str) -> None:
+    with fast_server(fastpath_binary, model, fast_inference=inference) as (srv, fast_tcp, _):
         with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
             for call in (lambda c: c.act(np.zeros(OBS_DIM - 2)), lambda c: c.act(np.zeros(OBS_DIM), model_name="nope"),
                          lambda c: c.info("nope")):
@@ -139,8 +146,9 @@ def test_errors_are_the_same_code_message_and_field_violations(fastpath_binary: 
             fast.act(np.zeros(OBS_DIM))
 
 
-def test_a_bad_stream_message_is_answered_in_the_stream_which_goes_on(fastpath_binary: Path, model: Path) -> None:
-    with fast_server(fastpath_binary, model) as (_, fast_tcp, _), PolicyClient(fast_tcp) as fast:
+@pytest.mark.parametrize("inference", ["cpp", "python"])
+def test_a_bad_stream_message_is_answered_in_the_stream_which_goes_on(fastpath_binary: Path, model: Path, inference: str) -> None:
+    with fast_server(fastpath_binary, model, fast_inference=inference) as (_, fast_tcp, _), PolicyClient(fast_tcp) as fast:
         with fast.session(deadline_s=2.0) as loop:
             assert not loop.step(np.zeros(OBS_DIM)).fallback
             bad = loop.step(np.zeros(OBS_DIM + 1))
@@ -149,7 +157,8 @@ def test_a_bad_stream_message_is_answered_in_the_stream_which_goes_on(fastpath_b
                 assert not loop.step(np.zeros(OBS_DIM)).fallback
 
 
-def test_the_rate_limit_keeps_its_state_per_stream_as_on_the_main_listener(fastpath_binary: Path, model: Path) -> None:
+@pytest.mark.parametrize("inference", ["cpp", "python"])
+def test_the_rate_limit_keeps_its_state_per_stream_as_on_the_main_listener(fastpath_binary: Path, model: Path, inference: str) -> None:
     observations = np.random.default_rng(1).normal(0, 3, size=(30, OBS_DIM)).astype(np.float32)
 
     def run(client: PolicyClient) -> list[tuple[list[float], bool]]:
@@ -161,7 +170,7 @@ def test_the_rate_limit_keeps_its_state_per_stream_as_on_the_main_listener(fastp
                 out.append((result.action.tolist(), result.rate_limited))
             return out
 
-    with fast_server(fastpath_binary, model, max_action_delta=0.05) as (srv, fast_tcp, _):
+    with fast_server(fastpath_binary, model, max_action_delta=0.05, fast_inference=inference) as (srv, fast_tcp, _):
         with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
             expected = run(main)
             assert any(limited for _, limited in expected)
@@ -185,8 +194,10 @@ def test_metrics_count_fast_path_calls_and_streams(fastpath_binary: Path, model:
                 for _ in range(4):
                     loop.step(np.zeros(OBS_DIM))
                 assert wait_until(lambda: sample("sim2real_open_streams") == 1)
-        assert sample("sim2real_requests_total", {"method": "Act"}) == 4
-        assert sample("sim2real_requests_total", {"method": "StreamAct"}) == 4
+        # Steps the front end served itself are reported in batches (every 10 ms).
+        assert wait_until(lambda: sample("sim2real_requests_total", {"method": "Act"}) == 4)
+        assert wait_until(lambda: sample("sim2real_requests_total", {"method": "StreamAct"}) == 4)
+        assert sample("sim2real_request_latency_seconds_count", {"method": "StreamAct", "model": "policy"}) == 4
         assert sample("sim2real_request_errors_total", {"method": "Act", "code": "INVALID_ARGUMENT"}) == 1
         assert wait_until(lambda: sample("sim2real_open_streams") == 0)
 
@@ -325,7 +336,7 @@ def test_fast_path_options_are_checked_naming_the_flag(fastpath_binary: Path, mo
 def test_a_failure_in_the_request_path_is_internal_and_the_listener_goes_on(
     fastpath_binary: Path, model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+    with fast_server(fastpath_binary, model, fast_inference="python") as (srv, fast_tcp, _):
         core = srv.server.core
         real = core.act_many
         monkeypatch.setattr(core, "act_many", lambda items: 1 / 0)
@@ -335,3 +346,157 @@ def test_a_failure_in_the_request_path_is_internal_and_the_listener_goes_on(
             assert err.value.code == grpc.StatusCode.INTERNAL and "logged" in str(err.value)
             monkeypatch.setattr(core, "act_many", real)
             fast.act(np.zeros(OBS_DIM))
+
+
+# --- The policy run in the front end (--fast-inference cpp) -------------------------------
+
+
+def test_the_front_end_runs_the_policy_without_the_python_request_path(
+    fastpath_binary: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = policy_weights(3, OBS_DIM, 3)
+    with fast_server(fastpath_binary, model, fast_inference="cpp") as (srv, fast_tcp, fast_unix):
+        assert "the policy runs in the front end" in srv.server.describe()
+        # Python's request path broken: the front end answers on its own (and only what
+        # gets an error would reach the broken path).
+        monkeypatch.setattr(srv.server.core, "act_many", lambda items: 1 / 0)
+        rng = np.random.default_rng(5)
+        with PolicyClient(fast_tcp) as tcp, PolicyClient(fast_unix) as unix:
+            for client in (tcp, unix):
+                obs = rng.normal(size=OBS_DIM).astype(np.float32)
+                answer = client.act(obs)
+                np.testing.assert_allclose(answer.action, reference_action(weights, obs), atol=1e-5)
+                assert answer.model_name == "policy" and answer.model_version == 1 and answer.server_compute_s > 0
+            with tcp.session(deadline_s=2.0) as loop:
+                for _ in range(10):
+                    assert not loop.step(rng.normal(size=OBS_DIM)).fallback
+            with pytest.raises(PolicyCallError) as err:
+                tcp.act(np.zeros(OBS_DIM + 1))  # an error: the policy process answers it (broken here)
+            assert err.value.code == grpc.StatusCode.INTERNAL
+
+
+def test_a_stream_keeps_its_order_when_some_answers_come_from_python(fastpath_binary: Path, model: Path) -> None:
+    """Messages sent without waiting, every third one wrong (answered by the policy process,
+    later than the front end answers the others): the answers still come in message order."""
+    weights = policy_weights(3, OBS_DIM, 3)
+    rng = np.random.default_rng(2)
+    requests = []
+    for sequence in range(60):
+        size = OBS_DIM + 1 if sequence % 3 == 1 else OBS_DIM
+        requests.append(policy_pb2.ActRequest(observation=rng.normal(size=size).tolist(), sequence=sequence))
+    with fast_server(fastpath_binary, model) as (_, fast_tcp, _):
+        channel = grpc.insecure_channel(fast_tcp)
+        try:
+            call = channel.stream_stream(
+                STREAM_METHOD, request_serializer=policy_pb2.ActRequest.SerializeToString,
+                response_deserializer=policy_pb2.ActResponse.FromString,
+            )
+            answers = list(call(iter(requests), timeout=20))
+        finally:
+            channel.close()
+    assert [a.sequence for a in answers] == list(range(60))
+    for request, answer in zip(requests, answers, strict=True):
+        if request.sequence % 3 == 1:
+            assert answer.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and not answer.action
+            assert f"got {OBS_DIM + 1}" in answer.error.message
+        else:
+            assert not answer.HasField("error")
+            obs = np.asarray(request.observation, np.float32)
+            np.testing.assert_allclose(answer.action, reference_action(weights, obs), atol=1e-5)
+
+
+def test_a_hot_reload_reaches_the_front_end(fastpath_binary: Path, model: Path) -> None:
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        obs = np.random.default_rng(4).normal(size=OBS_DIM).astype(np.float32)
+        with PolicyClient(fast_tcp) as fast, PolicyClient(srv.target) as main:
+            assert fast.act(obs).model_version == 1
+            write_policy(model, seed=8)
+            os.utime(model, ns=(1, 1))
+            assert srv.server.repository.poll() == ["policy:2"]
+            assert wait_until(lambda: fast.act(obs).model_version == 2)
+            answer = fast.act(obs)
+            np.testing.assert_allclose(answer.action, reference_action(policy_weights(8, OBS_DIM, 3), obs), atol=1e-5)
+            np.testing.assert_array_equal(answer.action, main.act(obs).action)
+
+
+def test_sanitized_observations_are_answered_as_on_the_main_listener(fastpath_binary: Path, model: Path) -> None:
+    observations = np.random.default_rng(6).normal(size=(6, OBS_DIM)).astype(np.float32)
+    observations[0, 1] = np.nan
+    observations[1, 0] = np.inf
+    observations[2, 3] = -np.inf
+    with fast_server(fastpath_binary, model, nonfinite="sanitize") as (srv, fast_tcp, _):
+        with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
+            for obs in observations:
+                np.testing.assert_array_equal(fast.act(obs).action, main.act(obs).action)
+
+
+def test_steps_served_in_the_front_end_are_recorded(fastpath_binary: Path, model: Path, tmp_path: Path) -> None:
+    from sim2real.logformat.mcap_log import read_log
+
+    with fast_server(fastpath_binary, model, record=tmp_path / "logs") as (srv, fast_tcp, _):
+        with PolicyClient(fast_tcp) as fast, fast.session(deadline_s=2.0) as loop:
+            for _ in range(25):
+                assert not loop.step(np.full(OBS_DIM, 0.5)).fallback
+        recorder = srv.server.recorder
+        assert recorder is not None
+        srv.stop()
+    steps = [s for f in recorder.paths() for s in read_log(f).steps]
+    assert len(steps) == recorder.stats.written == 25
+    assert all(s.model_name == "policy" and len(s.action) == 3 and list(s.observation) == [0.5] * OBS_DIM
+               for s in steps)
+
+
+def test_fast_inference_cpp_needs_the_library(
+    fastpath_binary: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sim2real.serve import frontend
+
+    monkeypatch.setattr(frontend, "onnxruntime_library", lambda: None)
+    with pytest.raises(OSError, match=r"--fast-inference cpp: the installed onnxruntime wheel ships no libonnxruntime"):
+        with fast_server(fastpath_binary, model, fast_inference="cpp"):
+            pass
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):  # auto: every message to Python
+        fast = srv.server.addresses.fast_path
+        assert fast is not None and fast.inference == "python"
+        with PolicyClient(fast_tcp) as client:
+            client.act(np.zeros(OBS_DIM))
+
+
+def _run_front_end(binary: Path, library: str, first_frame: bytes) -> subprocess.CompletedProcess[bytes]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        process = subprocess.Popen(
+            [os.fspath(binary), "--worker-fd", str(theirs.fileno()), "--address", "127.0.0.1:0",
+             "--onnxruntime", library],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),),
+        )
+        theirs.close()
+        try:
+            ours.sendall(first_frame)
+        except OSError:
+            pass  # it may have exited already
+        ours.shutdown(socket.SHUT_WR)
+        out, err = process.communicate(timeout=30)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    finally:
+        ours.close()
+
+
+def test_the_front_end_refuses_a_wrong_library_or_a_malformed_table(
+    fastpath_binary: Path, model: Path, tmp_path: Path
+) -> None:
+    from sim2real.serve.frontend import MODEL_TABLE, onnxruntime_library
+
+    library = onnxruntime_library()
+    assert library is not None, "the onnxruntime wheel of this environment ships no libonnxruntime.so"
+    not_a_library = tmp_path / "libnot.so"
+    not_a_library.write_text("text")
+    result = _run_front_end(fastpath_binary, os.fspath(not_a_library), b"")
+    assert result.returncode == 2 and b"--onnxruntime: cannot open" in result.stderr and not result.stdout
+    # A table cut short, and one of an unknown format: refused before listening.
+    header = struct.Struct("<IQB")
+    for payload, message in ((b"\x01\x00", b"malformed model table"), (b"\x07" + bytes(40), b"format 7")):
+        frame = header.pack(9 + len(payload), 0, MODEL_TABLE) + payload
+        result = _run_front_end(fastpath_binary, os.fspath(library), frame)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert not result.stdout  # never said ready
