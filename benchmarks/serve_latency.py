@@ -587,6 +587,8 @@ def main() -> None:
                         help="TCP on 127.0.0.1, or a Unix domain socket (sim2real serve --uds)")
     parser.add_argument("--rates", choices=("500", "max"), nargs="+", default=["500", "max"])
     parser.add_argument("--servers", choices=SERVERS, nargs="+", default=list(SERVERS))
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every C++-client row this many times (interleaved) and report medians")
     parser.add_argument("--cpp-build", type=Path, default=ROOT / "build",
                         help="CMake build folder for clients/cpp (built or brought up to date here)")
     parser.add_argument("--py-spy", type=Path, default=None,
@@ -601,6 +603,10 @@ def main() -> None:
         return serve_echo(args._serve_echo, args._uds)
     if args._serve_naive is not None:
         return serve_naive_torch(args._serve_naive, args._weights)
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected 1 or more, got {args.repeats}")
+    if args.seconds <= 0:
+        parser.error(f"--seconds: expected a positive number, got {args.seconds:g}")
 
     import grpc
     import onnxruntime
@@ -627,7 +633,7 @@ def main() -> None:
             for kind in SERVERS:
                 if kind in wanted:
                     servers[kind] = launch(kind, onnx_path, weights, Path(sockets), cpp)
-            if cpp is not None:
+            for repeat in range(args.repeats if cpp is not None else 0):
                 for transport in args.transport:
                     for clients in args.clients:
                         for rate in rates:
@@ -640,7 +646,7 @@ def main() -> None:
                                 spy = args.py_spy if kind in ("ours", *FAST) else None
                                 result = run_cpp_clients(cpp, target, clients, rate, args.seconds, server, spy)
                                 rows.append({"client": "cpp", "transport": transport, "server": kind, "mode": "stream",
-                                             "clients": clients, "rate": rate_name(rate), **result})
+                                             "clients": clients, "rate": rate_name(rate), "repeat": repeat, **result})
                                 print_row(rows[-1])
             if "python" in args.client:
                 plan = [("echo-py", "unary"), ("echo-py", "stream"), ("ours", "unary"), ("ours", "stream"),
@@ -666,8 +672,9 @@ def main() -> None:
     print()
     print(f"onnxruntime in-process call: p50 {floor['p50_us']:.1f} us, p99 {floor['p99_us']:.1f} us\n")
     if cpp is not None:
-        print_cpp_table(rows)
-        print_targets(rows)
+        cpp_rows = combine_repeats([r for r in rows if r["client"] == "cpp"])
+        print_cpp_table(cpp_rows)
+        print_targets(cpp_rows)
     if "python" in args.client:
         print_python_table(rows, floor)
     if args.py_spy is not None:
@@ -696,13 +703,42 @@ def _key(row: dict[str, Any]) -> tuple[str, str, str, int, str]:
     return (row["client"], row["transport"], row["mode"], row["clients"], row["rate"])
 
 
+MEDIAN_FIELDS = ("p50_us", "p99_us", "p999_us", "rps", "server_cpu", "clients_cpu", "machine_cpu")
+SUMMED_FIELDS = ("errors", "overruns")
+
+
+def combine_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (transport, server, clients, rate): the median of each latency, rate and
+    CPU figure over the --repeats runs, errors and overruns summed, and every run's p99 in
+    ``p99_runs`` (on this 2-core VM a 10 s p99 moves by 2x from run to run, the floor's too)."""
+    groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["transport"], r["server"], r["clients"], r["rate"]), []).append(r)
+    combined = []
+    for runs in groups.values():
+        row = dict(runs[0])
+        for name in MEDIAN_FIELDS:
+            row[name] = float(np.median([r[name] for r in runs]))
+        for name in SUMMED_FIELDS:
+            row[name] = sum(r.get(name, 0) for r in runs)
+        row["runs"] = len(runs)
+        row["p99_runs"] = [r["p99_us"] for r in runs]
+        combined.append(row)
+    return combined
+
+
 def print_cpp_table(rows: list[dict[str, Any]]) -> None:
     floor = {_key(r): r for r in rows if r["server"] == "echo-cpp"}
     print("C++ client (clients/cpp control_loop, one process per client, StreamAct); floor = echo-cpp, same "
           "transport, clients and rate; overruns: 500 Hz ticks whose step ran into the next tick\n")
+    repeated = any(r.get("runs", 1) > 1 for r in rows)
+    if repeated:
+        print(f"Medians over {max(r['runs'] for r in rows)} runs per row (errors and overruns: summed); "
+              "the last column lists each run's p99.\n")
     print("| transport | server | clients | rate | p50 us | p99 us | p99.9 us | req/s | errors | overruns | "
-          "p50 / floor | p99 / floor | server CPU | server CPU us/req | client CPU us/step | machine CPU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "p50 / floor | p99 / floor | server CPU | server CPU us/req | client CPU us/step | machine CPU |"
+          + (" p99 per run us |" if repeated else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if repeated else ""))
     for r in rows:
         if r["client"] != "cpp":
             continue
@@ -714,7 +750,8 @@ def print_cpp_table(rows: list[dict[str, Any]]) -> None:
               f"{r['p99_us']:.0f} | {r['p999_us']:.0f} | {r['rps']:.0f} | {r['errors']} | "
               f"{r['overruns'] if r['rate'] != 'max' else ''} | {ratios[0]} | {ratios[1]} | "
               f"{r['server_cpu']:.0f}% | {per_request(r['server_cpu'], r['rps'])} | "
-              f"{per_request(r['clients_cpu'], r['rps'])} | {r['machine_cpu']:.0f}% |")
+              f"{per_request(r['clients_cpu'], r['rps'])} | {r['machine_cpu']:.0f}% |"
+              + (f" {', '.join(f'{v:.0f}' for v in r['p99_runs'])} |" if repeated else ""))
     print()
 
 
@@ -734,7 +771,9 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
                      f"{'met' if value <= limit else f'missed by {value - limit:.0f} us, {value / limit:.2f}x'})"
                      for name, value, limit in checks]
             parts.append(f"errors {r['errors']} (target 0: {'met' if r['errors'] == 0 else 'missed'})")
-            print(f"target, {r['server']}, {r['transport']}, 8 x 500 Hz: " + "; ".join(parts) + offered(r))
+            runs = f" (medians of {r['runs']} runs; p99 per run {', '.join(f'{v:.0f}' for v in r['p99_runs'])} us)" \
+                if r.get("runs", 1) > 1 else ""
+            print(f"target, {r['server']}, {r['transport']}, 8 x 500 Hz: " + "; ".join(parts) + offered(r) + runs)
         elif r["clients"] == 32:
             print(f"target, {r['server']}, {r['transport']}, 32 x 500 Hz: errors {r['errors']} (target 0: "
                   f"{'met' if r['errors'] == 0 else 'missed'}); p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us"

@@ -4,14 +4,21 @@
 // policy runs (docs/benchmarks.md, echo-py), and the GIL keeps it on one core: that, not
 // the model, is what a robot waits for. This binary takes the transport off Python: it
 // listens (TCP, optionally TLS, and/or a Unix socket), speaks HTTP/2 and gRPC on gRPC C++'s
-// callback API, checks the bearer token, and hands each PolicyService message, still
-// serialized, to the `sim2real serve` process that started it over one Unix socketpair.
-// That process runs the very request path its own gRPC server runs (PolicyCore: the size
-// and finiteness checks, the model, clamping, rate limits, recording, metrics) and hands
-// back serialized answers, or a status. So the two listeners answer identically; this one
-// only costs less per message.
+// callback API, checks the bearer token and the call limits.
+//
+// With --onnxruntime LIB (the server's default, --fast-inference cpp) it also answers
+// Act and StreamAct itself: policy.cpp runs the models the `sim2real serve` process that
+// started it validated and handed over (a model table, before listening and after every
+// reload), with onnxruntime's C API, exactly as that process's request path would
+// (PolicyCore: checks, clamping, rate limits per stream, the response), and reports each
+// step back for metrics and recording. What gets an error (bytes that do not parse, an
+// unknown model, a wrong size, a rejected NaN, a non-finite action) and GetPolicyInfo go,
+// still serialized, to that process over one Unix socketpair, whose own request path
+// answers: the same codes and messages as its own listener. Without --onnxruntime every
+// message goes there.
 //
 //   sim2real_fastpath --worker-fd FD --address 127.0.0.1:0 [--address unix:PATH ...]
+//       [--onnxruntime LIB [--report-ms N]]
 //       [--max-receive-bytes N] [--max-send-bytes N] [--max-calls N]
 //       [--max-calls-per-connection N] [--token-file PATH]
 //       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
@@ -31,6 +38,8 @@
 // 4 stream closed, 5 GetPolicyInfo. status 0: payload is the serialized response; else a
 // gRPC status code, and the payload is u32 message length | message | status details
 // (grpc-status-details-bin, possibly empty). A stream's answers come back in order.
+// Call id 0 is no call: from the worker, status 255 carries the model table; to it, kind 6
+// a batch of steps served here (formats in policy.cpp).
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
