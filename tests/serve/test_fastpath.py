@@ -9,8 +9,10 @@ removes the front end and its socket; a killed front end leaves the main listene
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import struct
@@ -500,3 +502,52 @@ def test_the_front_end_refuses_a_wrong_library_or_a_malformed_table(
         result = _run_front_end(fastpath_binary, os.fspath(library), frame)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert not result.stdout  # never said ready
+
+
+@pytest.mark.parametrize("policy", ["quadruped_joystick", "hand_valve"])
+def test_the_shipped_policies_answer_bit_for_bit_as_on_the_main_listener(fastpath_binary: Path, policy: str) -> None:
+    """The real actors (normalizer, 256-wide layers, the quadruped's gait prior in the graph)
+    through onnxruntime's C API in the front end and through the Python server: the same
+    float32 actions, over observations around the training mean and far outside it."""
+    import sim2real.serve.policies as shipped
+
+    path = Path(shipped.__file__).parent / f"{policy}.onnx"
+    with fast_server(fastpath_binary, path) as (srv, fast_tcp, _):
+        with PolicyClient(srv.target) as main, PolicyClient(fast_tcp) as fast:
+            info = main.info()
+            rng = np.random.default_rng(11)
+            mean = np.asarray(json.loads(info.metadata["observation_mean"]), np.float32)
+            for scale in (0.1, 1.0, 30.0):
+                for _ in range(10):
+                    obs = (mean + rng.normal(0, scale, info.observation_dim)).astype(np.float32)
+                    expected = main.act(obs)
+                    got = fast.act(obs)
+                    np.testing.assert_array_equal(got.action, expected.action)
+                    assert (got.clamped, got.model_version) == (expected.clamped, expected.model_version)
+
+
+def test_an_unloaded_model_leaves_the_front_end_too(fastpath_binary: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    write_policy(root / "walk" / "1" / "policy.onnx", seed=1)
+    write_policy(root / "hand" / "1" / "policy.onnx", seed=2)
+    with tempfile.TemporaryDirectory(prefix="s2r-fp-", dir="/tmp") as folder:
+        config = ServeConfig(model_repo=root, port=0, device="cpu", poll_interval=0, fast_path=fastpath_binary,
+                             fast_uds=Path(folder) / "fast.sock")
+        with BackgroundServer(config) as srv:
+            fast_address = srv.server.addresses.fast_path
+            assert fast_address is not None and fast_address.uds is not None
+            with PolicyClient(f"unix:{fast_address.uds}") as fast:
+                assert fast.act(np.zeros(OBS_DIM), model_name="walk").model_name == "walk"
+                shutil.rmtree(root / "walk")
+                srv.server.repository.poll()
+
+                def gone() -> bool:
+                    try:
+                        fast.act(np.zeros(OBS_DIM), model_name="walk")
+                    except PolicyCallError as err:
+                        return err.code == grpc.StatusCode.NOT_FOUND
+                    return False
+
+                assert wait_until(gone)
+                assert fast.act(np.zeros(OBS_DIM), model_name="hand").model_name == "hand"
+                assert fast.act(np.zeros(OBS_DIM)).model_name == "hand"  # the default follows

@@ -60,6 +60,7 @@ const char kUsage[] =
     "  --warmup S           run S seconds before counting (default 0)\n"
     "  --start-at NS        first tick at this CLOCK_MONOTONIC time in ns (default: now)\n"
     "  --latencies-out F    write each answered step's round trip (us), one per line\n"
+    "  --timeout-ms MS      deadline of the unary calls before the loop (GetPolicyInfo; default 1000)\n"
     "  --json               also print the summary as one JSON line\n";
 
 struct Args {
@@ -139,6 +140,10 @@ Args Parse(int argc, char** argv) {
     } else if (flag == "--duration") {
       args.duration_s = ParseNumber(flag, value);
       if (args.duration_s <= 0) throw std::invalid_argument("--duration: expected > 0 s, got " + value);
+    } else if (flag == "--timeout-ms") {
+      const double ms = ParseNumber(flag, value);
+      if (ms <= 0 || ms > 3.6e6) throw std::invalid_argument("--timeout-ms: expected 0 < MS <= 3600000, got " + value);
+      args.client.timeout = std::chrono::milliseconds(static_cast<long long>(std::ceil(ms)));
     } else if (flag == "--deadline-ms") {
       args.deadline_ms = ParseNumber(flag, value);
       if (args.deadline_ms <= 0) throw std::invalid_argument("--deadline-ms: expected > 0, got " + value);
