@@ -364,7 +364,10 @@ class FastPathFrontend:
         pending: list[tuple[int, int, int, policy_pb2.ActRequest]] = []  # answer slot, call, kind, request
         for call, kind, payload in frames:
             if call == 0 and kind == REPORT:
-                self._account(payload)
+                try:
+                    self._account(payload)
+                except Exception:  # noqa: BLE001 - lost metrics must not fail the requests beside them
+                    log.exception("fast path: a batch of step reports (%d bytes) could not be counted", len(payload))
                 continue
             if kind in (STREAM_MESSAGE, ACT):
                 state = streams.get(call) if kind == STREAM_MESSAGE else None

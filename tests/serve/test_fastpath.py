@@ -551,3 +551,22 @@ def test_an_unloaded_model_leaves_the_front_end_too(fastpath_binary: Path, tmp_p
                 assert wait_until(gone)
                 assert fast.act(np.zeros(OBS_DIM), model_name="hand").model_name == "hand"
                 assert fast.act(np.zeros(OBS_DIM)).model_name == "hand"  # the default follows
+
+
+def test_a_failure_counting_reported_steps_fails_no_request(
+    fastpath_binary: Path, model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        def broken(*args: object) -> None:
+            raise RuntimeError("metrics backend down")
+
+        monkeypatch.setattr(srv.server._servicer, "_observe", broken)
+        with PolicyClient(fast_tcp) as fast:
+            for _ in range(5):
+                fast.act(np.zeros(OBS_DIM))
+            assert wait_until(lambda: "could not be counted" in caplog.text)
+            # A request the policy process answers, after the failed batch: its own error.
+            with pytest.raises(PolicyCallError) as err:
+                fast.act(np.zeros(OBS_DIM + 1))
+            assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            fast.act(np.zeros(OBS_DIM))
