@@ -21,7 +21,11 @@ Frames (little-endian; fastpath.cpp and policy.cpp document the same):
   from the front end: u32 length | u64 call id | u8 kind | payload
   to the front end:   u32 length | u64 call id | u8 status | payload
 Call id 0 is no call: kind 6 from the front end is a batch of served steps, status 255
-to it the model table.
+to it the model table. With --max-action-delta a stream's rate-limit memory crosses over
+with the messages the front end forwards: kind 7 carries it with a stream message (u32
+length | message | memory), status 254 hands it back to the stream before the answers, so
+the limit applies across both sides in the stream's order (memory: u8 has_previous | str
+model | u32 n | f64[n]).
 """
 
 from __future__ import annotations
@@ -61,8 +65,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sim2real.serve.fastpath")
 
-ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO, REPORT = 1, 2, 3, 4, 5, 6
-MODEL_TABLE = 255
+ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO, REPORT, STREAM_MESSAGE_WITH_STATE = 1, 2, 3, 4, 5, 6, 7
+MODEL_TABLE, STREAM_STATE = 255, 254
 TABLE_FORMAT = 1
 _HEADER = struct.Struct("<IQB")  # length, call id, kind/status
 _U32 = struct.Struct("<I")
@@ -119,7 +123,11 @@ def model_table(core: PolicyCore, want_bytes: bool) -> bytes:
             continue
         if hashlib.sha256(onnx).hexdigest() != model.sha256:
             continue
-        fill, low, high = core.sanitize_bounds(model)
+        try:
+            fill, low, high = core.sanitize_bounds(model)
+        except (TypeError, ValueError) as err:  # odd normalizer metadata: Python answers this model
+            log.warning("fast path: %s version %d stays with Python (%s)", model.name, model.version, err)
+            continue
         entries.append(
             _text(model.name) + struct.pack("<qII", model.version, model.obs_dim, model.act_dim) + _text(model.sha256)
             + _U32.pack(len(onnx)) + onnx
@@ -153,6 +161,8 @@ class FastPathFrontend:
         self.inference = inference
         self.library: Path | None = None
         self._send_lock = threading.Lock()
+        self._table_lock = threading.Lock()
+        self._limited = servicer.core.safety.max_action_delta is not None
         self.process: subprocess.Popen[bytes] | None = None
         self.socket_file: SocketFile | None = None
         self._sock: socket.socket | None = None
@@ -196,6 +206,12 @@ class FastPathFrontend:
         self._sock = ours
         try:
             if self.library is not None:
+                # Listening first, so that no swap between this table and the listeners is
+                # missed; each table is built and sent under one lock, so an older one
+                # never follows a newer one.
+                repository = self.servicer.core.repository
+                repository.add_listener(lambda _model: self._send_table())
+                repository.add_unload_listener(lambda _name, _version: self._send_table())
                 # Read by the front end before it listens: no request finds it without a table.
                 self._send_table()
             ports = self._await_ready()
@@ -206,10 +222,6 @@ class FastPathFrontend:
             raise
         self._thread = threading.Thread(target=self._serve, name="fastpath-worker", daemon=True)
         self._thread.start()
-        if self.library is not None:
-            repository = self.servicer.core.repository
-            repository.add_listener(lambda _model: self._send_table())
-            repository.add_unload_listener(lambda _name, _version: self._send_table())
         self.addresses = FastPathAddresses(
             ports[0] if self.port is not None else None, self.uds, "cpp" if self.library is not None else "python"
         )
@@ -229,15 +241,16 @@ class FastPathFrontend:
     def _send_table(self) -> None:
         """The model table to the front end (at start, and from the loading thread after
         a swap or an unload)."""
-        sock = self._sock
-        if sock is None:
-            return
-        frame = model_table(self.servicer.core, self.servicer.recorder is not None)
-        try:
-            with self._send_lock:
-                sock.sendall(frame)
-        except OSError as err:
-            log.error("fast path: could not send the model table (%s)", err)
+        with self._table_lock:
+            sock = self._sock
+            if sock is None:
+                return
+            frame = model_table(self.servicer.core, self.servicer.recorder is not None)
+            try:
+                with self._send_lock:
+                    sock.sendall(frame)
+            except OSError as err:
+                log.error("fast path: could not send the model table (%s)", err)
 
     def _token_args(self) -> list[str]:
         if self.token is None:
@@ -341,7 +354,8 @@ class FastPathFrontend:
                 except Exception:  # noqa: BLE001 - a bug here must not silence the listener
                     log.exception("fast path: answering %d messages failed", len(frames))
                     answers = [_status(call, grpc.StatusCode.INTERNAL, "internal error in the policy server (logged)")
-                               for call, kind, _ in frames if kind in (ACT, STREAM_MESSAGE, INFO)]
+                               for call, kind, _ in frames
+                               if kind in (ACT, STREAM_MESSAGE, STREAM_MESSAGE_WITH_STATE, INFO)]
                 if answers:
                     with self._send_lock:
                         sock.sendall(b"".join(answers))
@@ -362,6 +376,7 @@ class FastPathFrontend:
         answers: list[bytes | None] = []
         batch: list[tuple[policy_pb2.ActRequest, StreamState | None]] = []
         pending: list[tuple[int, int, int, policy_pb2.ActRequest]] = []  # answer slot, call, kind, request
+        touched: set[int] = set()  # streams whose rate-limit memory goes back with the answers
         for call, kind, payload in frames:
             if call == 0 and kind == REPORT:
                 try:
@@ -369,6 +384,12 @@ class FastPathFrontend:
                 except Exception:  # noqa: BLE001 - lost metrics must not fail the requests beside them
                     log.exception("fast path: a batch of step reports (%d bytes) could not be counted", len(payload))
                 continue
+            if kind == STREAM_MESSAGE_WITH_STATE:
+                if call in streams:
+                    payload = _take_state(payload, streams[call])
+                kind = STREAM_MESSAGE
+            if kind == STREAM_MESSAGE and self._limited:
+                touched.add(call)
             if kind in (STREAM_MESSAGE, ACT):
                 state = streams.get(call) if kind == STREAM_MESSAGE else None
                 if kind == STREAM_MESSAGE and state is None:  # a stream never opened: not ours
@@ -394,7 +415,11 @@ class FastPathFrontend:
         if batch:
             for (slot, call, kind, request), outcome in zip(pending, servicer.core.act_many(batch), strict=True):
                 answers[slot] = self._respond(call, kind, request, outcome)
-        return [a for a in answers if a is not None]
+        # Each touched stream's memory after all of its messages here, ahead of their answers:
+        # the front end serves that stream again only once all its forwarded messages are
+        # answered, and then with this memory.
+        states = [_state_frame(call, streams[call]) for call in touched if call in streams]
+        return states + [a for a in answers if a is not None]
 
     def _account(self, payload: bytes) -> None:
         """Metrics and recording for a batch of steps the front end served itself."""
@@ -463,6 +488,28 @@ class FastPathFrontend:
         except RequestError as err:
             servicer.metrics.errors.labels("GetPolicyInfo", err.code.name).inc()
             return _error(call, err)
+
+
+def _take_state(payload: bytes, state: StreamState) -> bytes:
+    """The message of a kind-7 frame; the stream's memory it carries goes into ``state``."""
+    (n,) = _U32.unpack_from(payload, 0)
+    message, memory = payload[4:4 + n], payload[4 + n:]
+    has = memory[0] == 1
+    (name_length,) = _U32.unpack_from(memory, 1)
+    name = memory[5:5 + name_length].decode()
+    (count,) = _U32.unpack_from(memory, 5 + name_length)
+    values = np.frombuffer(memory, "<f8", count, 9 + name_length).astype(np.float64)
+    state.previous_action = values if has else None
+    # The version is not compared (core.py: a reloaded version of the same model stays limited).
+    state.model_key = (name, 0) if has else None
+    return message
+
+
+def _state_frame(call: int, state: StreamState) -> bytes:
+    has = state.previous_action is not None and state.model_key is not None
+    values = np.asarray(state.previous_action, "<f8") if has else np.empty(0, "<f8")
+    payload = bytes([has]) + _text(state.model_key[0] if has else "") + _U32.pack(len(values)) + values.tobytes()
+    return _HEADER.pack(9 + len(payload), call, STREAM_STATE) + payload
 
 
 def _step_error(request: policy_pb2.ActRequest | None, err: RequestError) -> bytes:

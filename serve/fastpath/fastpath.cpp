@@ -73,9 +73,14 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
-enum Kind : std::uint8_t { kAct = 1, kStreamMessage = 2, kStreamOpen = 3, kStreamClose = 4, kInfo = 5, kReport = 6 };
+enum Kind : std::uint8_t {
+  kAct = 1, kStreamMessage = 2, kStreamOpen = 3, kStreamClose = 4, kInfo = 5, kReport = 6,
+  kStreamMessageWithState = 7,  // u32 length | the message | the stream's rate-limit memory
+};
 // From the worker, call id 0: a control frame, not an answer (policy.cpp has its format).
 constexpr std::uint8_t kModelTable = 255;
+// From the worker, to a stream: its rate-limit memory after the messages answered there.
+constexpr std::uint8_t kStreamState = 254;
 
 constexpr const char* kActMethod = "/sim2real.v1.PolicyService/Act";
 constexpr const char* kStreamActMethod = "/sim2real.v1.PolicyService/StreamAct";
@@ -271,48 +276,90 @@ class Call final : public grpc::ServerGenericBidiReactor {
   }
 
   void OnReadDone(bool ok) override {
-    std::lock_guard<std::recursive_mutex> lock(mu_);
-    if (finished_) return;
-    if (!ok) {  // the client half-closed, went away, or sent nothing (unary)
-      read_done_ = true;
-      if (kind_ != kStreamMessage) {
-        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request arrived"));
-      } else if (slots_.empty() && !writing_) {
-        FinishLocked(grpc::Status::OK);
+    {
+      std::lock_guard<std::recursive_mutex> lock(mu_);
+      if (finished_) return;
+      if (!ok) {  // the client half-closed, went away, or sent nothing (unary)
+        read_done_ = true;
+        if (kind_ != kStreamMessage) {
+          FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request arrived"));
+        } else if (slots_.empty() && !writing_) {
+          FinishLocked(grpc::Status::OK);
+        }
+        return;
       }
-      return;
     }
+    // The model runs and the worker socket is written without holding mu_ (the worker's
+    // reader thread takes mu_ to deliver answers: a send blocked on a full socket under
+    // it could stall both directions). A call reads one message at a time (the next
+    // StartRead is below), so request_, memory_ and the scratch buffers are ours here.
     std::string& raw = RequestBytes();
     if (!Flatten(request_, &raw)) {
-      FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "could not read the request's bytes"));
+      FinishOnce(grpc::Status(grpc::StatusCode::INTERNAL, "could not read the request's bytes"));
       return;
     }
     std::string& answer = AnswerBytes();
-    const bool here = policy_ != nullptr && kind_ != kInfo &&
-                      policy_->Serve(raw, kind_ == kAct ? fastpath::kMethodAct : fastpath::kMethodStream,
-                                     kind_ == kStreamMessage ? &memory_ : nullptr, &answer);
-    if (here && kind_ == kAct) {
-      Fill(response_, answer.data(), answer.size());
-      finished_ = true;
-      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
-      return;
-    }
-    if (here) {
-      slots_.push_back(Slot{true, answer});
-    } else {
-      if (kind_ == kStreamMessage) {
-        // Its answer comes later, from the policy process; the ones answered here meanwhile
-        // wait behind it, so a stream's answers keep the order of its messages.
-        forwarded_.push_back(slot_base_ + slots_.size());
-        slots_.push_back(Slot{false, std::string()});
+    bool here = false;
+    bool with_state = false;
+    if (policy_ != nullptr && kind_ != kInfo) {
+      const bool limited = kind_ == kStreamMessage && policy_->rate_limit_active();
+      bool pending = false;
+      if (limited) {
+        std::lock_guard<std::recursive_mutex> lock(mu_);
+        pending = !forwarded_.empty();
       }
-      if (!worker_.Send(id_, kind_, raw)) {
-        FinishLocked(Unavailable());
+      // With a rate limit, while one of the stream's messages is with the policy process,
+      // the next ones go there too: their limit depends on its answer. The process gets
+      // the stream's memory with the first one and hands it back (kStreamState) before
+      // its answers, so the memory is current again when none is pending.
+      if (!pending) {
+        here = policy_->Serve(raw, kind_ == kAct ? fastpath::kMethodAct : fastpath::kMethodStream,
+                              kind_ == kStreamMessage ? &memory_ : nullptr, &answer);
+        with_state = !here && limited;
+      }
+    }
+    bool send = false;
+    {
+      std::lock_guard<std::recursive_mutex> lock(mu_);
+      if (finished_) return;
+      if (here && kind_ == kAct) {
+        Fill(response_, answer.data(), answer.size());
+        finished_ = true;
+        StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+        return;
+      }
+      if (here) {
+        slots_.push_back(Slot{true, answer});
+        if (!writing_) WriteNextLocked();
+      } else {
+        if (kind_ == kStreamMessage) {
+          // Its answer comes later, from the policy process; the ones answered here meanwhile
+          // wait behind it, so a stream's answers keep the order of its messages.
+          forwarded_.push_back(slot_base_ + slots_.size());
+          slots_.push_back(Slot{false, std::string()});
+        }
+        send = true;
+      }
+    }
+    if (send) {
+      bool sent;
+      if (with_state) {
+        std::string& framed = FramedBytes();
+        framed.clear();
+        PutU32(framed, static_cast<std::uint32_t>(raw.size()));
+        framed.append(raw);
+        fastpath::EncodeState(memory_, &framed);
+        sent = worker_.Send(id_, kStreamMessageWithState, framed);
+      } else {
+        sent = worker_.Send(id_, kind_, raw);
+      }
+      if (!sent) {
+        FinishOnce(Unavailable());
         return;
       }
     }
     if (kind_ == kStreamMessage) {
-      if (!writing_) WriteNextLocked();
+      std::lock_guard<std::recursive_mutex> lock(mu_);
       if (!finished_) StartRead(&request_);  // the next one may come before the answer
     }
   }
@@ -321,6 +368,14 @@ class Call final : public grpc::ServerGenericBidiReactor {
   void Deliver(std::uint8_t status, const char* payload, std::size_t size) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (finished_) return;
+    if (status == kStreamState) {
+      // Read by OnReadDone only once no message of this stream is with the process (it
+      // checks forwarded_ under mu_, which this holds).
+      if (!fastpath::DecodeState(payload, size, &memory_)) {
+        FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "malformed stream state from the policy process"));
+      }
+      return;
+    }
     if (status != 0) {
       if (size < 4 || GetU32(payload) > size - 4) {
         FinishLocked(grpc::Status(grpc::StatusCode::INTERNAL, "malformed answer from the policy process"));
@@ -418,6 +473,10 @@ class Call final : public grpc::ServerGenericBidiReactor {
     thread_local std::string bytes;
     return bytes;
   }
+  static std::string& FramedBytes() {
+    thread_local std::string bytes;
+    return bytes;
+  }
 
   void FinishLocked(const grpc::Status& status) {
     if (finished_) return;
@@ -469,7 +528,7 @@ void Worker::ReadAnswers() {
     std::size_t offset = 0;
     while (buffer.size() - offset >= 4) {
       const std::uint32_t length = GetU32(buffer.data() + offset);
-      if (length < 9) {
+      if (length < 9 || length > (1u << 30)) {
         std::fprintf(stderr, "sim2real_fastpath: malformed frame from the policy process (length %u)\n", length);
         g_stop.store(true);
         return;

@@ -29,6 +29,8 @@ namespace fastpath {
 
 namespace {
 
+constexpr std::size_t kMaxBatchBytes = 64u << 20;
+
 void PutU32(std::string& out, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
@@ -56,16 +58,20 @@ class Reader {
   }
   std::string Str() {
     const auto n = Get<std::uint32_t>();
-    if (!Need(n)) return {};
+    if (!Need(n)) return {};  // before allocating
     std::string s(p_, n);
     p_ += n;
     return s;
   }
-  std::vector<float> Floats(std::size_t n) {
-    std::vector<float> v(n);
-    if (!Need(n * sizeof(float))) return {};
-    std::memcpy(v.data(), p_, n * sizeof(float));
-    p_ += n * sizeof(float);
+  template <typename T>
+  std::vector<T> Array(std::size_t n) {
+    if (n > static_cast<std::size_t>(end_ - p_) / sizeof(T) || !Need(n * sizeof(T))) {  // before allocating
+      ok_ = false;
+      return {};
+    }
+    std::vector<T> v(n);
+    std::memcpy(v.data(), p_, n * sizeof(T));
+    p_ += n * sizeof(T);
     return v;
   }
 
@@ -207,6 +213,15 @@ void Reporter::Add(Method method, const Model& model, std::int64_t compute_ns, b
   bool full = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (batch_.size() > kMaxBatchBytes) {
+      // The policy process is not reading (stalled): steps go uncounted rather than
+      // without bound into memory; said once per 10,000.
+      if (dropped_++ % 10000 == 0) {
+        std::fprintf(stderr, "sim2real_fastpath: the policy process is not taking step reports; %llu dropped\n",
+                     static_cast<unsigned long long>(dropped_));
+      }
+      return;
+    }
     batch_.push_back(static_cast<char>(method));
     PutStr(batch_, model.name);
     PutU64(batch_, static_cast<std::uint64_t>(model.version));
@@ -234,7 +249,35 @@ void Reporter::Loop() {
   }
 }
 
+// --- Stream memory on the wire ---------------------------------------------------------
+
+void EncodeState(const StreamMemory& memory, std::string* out) {
+  out->push_back(static_cast<char>(memory.has_previous ? 1 : 0));
+  PutStr(*out, memory.has_previous ? memory.model : std::string());
+  const std::size_t n = memory.has_previous ? memory.previous.size() : 0;
+  PutU32(*out, static_cast<std::uint32_t>(n));
+  out->append(reinterpret_cast<const char*>(memory.previous.data()), n * sizeof(double));
+}
+
+bool DecodeState(const char* data, std::size_t size, StreamMemory* memory) {
+  Reader in(data, size);
+  const bool has = in.Get<std::uint8_t>() != 0;
+  std::string model = in.Str();
+  const auto n = in.Get<std::uint32_t>();
+  std::vector<double> previous = in.Array<double>(n);
+  if (!in.ok() || !in.done()) return false;
+  memory->has_previous = has;
+  memory->model = std::move(model);
+  memory->previous = std::move(previous);
+  return true;
+}
+
 // --- Policy ----------------------------------------------------------------------------
+
+bool Policy::rate_limit_active() const {
+  const std::shared_ptr<const Table> table = Current();
+  return table && table->max_action_delta > 0.0;
+}
 
 Policy::Policy(std::unique_ptr<Runtime> runtime, std::size_t max_message_bytes, Reporter* reporter)
     : runtime_(std::move(runtime)), max_message_bytes_(max_message_bytes), reporter_(reporter) {}
@@ -266,9 +309,9 @@ bool Policy::Apply(const char* data, std::size_t size, std::string* error) {
     model->act_dim = in.Get<std::uint32_t>();
     model->sha256 = in.Str();
     const std::string onnx = in.Str();
-    model->fill = in.Floats(model->obs_dim);
-    model->low = in.Floats(model->obs_dim);
-    model->high = in.Floats(model->obs_dim);
+    model->fill = in.Array<float>(model->obs_dim);
+    model->low = in.Array<float>(model->obs_dim);
+    model->high = in.Array<float>(model->obs_dim);
     if (!in.ok()) break;
     if (model->obs_dim == 0 || model->act_dim == 0) {
       *error = "model " + model->name + ": zero observation or action size";

@@ -96,6 +96,11 @@ struct StreamMemory {
   bool has_previous = false;
 };
 
+// A stream's memory on the wire (frames kind 7 and status 254, fastpath.cpp):
+//   u8 has_previous | str model | u32 n | f64[n] previous
+void EncodeState(const StreamMemory& memory, std::string* out);
+bool DecodeState(const char* data, std::size_t size, StreamMemory* memory);
+
 enum Method : std::uint8_t { kMethodAct = 1, kMethodStream = 2 };
 
 // Steps served here, batched for the Python process (its metrics and recorder). `send`
@@ -117,6 +122,7 @@ class Reporter {
   std::mutex mu_;
   std::condition_variable wake_;
   std::string batch_;
+  std::uint64_t dropped_ = 0;
   bool stop_ = false;
   std::thread thread_;
 };
@@ -136,6 +142,8 @@ class Policy {
   bool Serve(const std::string& raw, Method method, StreamMemory* memory, std::string* response);
 
   const Runtime& runtime() const { return *runtime_; }
+  // True when the table in force has a rate limit (--max-action-delta).
+  bool rate_limit_active() const;
 
  private:
   std::shared_ptr<const Table> Current() const;

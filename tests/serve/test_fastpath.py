@@ -441,6 +441,7 @@ def test_steps_served_in_the_front_end_are_recorded(fastpath_binary: Path, model
                 assert not loop.step(np.full(OBS_DIM, 0.5)).fallback
         recorder = srv.server.recorder
         assert recorder is not None
+        assert wait_until(lambda: recorder.stats.submitted == 25)  # reported in batches
         srv.stop()
     steps = [s for f in recorder.paths() for s in read_log(f).steps]
     assert len(steps) == recorder.stats.written == 25
@@ -570,3 +571,100 @@ def test_a_failure_counting_reported_steps_fails_no_request(
                 fast.act(np.zeros(OBS_DIM + 1))
             assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
             fast.act(np.zeros(OBS_DIM))
+
+
+def _pipelined(target: str, requests: list[policy_pb2.ActRequest]) -> list[policy_pb2.ActResponse]:
+    """One StreamAct call, every message sent without waiting for answers."""
+    channel = grpc.insecure_channel(target)
+    try:
+        call = channel.stream_stream(
+            STREAM_METHOD, request_serializer=policy_pb2.ActRequest.SerializeToString,
+            response_deserializer=policy_pb2.ActResponse.FromString,
+        )
+        return list(call(iter(requests), timeout=30))
+    finally:
+        channel.close()
+
+
+def _one_by_one(target: str, requests: list[policy_pb2.ActRequest]) -> list[policy_pb2.ActResponse]:
+    """One StreamAct call, each message sent once the previous one is answered."""
+    channel = grpc.insecure_channel(target)
+    outbox: queue.SimpleQueue[policy_pb2.ActRequest | None] = queue.SimpleQueue()
+    try:
+        call = channel.stream_stream(
+            STREAM_METHOD, request_serializer=policy_pb2.ActRequest.SerializeToString,
+            response_deserializer=policy_pb2.ActResponse.FromString,
+        )
+        answers = call(iter(outbox.get, None), timeout=60)
+        out = []
+        for request in requests:
+            outbox.put(request)
+            out.append(next(answers))
+        outbox.put(None)
+        return out
+    finally:
+        channel.close()
+
+
+def _comparable(answers: list[policy_pb2.ActResponse]) -> list[tuple[object, ...]]:
+    return [(a.sequence, list(a.action), a.rate_limited, a.clamped, a.model_name, a.error.code) for a in answers]
+
+
+def test_the_rate_limit_holds_across_messages_the_python_process_answers(fastpath_binary: Path, model: Path) -> None:
+    """--max-action-delta with some messages answered by the policy process (errors, here):
+    the limit follows the stream's order across both sides, pipelined or step by step."""
+    rng = np.random.default_rng(9)
+    requests = []
+    for sequence in range(80):
+        size = OBS_DIM + 2 if sequence % 5 == 3 else OBS_DIM
+        requests.append(policy_pb2.ActRequest(observation=rng.normal(0, 3, size).tolist(), sequence=sequence))
+    with fast_server(fastpath_binary, model, max_action_delta=0.05) as (srv, fast_tcp, fast_unix):
+        expected = _comparable(_pipelined(srv.target, requests))
+        assert sum(1 for e in expected if e[2]) > 20  # the limit is at work
+        assert _comparable(_pipelined(fast_tcp, requests)) == expected
+        assert _comparable(_pipelined(fast_unix, requests)) == expected
+        assert _comparable(_one_by_one(fast_tcp, requests)) == expected
+
+
+def test_a_stream_across_a_model_the_front_end_lacks_keeps_one_rate_limit(
+    fastpath_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model missing from the front end's table (as one served on CUDA is) is answered by
+    the policy process; a stream that uses it and a model the front end serves gets the
+    rate limit the main listener gives, across both."""
+    import types
+
+    from sim2real.serve import frontend
+
+    real = frontend.model_table
+
+    def without_hand(core: object, want_bytes: bool) -> bytes:
+        repository = core.repository  # type: ignore[attr-defined]
+        proxy_repository = types.SimpleNamespace(
+            default_name=repository.default_name,
+            serving=lambda: {k: v for k, v in repository.serving().items() if k != "hand"},
+        )
+        proxy = types.SimpleNamespace(repository=proxy_repository, safety=core.safety,  # type: ignore[attr-defined]
+                                      sanitize_bounds=core.sanitize_bounds)  # type: ignore[attr-defined]
+        return real(proxy, want_bytes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(frontend, "model_table", without_hand)
+    root = tmp_path / "repo"
+    write_policy(root / "walk" / "1" / "policy.onnx", seed=1)
+    write_policy(root / "hand" / "1" / "policy.onnx", seed=2)
+    rng = np.random.default_rng(3)
+    pattern = ["walk", "walk", "hand", "hand", "hand", "walk", "hand", "walk", "walk", "walk"] * 6
+    requests = [policy_pb2.ActRequest(observation=rng.normal(0, 3, OBS_DIM).tolist(), model_name=name, sequence=i)
+                for i, name in enumerate(pattern)]
+    with tempfile.TemporaryDirectory(prefix="s2r-fp-", dir="/tmp") as folder:
+        config = ServeConfig(model_repo=root, port=0, device="cpu", poll_interval=0, fast_path=fastpath_binary,
+                             fast_uds=Path(folder) / "fast.sock", max_action_delta=0.05)
+        with BackgroundServer(config) as srv:
+            fast_address = srv.server.addresses.fast_path
+            assert fast_address is not None and fast_address.inference == "cpp"
+            fast_target = f"unix:{fast_address.uds}"
+            expected = _comparable(_pipelined(srv.target, requests))
+            assert sum(1 for e in expected if e[2]) > 10
+            assert _comparable(_pipelined(fast_target, requests)) == expected
+            # One at a time: each message the process answers carries the stream's memory.
+            assert _comparable(_one_by_one(fast_target, requests)) == expected
