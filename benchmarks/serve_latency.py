@@ -450,9 +450,10 @@ def run_cpp_clients(
     with tempfile.TemporaryDirectory(prefix="s2r-lat-") as tmp:
         procs = []
         for i in range(clients):
-            # --timeout-ms: the GetPolicyInfo each process makes at start, while up to 32
-            # processes load and connect at once on two cores; not a step (those have the
-            # 100 ms deadline), so a slow start is not counted as a serving error.
+            # --timeout-ms: how long the GetPolicyInfo each process makes at start may be
+            # retried while UNAVAILABLE (one connection attempt has ~50 ms to finish its
+            # handshake, which up to 32 processes loading at once on two cores can miss); not
+            # a step (those have the 100 ms deadline), so a slow start is not a serving error.
             cmd = [str(cpp.control_loop), "--address", target, "--duration", f"{seconds}",
                    "--warmup", f"{CPP_WARMUP_S}", "--deadline-ms", f"{CPP_DEADLINE_MS}", "--json",
                    "--timeout-ms", f"{CPP_START_TIMEOUT_MS}",

@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -508,6 +509,30 @@ def test_default_pose_fallback_while_no_server_is_up(cpp: CppBuild) -> None:
     assert all(s["reason"].startswith("disconnected (") for s in steps)
     assert "UNAVAILABLE" in summary["last_error"]
     assert summary["control_thread_allocations"] == 0
+
+
+def test_the_example_waits_for_the_server_at_start_as_long_as_its_timeout_flag(cpp: CppBuild) -> None:
+    """--timeout-ms is how long the example's start-up GetPolicyInfo may take: against a
+    listener that never finishes a handshake (each attempt gives up within ~50 ms), it
+    retries while UNAVAILABLE for that long, not one attempt or the 1 s default, then fails
+    with the last error; a value that is no duration is refused naming the flag."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections (kernel backlog) and never speaks HTTP/2
+    try:
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        result = subprocess.run([str(cpp.example), "--address", address, "--timeout-ms", "2500", "--duration", "1"],
+                                capture_output=True, text=True, timeout=60, check=False)
+        waited = time.monotonic() - start
+        assert result.returncode == 1 and "UNAVAILABLE" in result.stderr, result.stderr
+        assert waited >= 2.4  # a lower bound only: it cannot give up sooner
+    finally:
+        silent.close()
+    for value in ("0", "-5", "soon"):
+        result = subprocess.run([str(cpp.example), "--address", "127.0.0.1:1", "--timeout-ms", value],
+                                capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 2 and "--timeout-ms" in result.stderr, result.stderr
 
 
 def test_bad_client_options_are_refused_with_the_option_named(cpp: CppBuild, tmp_path: Path) -> None:

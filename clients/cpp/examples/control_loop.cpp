@@ -30,6 +30,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sim2real/client.h"
@@ -60,7 +61,9 @@ const char kUsage[] =
     "  --warmup S           run S seconds before counting (default 0)\n"
     "  --start-at NS        first tick at this CLOCK_MONOTONIC time in ns (default: now)\n"
     "  --latencies-out F    write each answered step's round trip (us), one per line\n"
-    "  --timeout-ms MS      deadline of the unary calls before the loop (GetPolicyInfo; default 1000)\n"
+    "  --timeout-ms MS      how long the start-up GetPolicyInfo may take, retried while the server is\n"
+    "                       unavailable (a server still starting, or too busy to finish the\n"
+    "                       connection handshake in time; default 1000)\n"
     "  --json               also print the summary as one JSON line\n";
 
 struct Args {
@@ -233,9 +236,30 @@ void SleepUntil(const timespec& when) {
   }
 }
 
+// GetPolicyInfo, retried while the server is UNAVAILABLE until the client's timeout has
+// passed. One call alone can fail within ~50 ms: gRPC gives a connection attempt the
+// client's minimum reconnect backoff (50 ms, for quick reconnects) to finish its handshake,
+// which a server busy with other robots, or a machine starting 32 of these at once, can
+// miss. Other errors (TLS, token, unknown model) are final at once.
+sim2real::PolicyInfo InfoWithin(const sim2real::PolicyClient& client, const std::string& model,
+                                std::chrono::milliseconds timeout) {
+  const auto give_up = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    try {
+      return client.Info(model);
+    } catch (const sim2real::CallError& err) {
+      constexpr int kUnavailable = 14;
+      if (err.code() != kUnavailable || std::chrono::steady_clock::now() + std::chrono::milliseconds(50) >= give_up) {
+        throw;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+}
+
 int Run(const Args& args) {
   sim2real::PolicyClient client(args.client);
-  const sim2real::PolicyInfo info = client.Info(args.model);
+  const sim2real::PolicyInfo info = InfoWithin(client, args.model, args.client.timeout);
   const std::size_t obs_size =
       args.obs_size >= 0 ? static_cast<std::size_t>(args.obs_size)
                          : static_cast<std::size_t>(info.observation_dim);
