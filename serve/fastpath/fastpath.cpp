@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "policy.h"
+#include "wire.h"
 
 namespace {
 
@@ -86,22 +87,10 @@ constexpr const char* kActMethod = "/sim2real.v1.PolicyService/Act";
 constexpr const char* kStreamActMethod = "/sim2real.v1.PolicyService/StreamAct";
 constexpr const char* kInfoMethod = "/sim2real.v1.PolicyService/GetPolicyInfo";
 
-void PutU32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-void PutU64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-std::uint32_t GetU32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-std::uint64_t GetU64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
+using fastpath::GetU32;
+using fastpath::GetU64;
+using fastpath::PutU32;
+using fastpath::PutU64;
 
 std::string ReadFile(const std::string& flag, const std::string& path) {
   std::ifstream in(path, std::ios::binary);

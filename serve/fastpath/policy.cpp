@@ -24,23 +24,13 @@
 #include <cstring>
 
 #include "sim2real/v1/policy.pb.h"
+#include "wire.h"
 
 namespace fastpath {
 
 namespace {
 
 constexpr std::size_t kMaxBatchBytes = 64u << 20;
-
-void PutU32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-void PutU64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-void PutStr(std::string& out, const std::string& s) {
-  PutU32(out, static_cast<std::uint32_t>(s.size()));
-  out.append(s);
-}
 
 // Bounds-checked reading of a table frame.
 class Reader {
@@ -274,10 +264,6 @@ bool DecodeState(const char* data, std::size_t size, StreamMemory* memory) {
 
 // --- Policy ----------------------------------------------------------------------------
 
-bool Policy::rate_limit_active() const {
-  const std::shared_ptr<const Table> table = Current();
-  return table && table->max_action_delta > 0.0;
-}
 
 Policy::Policy(std::unique_ptr<Runtime> runtime, std::size_t max_message_bytes, Reporter* reporter)
     : runtime_(std::move(runtime)), max_message_bytes_(max_message_bytes), reporter_(reporter) {}
@@ -344,6 +330,7 @@ bool Policy::Apply(const char* data, std::size_t size, std::string* error) {
     return false;
   }
   std::lock_guard<std::mutex> lock(mu_);
+  rate_limited_.store(table->max_action_delta > 0.0, std::memory_order_release);
   table_ = std::move(table);
   return true;
 }

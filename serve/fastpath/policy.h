@@ -14,6 +14,7 @@
 // reported to the Python process in batches for its metrics and recording.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -142,8 +143,9 @@ class Policy {
   bool Serve(const std::string& raw, Method method, StreamMemory* memory, std::string* response);
 
   const Runtime& runtime() const { return *runtime_; }
-  // True when the table in force has a rate limit (--max-action-delta).
-  bool rate_limit_active() const;
+  // True when the table in force has a rate limit (--max-action-delta): read once per
+  // stream message, so kept beside the table rather than read through its lock.
+  bool rate_limit_active() const { return rate_limited_.load(std::memory_order_acquire); }
 
  private:
   std::shared_ptr<const Table> Current() const;
@@ -153,6 +155,7 @@ class Policy {
   Reporter* reporter_;
   mutable std::mutex mu_;
   std::shared_ptr<const Table> table_;
+  std::atomic<bool> rate_limited_{false};
 };
 
 }  // namespace fastpath
