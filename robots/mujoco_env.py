@@ -37,6 +37,9 @@ class DeploymentSpec:
     torque_limits: tuple[float, ...]
     control_rate_hz: float
     physics_dt: float
+    velocity_limits: tuple[float, ...] | None = None
+    """Joint speed limits, rad/s, where the robot's description states them (a record for
+    the controller: the simulation does not enforce them)."""
 
     @property
     def action_scales(self) -> tuple[float, ...]:
@@ -101,7 +104,7 @@ class MujocoRobotEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def __init__(
         self,
-        xml_path: Path,
+        model: Path | mujoco.MjModel,
         control_dt: float,
         render_mode: str | None,
         render_camera: str | int,
@@ -112,7 +115,9 @@ class MujocoRobotEnv(gym.Env[np.ndarray, np.ndarray]):
                 f"render_mode must be one of {self.metadata['render_modes']} or None, "
                 f"got {render_mode!r}"
             )
-        self.model = mujoco.MjModel.from_xml_path(str(xml_path))
+        # A path is loaded; a compiled model (a robot built from its spec) is used as is:
+        # the env owns it, and domain randomization edits it in place.
+        self.model = model if isinstance(model, mujoco.MjModel) else mujoco.MjModel.from_xml_path(str(model))
         self.data = mujoco.MjData(self.model)
         physics_dt = float(self.model.opt.timestep)
         n_substeps = round(control_dt / physics_dt)

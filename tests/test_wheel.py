@@ -60,7 +60,10 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
         "from sim2real.v1 import policy_pb2_grpc;"
         "assert sim2real.serve.server.__file__.startswith(sys.argv[1]);"
         "assert sim2real.robots.__file__.startswith(sys.argv[1]), sim2real.robots.__file__;"
-        "assert constants.SCENE_XML.is_file();"
+        "from sim2real.robots.quadruped.robot_spec import shipped_specs, SPEC_DIR;"
+        "assert SPEC_DIR.is_relative_to(sys.argv[1]) and {'go1', 'a1'} <= set(shipped_specs());"
+        "from sim2real.robots.quadruped.build import load_robot;"
+        "assert load_robot('a1').total_mass > 12 and load_robot('go1').spec.description.is_file();"
         "[gym.make(e).reset(seed=0) for e in sim2real.robots.ENVS];"
         "print('ok', cli.main(['--help']))"
     )

@@ -168,6 +168,8 @@ def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
                 robot=spec.robot,
                 domain_randomization=dataclasses.asdict(env.config.randomization),
             )
+            if getattr(spec, "velocity_limits", None) is not None:
+                out["velocity_limits"] = list(spec.velocity_limits)
             clock_hz = gait_clock_hz(env.config)
             if clock_hz:
                 # The controller feeds gait_clock/sin, cos of a phase advancing at this rate.

@@ -2,7 +2,8 @@
 
 Tasks subclass :class:`QuadrupedEnv` and read the robot through these getters, which hold
 precomputed slices into ``data.sensordata``/``qpos``/``qvel`` so a control step does no
-name lookups.
+name lookups. Which robot: a :class:`~sim2real.robots.quadruped.build.QuadrupedRobot`,
+built from its spec (robot_spec.py); every robot has the same element names (build.py).
 """
 
 from __future__ import annotations
@@ -14,34 +15,40 @@ import numpy as np
 
 from sim2real.robots.mujoco_env import MujocoRobotEnv
 from sim2real.robots.quadruped import constants as consts
+from sim2real.robots.quadruped.build import HOME_KEY, ROOT_JOINT, QuadrupedRobot, load_robot
 
 
 class QuadrupedEnv(MujocoRobotEnv):
-    """A Go1-class quadruped on a flat floor, position-controlled at 50 Hz."""
+    """A quadruped (any robot spec) on a flat floor, position-controlled at its control
+    rate (50 Hz for the shipped robots)."""
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, robot: QuadrupedRobot | None = None, render_mode: str | None = None) -> None:
+        self.robot = robot if robot is not None else load_robot(consts.DEFAULT_ROBOT)
+        """The robot: its spec, joint names, default pose, gains and limits."""
         super().__init__(
-            consts.SCENE_XML,
-            control_dt=consts.CONTROL_DT,
+            self.robot.new_model(),
+            control_dt=self.robot.control_dt,
             render_mode=render_mode,
             render_camera="track",
         )
         m = self.model
-        joints = [self._id(mujoco.mjtObj.mjOBJ_JOINT, n) for n in consts.JOINT_NAMES]
+        joints = [self._id(mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.robot.joint_names]
         self._qpos_idx = np.array([m.jnt_qposadr[j] for j in joints])
         self._qvel_idx = np.array([m.jnt_dofadr[j] for j in joints])
         # Contiguous joints let the getters return views instead of fancy-index copies.
+        # A file whose kinematic tree lists the legs in another order (Ghost's URDFs) gets
+        # index arrays instead (copies).
+        self._qpos_slice: slice | np.ndarray = self._qpos_idx
+        self._qvel_slice: slice | np.ndarray = self._qvel_idx
         if np.all(np.diff(self._qpos_idx) == 1) and np.all(np.diff(self._qvel_idx) == 1):
             self._qpos_slice = slice(int(self._qpos_idx[0]), int(self._qpos_idx[-1]) + 1)
             self._qvel_slice = slice(int(self._qvel_idx[0]), int(self._qvel_idx[-1]) + 1)
-        else:
-            raise ValueError("quadruped joints must be contiguous in qpos/qvel (one chain per leg)")
         self._actuator_ids = np.array(
-            [self._id(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in consts.ACTUATOR_NAMES]
+            [self._id(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in self.robot.actuator_names]
         )
-        self._trunk_body = self._id(mujoco.mjtObj.mjOBJ_BODY, consts.TRUNK_BODY)
+        self._trunk_body = self._id(mujoco.mjtObj.mjOBJ_BODY, self.robot.base_body)
         self._imu_site = self._id(mujoco.mjtObj.mjOBJ_SITE, consts.IMU_SITE)
-        root = self._id(mujoco.mjtObj.mjOBJ_JOINT, "root")
+        root = self._id(mujoco.mjtObj.mjOBJ_JOINT, ROOT_JOINT)
         self._root_qpos = int(m.jnt_qposadr[root])
         self._root_qvel = int(m.jnt_dofadr[root])
         self._sensor = {
@@ -50,15 +57,17 @@ class QuadrupedEnv(MujocoRobotEnv):
         }
         self._touch_idx = np.array([self._sensor_slice(n).start for n in consts.TOUCH_SENSORS])
         self._foot_pos = [self._sensor_slice(f"{leg}_foot_pos") for leg in consts.LEG_NAMES]
-        self._home_key = self._id(mujoco.mjtObj.mjOBJ_KEY, "home")
-        self.n_joints = len(consts.JOINT_NAMES)
+        self._home_key = self._id(mujoco.mjtObj.mjOBJ_KEY, HOME_KEY)
+        self.n_joints = len(self.robot.joint_names)
+        self.default_pose = self.robot.default_pose
+        """Joint angles of the standing pose, rad, in joint order."""
 
     def _sensor_slice(self, name: str) -> slice:
         sid = self._id(mujoco.mjtObj.mjOBJ_SENSOR, name)
         adr, dim = int(self.model.sensor_adr[sid]), int(self.model.sensor_dim[sid])
         return slice(adr, adr + dim)
 
-    # --- sensors a real Go1 has ---------------------------------------------------------
+    # --- sensors a real quadruped has ------------------------------------------------------
     def gyro(self) -> np.ndarray:
         """Trunk angular velocity in the IMU frame, rad/s."""
         return self.data.sensordata[self._sensor["gyro"]]
@@ -83,11 +92,11 @@ class QuadrupedEnv(MujocoRobotEnv):
         return -self.data.site_xmat[self._imu_site, 6:9]
 
     def joint_pos(self) -> np.ndarray:
-        """Joint angles, rad, in constants.JOINT_NAMES order."""
+        """Joint angles, rad, in the robot's joint order."""
         return self.data.qpos[self._qpos_slice]
 
     def joint_vel(self) -> np.ndarray:
-        """Joint velocities, rad/s, in constants.JOINT_NAMES order."""
+        """Joint velocities, rad/s, in the robot's joint order."""
         return self.data.qvel[self._qvel_slice]
 
     def foot_contact_forces(self) -> np.ndarray:
@@ -150,8 +159,8 @@ class QuadrupedEnv(MujocoRobotEnv):
         q[self._root_qpos + 3 : self._root_qpos + 7] = (
             np.cos(trunk_yaw / 2), 0.0, 0.0, np.sin(trunk_yaw / 2)
         )
-        q[self._qpos_slice] = consts.DEFAULT_POSE + joint_offsets
-        self.data.ctrl[self._actuator_ids] = consts.DEFAULT_POSE
+        q[self._qpos_slice] = self.default_pose + joint_offsets
+        self.data.ctrl[self._actuator_ids] = self.default_pose
         mujoco.mj_forward(self.model, self.data)
 
     def push_trunk(self, velocity_xy: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from sim2real.robots.mujoco_env import (
 )
 from sim2real.robots.quadruped import constants as consts
 from sim2real.robots.quadruped.base import QuadrupedEnv
+from sim2real.robots.quadruped.build import load_robot
 from sim2real.robots.quadruped.gait import ActionPrior, GaitConfig, trot_prior
 from sim2real.robots.quadruped.randomize import (
     ModelIds,
@@ -135,6 +136,11 @@ class QuadrupedJoystickConfig:
     }
     """Per earlier revision, the overrides that turn today's defaults into that revision's."""
 
+    robot: str = consts.DEFAULT_ROBOT
+    """The quadruped: a shipped robot's name (``sim2real robots specs`` lists them: go1,
+    a1, ...) or the path of a robot spec file (robots/quadruped/robot_spec.py). Joint
+    names, standing pose, gains, limits and rates come from the spec; so do the
+    observation and action layouts (the same function of the spec for every robot)."""
     defaults_revision: int = DEFAULTS_REVISION
     """Which revision of this task's defaults the other fields start from: 2 (today's, the
     walking recipe) or 1 (before 2026-12-01). Runs and exported policies record the
@@ -160,8 +166,9 @@ class QuadrupedJoystickConfig:
     more than walking."""
     fall_up_z: float = 0.5
     """Fall when the trunk's up-vector z drops below this (tilt beyond 60 degrees)."""
-    fall_height: float = 0.12
-    """Fall when the trunk origin drops below this height, m."""
+    fall_height: float = -1.0
+    """Fall when the trunk origin drops below this height, m; < 0: the robot spec's
+    ``task.fall_height`` (0.12 m for go1 and a1)."""
     init_joint_noise: float = 0.1
     """Initial joint angles = default pose + U(-a, a), rad."""
     random_initial_yaw: bool = True
@@ -203,11 +210,12 @@ class QuadrupedJoystickConfig:
             "air_time_target": self.air_time_target >= 0,
             "air_time_max": self.air_time_max >= self.air_time_target,
             "fall_up_z": -1.0 <= self.fall_up_z < 1.0,
-            "fall_height": self.fall_height >= 0,
+            "fall_height": math.isfinite(self.fall_height),
             "init_joint_noise": self.init_joint_noise >= 0,
             "command_resample_s": math.isfinite(self.command_resample_s) and self.command_resample_s >= 0,
             "init_base_velocity": math.isfinite(self.init_base_velocity) and self.init_base_velocity >= 0,
             "defaults_revision": self.defaults_revision in (*self.REVISION_OVERRIDES, DEFAULTS_REVISION),
+            "robot": isinstance(self.robot, str) and bool(self.robot.strip()),
         }
         allowed = {
             "action_scale": "> 0",
@@ -217,11 +225,12 @@ class QuadrupedJoystickConfig:
             "air_time_target": ">= 0",
             "air_time_max": ">= air_time_target",
             "fall_up_z": "in [-1, 1)",
-            "fall_height": ">= 0",
+            "fall_height": "a finite number (< 0: the robot spec's)",
             "init_joint_noise": ">= 0",
             "command_resample_s": "a finite number >= 0 (0: one command per episode)",
             "init_base_velocity": "a finite number >= 0",
             "defaults_revision": "1 or 2",
+            "robot": "a shipped robot's name or a robot spec path",
         }
         for name, ok in checks.items():
             if not ok:
@@ -231,22 +240,30 @@ class QuadrupedJoystickConfig:
                 )
 
 
-_ACTOR_OBS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("gyro", ("x", "y", "z")),
-    ("gravity", ("x", "y", "z")),
-    ("command", ("vx", "vy", "yaw_rate")),
-    ("joint_pos", consts.JOINT_NAMES),
-    ("joint_vel", consts.JOINT_NAMES),
-    ("last_action", consts.ACTUATOR_NAMES),
-)
+def actor_observation_groups(
+    joint_names: tuple[str, ...], actuator_names: tuple[str, ...]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The actor's observation layout before the optional entries, for a robot's joints:
+    the same function of the spec for every robot."""
+    return (
+        ("gyro", ("x", "y", "z")),
+        ("gravity", ("x", "y", "z")),
+        ("command", ("vx", "vy", "yaw_rate")),
+        ("joint_pos", joint_names),
+        ("joint_vel", joint_names),
+        ("last_action", actuator_names),
+    )
 
 
 class QuadrupedJoystickEnv(QuadrupedEnv):
-    """Joystick locomotion for a Go1-class quadruped.
+    """Joystick locomotion for a quadruped: our Go1-class model by default, any robot spec
+    with ``config.robot`` (``a1``, or a spec file path).
 
     ## Action space
     ``Box(-1, 1, (12,), float32)``; joint target = default pose + action_scale * action
-    (``abduction_action_scale`` on the four abduction joints when set), tracked by the motors' PD loop (Kp 35, Kd 0.5, torque limited) at 500 Hz.
+    (``abduction_action_scale`` on the four abduction joints when set), tracked by the
+    motors' PD loop (the spec's Kp and Kd, e.g. go1 35 and 0.5; torque limited) at the
+    spec's physics rate (500 Hz for the shipped robots).
 
     | index | actuator | unit of the target |
     |---|---|---|
@@ -303,20 +320,25 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         render_mode: str | None = None,
         domain_randomization: bool | None = None,
     ) -> None:
-        super().__init__(render_mode=render_mode)
         cfg = config or QuadrupedJoystickConfig()
         cfg = with_randomization_switch(cfg, domain_randomization)
+        robot = load_robot(cfg.robot)
+        cfg.randomization.check_robot(robot)
+        super().__init__(robot=robot, render_mode=render_mode)
         self.config = cfg
         self._dr = cfg.randomization
-        self._ids = ModelIds.from_model(self.model)
+        self._fall_height = cfg.fall_height if cfg.fall_height >= 0 else robot.spec.fall_height
+        self._ids = ModelIds.from_model(self.model, robot)
         self._nominal = NominalModel.from_model(self.model)
-        self._n_links = len(consts.LINK_BODIES)
+        self._n_links = len(robot.link_bodies)
         self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
         n = self.n_joints
         self._action_scales = np.full(n, cfg.action_scale)
         if cfg.abduction_action_scale > 0:
-            abduction = [i for i, name in enumerate(consts.JOINT_NAMES) if name.endswith("_hip_joint")]
-            self._action_scales[abduction] = cfg.abduction_action_scale
+            self._action_scales[0::3] = cfg.abduction_action_scale  # (abduction, hip, knee) per leg
+        # Signed: a robot whose joint turns the other way round gets -scale, so that an
+        # action is the same motion on every robot (build.py, joint_signs).
+        self._action_scales = self._action_scales * robot.joint_signs
         self._noise_scale = self._dr.observation_noise_scale * np.concatenate(
             [
                 np.full(3, self._dr.gyro_noise),
@@ -328,7 +350,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             ]
         )
         self.action_space = spaces.Box(-1.0, 1.0, (n,), dtype=np.float32)
-        groups = _ACTOR_OBS_GROUPS
+        groups = actor_observation_groups(robot.joint_names, robot.actuator_names)
         if cfg.observe_linear_velocity:
             groups = (*groups, ("linvel_estimate", ("x", "y", "z")))
         if cfg.gait.enabled:
@@ -357,17 +379,19 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         )
         self.deployment_spec = DeploymentSpec(
             env_id=ENV_ID,
-            robot="quadruped",
+            robot=robot.name,
             observation_names=self.observation_names,
-            action_names=consts.ACTUATOR_NAMES,
-            joint_names=consts.JOINT_NAMES,
-            default_pose=tuple(float(x) for x in consts.DEFAULT_POSE),
+            action_names=robot.actuator_names,
+            joint_names=robot.joint_names,
+            default_pose=tuple(float(x) for x in robot.default_pose),
             action_scale=tuple(float(x) for x in self._action_scales),
-            kp=(consts.KP,) * n,
-            kd=(consts.KD,) * n,
-            torque_limits=tuple(float(x) for x in consts.TORQUE_LIMITS),
+            kp=tuple(float(x) for x in robot.kp),
+            kd=tuple(float(x) for x in robot.kd),
+            torque_limits=tuple(float(x) for x in robot.torque_limits),
             control_rate_hz=1.0 / self.control_dt,
             physics_dt=float(self.model.opt.timestep),
+            velocity_limits=(None if robot.velocity_limits is None
+                             else tuple(float(x) for x in robot.velocity_limits)),
         )
         self._weights = dataclasses.asdict(cfg.rewards)
         self._dynamics = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())
@@ -475,7 +499,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             angle = rng.uniform(-np.pi, np.pi)
             self.push_trunk(self._dr.push_velocity.sample(rng) * np.array([np.cos(angle), np.sin(angle)]))
             self._next_push_step = self._sample_push_step(rng)
-        self._physics_step(consts.DEFAULT_POSE + self._action_scales * applied)
+        self._physics_step(self.default_pose + self._action_scales * applied)
         self._step_count += 1
         if self.config.gait.enabled:
             self._gait_phase = (self._gait_phase + 2 * np.pi * self.config.gait.frequency_hz * self.control_dt) % (2 * np.pi)
@@ -487,7 +511,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         else:
             new_command = None
 
-        fell = self.upvector()[2] < self.config.fall_up_z or self.trunk_height() < self.config.fall_height
+        fell = self.upvector()[2] < self.config.fall_up_z or self.trunk_height() < self._fall_height
         terms = self._reward_terms(action, fell)
         reward = float(sum(terms.values()))
         if self.config.nonnegative_reward:
@@ -509,7 +533,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
                 self.gyro(),
                 self.projected_gravity(),
                 self._command,
-                self.joint_pos() - consts.DEFAULT_POSE,
+                self.joint_pos() - self.default_pose,
                 self.joint_vel(),
                 self._last_action,
                 *((self.local_linvel(),) if self.config.observe_linear_velocity else ()),
@@ -548,7 +572,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         gx, gy, _ = self.projected_gravity().tolist()
         cx, cy, cyaw = self._command.tolist()
         torques = self.joint_torques()
-        pose_error = self.joint_pos() - consts.DEFAULT_POSE
+        pose_error = self.joint_pos() - self.default_pose
         standing_command = math.hypot(cx, cy) < 0.01 and abs(cyaw) < 0.01
         action_change = action - self._last_action
         gait_deviation = 0.0

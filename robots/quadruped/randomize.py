@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 
 from sim2real.robots.quadruped import constants as consts
+from sim2real.robots.quadruped.build import QuadrupedRobot
 from sim2real.robots.randomization import (
     IntUniform,
     InvalidRangeError,
@@ -25,7 +26,8 @@ from sim2real.robots.randomization import (
 
 @dataclasses.dataclass(frozen=True)
 class QuadrupedRandomization:
-    """Domain-randomization ranges for the quadruped, sampled at every reset.
+    """Domain-randomization ranges for a quadruped, sampled at every reset (the same for
+    every robot spec: scales are relative to the robot's own values).
 
     Widths follow MuJoCo Playground's go1 randomize.py where it has the parameter; gains,
     latency and pushes (which Playground leaves out) are sized from Go1 hardware reports.
@@ -40,7 +42,8 @@ class QuadrupedRandomization:
     """Mass (and inertia) of each hip/thigh/calf ~ nominal x U(0.9, 1.1), independently per
     link (Playground): manufacturing spread and cabling."""
     trunk_added_mass: Uniform = Uniform(-1.0, 1.0)
-    """kg added to the 5.2 kg trunk ~ U(-1, 1) (Playground): battery swaps and payloads."""
+    """kg added to the trunk ~ U(-1, 1) (Playground go1's, a 5.2 kg trunk): battery swaps
+    and payloads."""
     trunk_com_offset: Uniform = Uniform(-0.05, 0.05)
     """Trunk centre-of-mass shift in m, per axis ~ U(-0.05, 0.05) (Playground): payload
     placement; 5 cm is about a fifth of the trunk length."""
@@ -82,9 +85,8 @@ class QuadrupedRandomization:
         prefix = "QuadrupedRandomization"
         self.floor_friction.validate(f"{prefix}.floor_friction", min_value=0.0, exclusive=True)
         self.link_mass_scale.validate(f"{prefix}.link_mass_scale", min_value=0.0, exclusive=True)
-        self.trunk_added_mass.validate(
-            f"{prefix}.trunk_added_mass", min_value=-consts.TRUNK_MASS, exclusive=True
-        )
+        # Bounded below by the robot's trunk mass where the robot is known (check_robot).
+        self.trunk_added_mass.validate(f"{prefix}.trunk_added_mass")
         self.trunk_com_offset.validate(f"{prefix}.trunk_com_offset")
         for name in ("joint_damping_scale", "armature_scale", "frictionloss_scale", "kd_scale"):
             getattr(self, name).validate(f"{prefix}.{name}", min_value=0.0)
@@ -103,6 +105,15 @@ class QuadrupedRandomization:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise InvalidRangeError(f"{prefix}.{name} must be a finite number >= 0, got {value!r}")
+
+
+    def check_robot(self, robot: QuadrupedRobot) -> None:
+        """Ranges that depend on the body: the trunk must keep a positive mass."""
+        if self.trunk_added_mass.low <= -robot.base_mass:
+            raise InvalidRangeError(
+                f"QuadrupedRandomization.trunk_added_mass: values must be > -{robot.base_mass:g} "
+                f"(the {robot.name} trunk's mass, kg), got low={self.trunk_added_mass.low!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,21 +201,21 @@ class ModelIds:
     actuators: np.ndarray
 
     @classmethod
-    def from_model(cls, model: mujoco.MjModel) -> ModelIds:
+    def from_model(cls, model: mujoco.MjModel, robot: QuadrupedRobot) -> ModelIds:
         def lookup(obj: mujoco.mjtObj, name: str) -> int:
             idx = mujoco.mj_name2id(model, obj, name)
             if idx < 0:
-                raise KeyError(f"{obj.name} {name!r} missing from the quadruped model")
+                raise KeyError(f"{obj.name} {name!r} missing from the {robot.name} model")
             return idx
 
-        joints = [lookup(mujoco.mjtObj.mjOBJ_JOINT, n) for n in consts.JOINT_NAMES]
+        joints = [lookup(mujoco.mjtObj.mjOBJ_JOINT, n) for n in robot.joint_names]
         return cls(
             floor_geom=lookup(mujoco.mjtObj.mjOBJ_GEOM, consts.FLOOR_GEOM),
-            trunk_body=lookup(mujoco.mjtObj.mjOBJ_BODY, consts.TRUNK_BODY),
-            link_bodies=np.array([lookup(mujoco.mjtObj.mjOBJ_BODY, n) for n in consts.LINK_BODIES]),
+            trunk_body=lookup(mujoco.mjtObj.mjOBJ_BODY, robot.base_body),
+            link_bodies=np.array([lookup(mujoco.mjtObj.mjOBJ_BODY, n) for n in robot.link_bodies]),
             joint_dofs=np.array([model.jnt_dofadr[j] for j in joints]),
             actuators=np.array(
-                [lookup(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in consts.ACTUATOR_NAMES]
+                [lookup(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in robot.actuator_names]
             ),
         )
 

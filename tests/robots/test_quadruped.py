@@ -14,7 +14,8 @@ from sim2real.robots.quadruped.randomize import QuadrupedRandomization
 from sim2real.robots.randomization import IntUniform, InvalidRangeError, Uniform
 from sim2real.robots.registry import task_config
 
-
+GO1_TORQUE_LIMITS = np.tile([23.7, 23.7, 35.55], 4)
+GO1_DEFAULT_POSE = np.tile([0.0, 0.9, -1.8], 4)
 REV1 = "defaults_revision=1"
 """These tests check each mechanism against the task's first defaults (at rest, one
 command per episode, no gait clock): robots/quadruped/joystick.py, REVISION_OVERRIDES."""
@@ -35,9 +36,11 @@ def test_model_matches_go1_numbers() -> None:
     assert m.body_mass[trunk] == pytest.approx(5.204)
     assert m.body_subtreemass[trunk] == pytest.approx(12.74, abs=0.02)
     assert m.opt.timestep <= 0.002 and env.n_substeps * m.opt.timestep == pytest.approx(0.02)
-    np.testing.assert_allclose(np.abs(m.actuator_forcerange[:, 1]), consts.TORQUE_LIMITS)
-    np.testing.assert_allclose(m.actuator_gainprm[:, 0], consts.KP)
-    np.testing.assert_allclose(-m.actuator_biasprm[:, 2], consts.KD)
+    # Menagerie go1 forcerange, Playground go1 gains (docs/robot_facts.md)
+    np.testing.assert_allclose(np.abs(m.actuator_forcerange[:, 1]), GO1_TORQUE_LIMITS)
+    np.testing.assert_allclose(m.actuator_gainprm[:, 0], 35.0)
+    np.testing.assert_allclose(-m.actuator_biasprm[:, 2], 0.5)
+    np.testing.assert_allclose(env.default_pose, GO1_DEFAULT_POSE)  # Menagerie keyframe "home"
     env.close()
 
 
@@ -75,7 +78,7 @@ def test_torques_respect_the_motor_limits() -> None:
     rng = np.random.default_rng(0)
     for _ in range(200):
         env.step(rng.choice([-1.0, 1.0], 12))
-        assert np.all(np.abs(env.joint_torques()) <= consts.TORQUE_LIMITS + 1e-9)
+        assert np.all(np.abs(env.joint_torques()) <= env.robot.torque_limits + 1e-9)
     env.close()
 
 
@@ -88,10 +91,10 @@ def test_motors_apply_the_pd_law_with_torque_limits() -> None:
         env.step(action)
     mujoco.mj_forward(env.model, env.data)  # forces at the current state, not the last substep's
     target = env.data.ctrl
-    expected = 1.1 * consts.KP * (target - env.joint_pos()) - 0.9 * consts.KD * env.joint_vel()
-    expected = np.clip(expected, -consts.TORQUE_LIMITS, consts.TORQUE_LIMITS)
+    expected = 1.1 * env.robot.kp * (target - env.joint_pos()) - 0.9 * env.robot.kd * env.joint_vel()
+    expected = np.clip(expected, -env.robot.torque_limits, env.robot.torque_limits)
     np.testing.assert_allclose(env.joint_torques(), expected, rtol=1e-9, atol=1e-9)
-    assert target[2] == pytest.approx(consts.DEFAULT_POSE[2] + env.config.action_scale * 0.4)
+    assert target[2] == pytest.approx(env.default_pose[2] + env.config.action_scale * 0.4)
     env.close()
 
 
@@ -109,10 +112,10 @@ def test_sampled_randomization_lies_in_its_ranges() -> None:
         ids = env._ids
         assert env.model.geom_friction[ids.floor_geom, 0] == dr["floor_friction"]
         np.testing.assert_allclose(
-            env.model.actuator_gainprm[ids.actuators, 0], consts.KP * dr["kp_scale"]
+            env.model.actuator_gainprm[ids.actuators, 0], env.robot.kp * dr["kp_scale"]
         )
         np.testing.assert_allclose(
-            env.model.body_mass[ids.trunk_body], consts.TRUNK_MASS + dr["trunk_added_mass"]
+            env.model.body_mass[ids.trunk_body], env.robot.base_mass + dr["trunk_added_mass"]
         )
     env.close()
 
@@ -162,7 +165,7 @@ def test_latency_delays_the_command_by_whole_control_steps() -> None:
         for _ in range(3):
             env.step(action)
             targets.append(env.data.ctrl.copy())
-        moved = [not np.allclose(t, consts.DEFAULT_POSE) for t in targets]
+        moved = [not np.allclose(t, env.default_pose) for t in targets]
         assert moved == [i >= latency for i in range(3)], f"latency {latency}: {moved}"
         env.close()
 
@@ -200,7 +203,6 @@ def test_observation_noise_only_with_randomization() -> None:
         ("floor_friction", Uniform(1.0, 0.4), r"floor_friction: low must be <= high"),
         ("floor_friction", Uniform(-0.1, 0.4), r"floor_friction: values must be > 0"),
         ("link_mass_scale", Uniform(-0.5, 1.0), r"link_mass_scale: values must be > 0"),
-        ("trunk_added_mass", Uniform(-6.0, 0.0), r"trunk_added_mass: values must be > -5.204"),
         ("latency_steps", IntUniform(-1, 1), r"latency_steps: values must be >= 0"),
         ("latency_steps", IntUniform(0, 1.5), r"latency_steps.high must be an integer"),  # type: ignore[arg-type]
         ("kp_scale", Uniform(float("nan"), 1.0), r"kp_scale.low must be finite"),
@@ -211,6 +213,19 @@ def test_invalid_ranges_name_the_field(field: str, value: object, message: str) 
     with pytest.raises(InvalidRangeError, match=message) as err:
         QuadrupedRandomization(**{field: value})
     assert f"QuadrupedRandomization.{field}" in str(err.value)
+
+
+@pytest.mark.parametrize(("robot", "low", "message"), [
+    ("go1", -6.0, r"trunk_added_mass: values must be > -5.204 \(the go1 trunk's mass"),
+    ("a1", -4.8, r"trunk_added_mass: values must be > -4.713 \(the a1 trunk's mass"),
+])
+def test_trunk_mass_range_is_bounded_by_the_robots_own_trunk(robot: str, low: float, message: str) -> None:
+    config = dataclasses.replace(
+        task_config("sim2real/QuadrupedJoystick-v0", [f"robot={robot}"]),
+        randomization=QuadrupedRandomization(trunk_added_mass=Uniform(low, 0.0)),
+    )
+    with pytest.raises(InvalidRangeError, match=message):
+        QuadrupedJoystickEnv(config=config)
 
 
 def test_invalid_task_config_names_the_field() -> None:
@@ -253,7 +268,7 @@ def test_pose_and_stand_still_terms_measure_the_distance_to_the_home_pose() -> N
                                domain_randomization=False)
     env.reset(seed=0, options={"command": (0.0, 0.0, 0.0)})
     _, _, _, _, info = env.step(np.zeros(12))
-    q_err = env.joint_pos() - consts.DEFAULT_POSE
+    q_err = env.joint_pos() - env.default_pose
     w = np.tile([1.0, 1.0, 0.1], 4)
     assert info["reward_terms"]["pose"] == pytest.approx(np.exp(-np.sum(w * q_err**2)))
     assert info["reward_terms"]["stand_still"] == pytest.approx(-np.abs(q_err).sum())
@@ -315,7 +330,7 @@ def test_abduction_action_scale_narrows_only_the_abduction_joints() -> None:
     env.reset(seed=0)
     env.step(np.ones(12))
     targets = env.data.ctrl[env._actuator_ids]
-    expected = consts.DEFAULT_POSE + np.tile([0.2, 0.4, 0.4], 4)
+    expected = env.default_pose + np.tile([0.2, 0.4, 0.4], 4)
     np.testing.assert_allclose(targets, expected)
     # The deployed law (ONNX metadata, controllers) is the same per-joint one.
     np.testing.assert_allclose(env.deployment_spec.joint_targets(np.ones(12)), expected)

@@ -295,3 +295,33 @@ def test_baselines_evaluate_with_the_given_task_overrides() -> None:
     # Holding still costs no action rate; random actions do.
     assert reports["zero"]["reward_terms"]["action_rate"] == 0.0
     assert reports["random"]["reward_terms"]["action_rate"] < -0.1
+
+
+def test_an_a1_policy_names_the_a1s_joints(tmp_path: Path) -> None:
+    """A robot built from a description file: the exported model says which robot and
+    which joints (the URDF's names), with the A1's gains and standing pose."""
+    config = TrainConfig(
+        env=QUADRUPED, env_config=("robot=a1",), total_steps=200, seed=0, out=tmp_path / "run",
+        learning_starts=100, num_envs=1, num_workers=0, eval_interval=0, eval_episodes=1,
+        checkpoint_interval=200, sac=TINY,
+    )
+    trainer = prepare_trainer(config)
+    try:
+        trainer.open_run()
+        trainer.run_loop()
+    finally:
+        trainer.close()
+    path = tmp_path / "a1.onnx"
+    export_onnx(tmp_path / "run", path)
+    meta = read_metadata(path)
+    joints = json.loads(meta["joint_names"])
+    assert joints[:3] == ["FR_hip_joint", "FR_upper_joint", "FR_lower_joint"] and len(joints) == 12
+    assert meta["robot"] == "a1"
+    assert "robot=a1" in json.loads(meta["env_config"])
+    assert json.loads(meta["torque_limits"]) == [20.0, 55.0, 55.0] * 4  # a1.urdf's efforts
+    assert json.loads(meta["velocity_limits"]) == [52.4, 28.6, 28.6] * 4  # and velocities
+    assert json.loads(meta["action_offset"]) == [-0.1, 0.8, -1.5, 0.1, 0.8, -1.5, -0.1, 1.0, -1.5, 0.1, 1.0, -1.5]
+    assert "joint_pos/FR_upper_joint" in json.loads(meta["observation_names"])
+    # sim2real eval rebuilds the A1 from the recorded task config.
+    policy = OnnxPolicy(path)
+    assert policy.env_config and "robot=a1" in policy.env_config

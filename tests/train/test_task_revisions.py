@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
+from sim2real.robots.quadruped.robot_spec import load_spec
 from sim2real.robots.registry import pin_revision, recorded_overrides, task_config
 from sim2real.train.checkpoint import load_checkpoint, save_checkpoint
 from sim2real.train.config import TrainConfig, load_run_config
@@ -38,6 +39,11 @@ def test_revision_1_is_the_task_as_it_was_field_for_field() -> None:
     expected = json.loads(REVISION_1.read_text())
     revision_1 = _plain(task_config(QUADRUPED, ["defaults_revision=1"]))
     assert revision_1.pop("defaults_revision") == 1
+    # Fields added since, whose defaults keep the task as it was: the robot (go1, the only
+    # one then) and its fall height, now read from the robot's spec unless set.
+    assert revision_1.pop("robot") == "go1"
+    assert revision_1["fall_height"] < 0 and load_spec("go1").fall_height == expected["fall_height"]
+    revision_1["fall_height"] = expected["fall_height"]
     assert revision_1 == expected
     # ... and today's defaults differ from it (else there would be no revision).
     assert _plain(task_config(QUADRUPED)) != {**expected, "defaults_revision": 2}
