@@ -46,7 +46,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "sim2real.cli.demo:demo_main",
     ),
     "robots": (
-        "list robots and tasks (sizes, control rate, DR ranges); `robots view` renders a rollout",
+        "list robots and tasks (sizes, control rate, DR ranges, the quadruped robot specs); `robots check SPEC` tests a robot spec, `robots view` renders a rollout",
         "sim2real.cli.robots:main",
     ),
 }

@@ -1,4 +1,5 @@
-"""``sim2real robots``: list the robots and tasks, or render a rollout to a video file."""
+"""``sim2real robots``: list the robots and tasks, check a robot spec, roll a robot out,
+or render a rollout to a video file."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import tyro
 from sim2real.robots import registry
 from sim2real.robots.randomization import IntUniform, Uniform, describe, field_docs
 
+QUADRUPED_ENV = "sim2real/QuadrupedJoystick-v0"
+
 
 @dataclasses.dataclass(frozen=True)
 class ListRobots:
@@ -26,6 +29,33 @@ class ListRobots:
     config: bool = False
     """Also list every task config key `sim2real train --env-config KEY=VALUE` can set,
     with its default and meaning."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckRobot:
+    """Tell whether a quadruped's spec file makes a robot the joystick task can train: it
+    builds from its description file, stands under the default PD with domain
+    randomization on, and passes gymnasium's env checker. Exit 0 when it does, 2 when not,
+    with what failed."""
+
+    spec: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="SPEC")]
+    """A shipped robot's name (a1, ...) or the path of a robot spec file (.toml)."""
+    seconds: float = 5.0
+    """Simulated seconds the robot must stand, holding its standing pose."""
+    episodes: int = 3
+    """Standing trials, each with its own domain-randomization draw (seeds 0..N-1)."""
+    dr: bool = True
+    """Domain randomization on while standing (--no-dr: the nominal robot)."""
+    xml: Path | None = None
+    """Also write the built model as MJCF here, to read or open in MuJoCo's viewer."""
+    json: bool = False
+    """Print machine-readable JSON instead of text."""
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds!r}")
+        if not 1 <= self.episodes <= 100:
+            raise ValueError(f"episodes must be in 1..100, got {self.episodes!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +128,8 @@ class RolloutStats:
     """Reset seed."""
     dr: bool = True
     """Domain randomization as in training (--no-dr: the nominal robot)."""
+    env_config: tuple[str, ...] = ()
+    """Task config overrides KEY=VALUE, e.g. robot=a1 for the joystick task on the A1."""
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
@@ -106,23 +138,30 @@ class RolloutStats:
 
 Command = (
     Annotated[ListRobots, tyro.conf.subcommand("list", default=ListRobots())]
+    | Annotated[CheckRobot, tyro.conf.subcommand("check")]
     | Annotated[RolloutStats, tyro.conf.subcommand("rollout")]
     | Annotated[ViewRollout, tyro.conf.subcommand("view")]
 )
 
 
 def main(argv: list[str], prog: str = "sim2real robots") -> int:
-    """Entry point of ``sim2real robots [list|rollout|view] ...``; bare ``robots`` lists."""
-    if not argv or argv[0] not in ("list", "rollout", "view", "-h", "--help"):
+    """Entry point of ``sim2real robots [list|check|rollout|view] ...``; bare ``robots`` lists."""
+    if not argv or argv[0] not in ("list", "check", "rollout", "view", "-h", "--help"):
         argv = ["list", *argv]
     command = tyro.cli(Command, args=argv, prog=prog)  # type: ignore[arg-type]
+    from sim2real.robots.quadruped.robot_spec import RobotSpecError
+
     try:
         if isinstance(command, ViewRollout):
             return view(command)
         if isinstance(command, RolloutStats):
             return rollout(command)
+        if isinstance(command, CheckRobot):
+            from sim2real.cli.robot_check import check_robot
+
+            return check_robot(command)
         return list_robots(command)
-    except registry.UnknownEnvError as err:
+    except (registry.UnknownEnvError, RobotSpecError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -176,9 +215,41 @@ def describe_env(env_id: str) -> dict[str, Any]:
         env.close()
 
 
+def describe_quadrupeds() -> list[dict[str, Any]]:
+    """Every shipped quadruped spec: its file, mass, standing height, gains and limits."""
+    from sim2real.robots.quadruped.build import load_robot
+    from sim2real.robots.quadruped.robot_spec import RobotSpecError, shipped_specs
+
+    out = []
+    for name, path in shipped_specs().items():
+        entry: dict[str, Any] = {"robot": name, "spec": str(path)}
+        try:
+            robot = load_robot(name)
+        except RobotSpecError as err:  # e.g. pybullet (its robots' files) not installed
+            entry["error"] = str(err)
+            out.append(entry)
+            continue
+        entry.update(
+            summary=robot.spec.summary,
+            description=robot.spec.description_ref,
+            mass_kg=round(robot.total_mass, 3),
+            standing_height_m=round(robot.standing_height, 3),
+            kp=robot.kp[:3].tolist(),
+            kd=robot.kd[:3].tolist(),
+            torque_limits=robot.torque_limits[:3].tolist(),
+            joint_names=list(robot.joint_names),
+        )
+        out.append(entry)
+    return out
+
+
 def list_robots(command: ListRobots) -> int:
     env_ids = [command.env_id] if command.env_id else sorted(registry.ENVS)
     described = [describe_env(env_id) for env_id in env_ids]
+    quadrupeds: list[dict[str, Any]] = []
+    for d in described:
+        if d["env_id"] == QUADRUPED_ENV:
+            quadrupeds = d["robots"] = describe_quadrupeds()
     if command.json:
         print(json.dumps(described, indent=2))
         return 0
@@ -200,6 +271,17 @@ def list_robots(command: ListRobots) -> int:
             print("  task config (sim2real train --env-config KEY=VALUE):")
             for key, entry in d["config"].items():
                 print(f"    {key:42} {entry['value']!s:10} {entry['doc']}")
+    if quadrupeds:
+        print(f"\nquadrupeds for {QUADRUPED_ENV} (--env-config robot=NAME, or robot=PATH to a spec; "
+              "`sim2real robots check SPEC` tests one):")
+        print(f"  {'robot':13} {'kg':>6} {'stand m':>7} {'Kp':>5} {'Kd':>4} {'torque N m (abd, hip, knee)':28} description")
+        for q in quadrupeds:
+            if "error" in q:
+                print(f"  {q['robot']:13} unavailable: {q['error']}")
+                continue
+            torque = ", ".join(f"{t:g}" for t in q["torque_limits"])
+            print(f"  {q['robot']:13} {q['mass_kg']:>6.2f} {q['standing_height_m']:>7.3f} {q['kp'][0]:>5g} "
+                  f"{q['kd'][0]:>4g} {torque:28} {q['description']}")
     return 0
 
 
@@ -211,7 +293,14 @@ def rollout(command: RolloutStats) -> int:
 
     env_ids = [command.env_id] if command.env_id else sorted(registry.ENVS)
     for env_id in env_ids:
-        env = registry.get_record(env_id).load_class()(domain_randomization=command.dr)
+        kwargs: dict[str, Any] = {"domain_randomization": command.dr}
+        if command.env_config:
+            try:
+                kwargs["config"] = registry.task_config(env_id, command.env_config)
+            except ValueError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        env = registry.get_record(env_id).load_class()(**kwargs)
         n_steps = max(1, round(command.seconds / env.control_dt))
         obs, info = env.reset(seed=command.seed)
         env.action_space.seed(command.seed)
