@@ -102,8 +102,14 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
     elif not len(steps[0].base_orientation) or not len(steps[0].joint_position):
         return {"skipped": "the log has no joint/base state (recorded by a server: observations and actions only)"}
     rng = np.random.default_rng(config.seed)
-    replayer = SimReplayer(log.info.env_id, list(log.info.action_scale), list(log.info.action_offset))
+    replayer = SimReplayer(log.info.env_id, list(log.info.action_scale), list(log.info.action_offset),
+                           env_config=list(log.info.env_config))
     try:
+        logged_joints = tuple(log.info.joint_names)
+        if logged_joints and logged_joints != tuple(replayer.spec.joint_names):
+            return {"skipped": f"the log's joints {list(logged_joints[:3])}... are not those of the robot its "
+                               f"env_config builds ({replayer.spec.robot}: {list(replayer.spec.joint_names[:3])}...); "
+                               "the log's LogInfo.env_config must name its robot (robot=NAME or a spec path)"}
         windows = choose_windows(steps, config.horizon, config.windows, rng)
         section: dict[str, Any] = {"nominal": gap_report(replayer, steps, arrays.action, windows)}
         if config.sysid:

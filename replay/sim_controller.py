@@ -192,6 +192,7 @@ def run_controller(
                     joint_names=list(spec.joint_names), action_scale=list(spec.action_scales),
                     action_offset=list(spec.default_pose), dynamics_json=json.dumps(dynamics),
                     object_joint_names=object_joint_names(robot),
+                    env_config=list(registry.config_overrides(env_id, robot.config)) if env_id in registry.ENVS else [],
                     tags={"seed": str(seed), "domain_randomization": str(domain_randomization), **(tags or {})},
                 ))
             if writer is not None:

@@ -65,10 +65,14 @@ class SimReplayer:
         env_id: str,
         action_scale: Sequence[float] | None = None,
         action_offset: Sequence[float] | None = None,
+        env_config: Sequence[str] = (),
     ) -> None:
         """``action_scale``/``action_offset``: the control law the log was recorded with
         (its LogInfo), joint target = offset + scale x action; default: the env's default
-        task config. A policy trained with other action scales needs the logged ones."""
+        task config. A policy trained with other action scales needs the logged ones.
+        ``env_config``: the task config overrides the log's env ran with (its LogInfo's
+        env_config): which robot among them (robot=a1), so the log replays on its own
+        robot's model."""
         if env_id not in SUPPORTED:
             raise SimReplayError(
                 f"sim replay supports {list(SUPPORTED)}; the log is from {env_id!r} "
@@ -77,7 +81,11 @@ class SimReplayer:
         from sim2real.robots import registry
 
         self.env_id = env_id
-        self.env = registry.make(env_id, domain_randomization=False)
+        try:
+            config = registry.task_config(env_id, list(env_config))
+        except ValueError as err:
+            raise SimReplayError(f"the log's env_config does not make a task of {env_id}: {err}") from None
+        self.env = registry.make(env_id, domain_randomization=False, config=config)
         self.robot: Any = self.env.unwrapped
         self.env.reset(seed=0)
         self.spec = self.robot.deployment_spec
@@ -291,7 +299,7 @@ def score(replayer: SimReplayer, steps: Sequence[Any], actions: np.ndarray, wind
     return total / len(windows)
 
 
-def fixed_dynamics_config(params: dict[str, float], env_id: str = QUADRUPED) -> Any:
+def fixed_dynamics_config(params: dict[str, float], env_id: str = QUADRUPED, env_config: Sequence[str] = ()) -> Any:
     """A task config whose 'randomization' always draws exactly ``params`` (other
     parameters nominal, no pushes, no observation noise): the known, perturbed robot that
     tests and demos record logs from. ``env_id``: the quadruped or the valve rig."""
@@ -306,7 +314,9 @@ def fixed_dynamics_config(params: dict[str, float], env_id: str = QUADRUPED) -> 
     unknown = set(params) - set(PARAMETERS)
     if unknown:
         raise SimReplayError(f"unknown dynamics parameters {sorted(unknown)}; known: {list(PARAMETERS)}")
-    base = QuadrupedJoystickConfig()
+    from sim2real.robots.registry import task_config
+
+    base: QuadrupedJoystickConfig = task_config(QUADRUPED, list(env_config))
     nominal_friction = SimReplayer.nominal_floor_friction()
 
     def fixed(value: float) -> Uniform:

@@ -149,6 +149,30 @@ def task_config(env_id: str, overrides: Sequence[str] = ()) -> Any:
     return config
 
 
+def config_overrides(env_id: str, config: Any) -> tuple[str, ...]:
+    """The ``KEY=VALUE`` overrides that :func:`task_config` turns into ``config``: every
+    scalar field that differs from the defaults (the DR switch left out: ``--dr``/``--no-dr``
+    set it). How a log records the task its env ran (robot=a1 among them)."""
+    default = get_record(env_id).load_config_class()()
+    items: list[str] = []
+    revision = getattr(config, REVISION_KEY, None)
+    if revision is not None and revision != getattr(default, REVISION_KEY):
+        items.append(f"{REVISION_KEY}={revision}")
+
+    def walk(node: Any, base: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            key, value, reference = f"{prefix}{f.name}", getattr(node, f.name), getattr(base, f.name)
+            if key in (REVISION_KEY, DR_SWITCH_KEY):
+                continue
+            if dataclasses.is_dataclass(value):
+                walk(value, reference, f"{key}.")
+            elif isinstance(value, (bool, int, float, str)) and value != reference:
+                items.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+
+    walk(config, default, "")
+    return tuple(items)
+
+
 REVISION_KEY = "defaults_revision"
 """The task config field that says which revision of the defaults the rest starts from."""
 

@@ -544,8 +544,15 @@ class PolicyServer:
     def _log_info(self, model_name: str) -> log_pb2.LogInfo:
         """LogInfo of a recorded file: what that model's vectors mean."""
         info = self.core.policy_info(model_name)
-        robot = self.repository.get(model_name).metadata_value("robot", "")
+        model = self.repository.get(model_name)
+        robot = model.metadata_value("robot", "")
+        # The task config the policy trained with (which robot among it): sim replay of
+        # this log rebuilds that env. A malformed entry is left out, never fatal here.
+        env_config = model.metadata_value("env_config", [])
+        if not (isinstance(env_config, list) and all(isinstance(i, str) for i in env_config)):
+            env_config = []
         return log_pb2.LogInfo(
+            env_config=env_config,
             source="server", env_id=info.env_id, robot=str(robot or ""),
             control_rate_hz=info.control_rate_hz, observation_names=info.observation_names,
             action_names=info.action_names, joint_names=info.joint_names,

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LogInfo(_message.Message):
-    __slots__ = ("source", "env_id", "robot", "control_rate_hz", "observation_names", "action_names", "joint_names", "action_scale", "action_offset", "model_name", "model_version", "model_sha256", "dynamics_json", "tags", "object_joint_names")
+    __slots__ = ("source", "env_id", "robot", "control_rate_hz", "observation_names", "action_names", "joint_names", "action_scale", "action_offset", "model_name", "model_version", "model_sha256", "dynamics_json", "tags", "object_joint_names", "env_config")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class LogInfo(_message.Message):
     DYNAMICS_JSON_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     OBJECT_JOINT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ENV_CONFIG_FIELD_NUMBER: _ClassVar[int]
     source: str
     env_id: str
     robot: str
@@ -45,7 +46,8 @@ class LogInfo(_message.Message):
     dynamics_json: str
     tags: _containers.ScalarMap[str, str]
     object_joint_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, source: _Optional[str] = ..., env_id: _Optional[str] = ..., robot: _Optional[str] = ..., control_rate_hz: _Optional[float] = ..., observation_names: _Optional[_Iterable[str]] = ..., action_names: _Optional[_Iterable[str]] = ..., joint_names: _Optional[_Iterable[str]] = ..., action_scale: _Optional[_Iterable[float]] = ..., action_offset: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., dynamics_json: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., object_joint_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    env_config: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., env_id: _Optional[str] = ..., robot: _Optional[str] = ..., control_rate_hz: _Optional[float] = ..., observation_names: _Optional[_Iterable[str]] = ..., action_names: _Optional[_Iterable[str]] = ..., joint_names: _Optional[_Iterable[str]] = ..., action_scale: _Optional[_Iterable[float]] = ..., action_offset: _Optional[_Iterable[float]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., model_sha256: _Optional[str] = ..., dynamics_json: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., object_joint_names: _Optional[_Iterable[str]] = ..., env_config: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EpisodeInfo(_message.Message):
     __slots__ = ("episode", "seed", "dynamics_json")
