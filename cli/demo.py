@@ -1,6 +1,9 @@
 """`sim2real demo`: the whole product in one command, on a fresh machine, no arguments.
 
-`--robot quadruped` (the default) runs it on the quadruped; `--robot hand` on the hand at
+`--robot quadruped` (the default) runs it on the quadruped (our Go1-class model);
+`--robot a1` on the Unitree A1 built from the vendor's URDF (its spec, robots/quadruped/
+specs/a1.toml; the URDF ships in the pybullet package), with the A1 policy shipped in
+serve/policies/a1_joystick.onnx; `--robot hand` on the hand at
 the valve rig (sim2real/HandValveTurn-v0), where the summary is the valve judge's (turn
 rate in the commanded direction, angle turned) and system identification fits the valve's
 bearing friction and damping and the finger servos' Kp scale. Until a trained valve policy
@@ -37,11 +40,14 @@ from sim2real.cli.parsing import run_command
 POLICY_PACKAGE = "sim2real.serve.policies"
 POLICY_FILE = "quadruped_joystick.onnx"
 CARD_FILE = "quadruped_joystick.json"
+QUADRUPED_ENV_ID = "sim2real/QuadrupedJoystick-v0"
+QUADRUPED_POLICIES = {"quadruped": ("go1", POLICY_FILE, CARD_FILE), "a1": ("a1", "a1_joystick.onnx", "a1_joystick.json")}
+"""--robot -> (the robot spec its policy trained on, the shipped policy, its card)."""
 HAND_POLICY_FILE = "hand_valve.onnx"
 HAND_CARD_FILE = "hand_valve.json"
 HAND_ENV_ID = "sim2real/HandValveTurn-v0"
 # Control steps of one demo episode when --steps is not given: 20 s on either robot.
-DEFAULT_STEPS = {"quadruped": 1000, "hand": 400}
+DEFAULT_STEPS = {"quadruped": 1000, "a1": 1000, "hand": 400}
 
 
 @dataclass
@@ -50,8 +56,9 @@ class DemoConfig:
 
     out: Path = Path("sim2real_demo")
     """Where the logs and the replay report go."""
-    robot: Literal["quadruped", "hand"] = "quadruped"
-    """Which robot: the quadruped (joystick task) or the hand on the valve rig."""
+    robot: Literal["quadruped", "a1", "hand"] = "quadruped"
+    """Which robot: the quadruped (our Go1-class model, joystick task), the Unitree A1 (the
+    same task, the model built from the vendor's URDF) or the hand on the valve rig."""
     steps: int | None = None
     """Control steps of the closed-loop run; default 20 s: 1000 at the quadruped's 50 Hz,
     400 at the hand's 20 Hz (one whole valve episode; more are cut at 400)."""
@@ -65,7 +72,8 @@ class DemoConfig:
     """Identify the episode's dynamics from the log (--no-sysid to skip)."""
     model: Path | None = None
     """Use this ONNX policy instead of the shipped one (any policy exported for the
-    robot's task)."""
+    robot's task; a quadruped policy drives the robot it was trained on, e.g. your own
+    robot spec's)."""
 
     def __post_init__(self) -> None:
         if self.robot not in DEFAULT_STEPS:
@@ -76,11 +84,13 @@ class DemoConfig:
             raise ValueError(f"deadline_ms: expected > 0, got {self.deadline_ms}")
 
 
-def shipped_policy() -> tuple[Path, dict[str, Any]]:
-    """The packaged ONNX policy and its card (how it was trained and evaluated)."""
+def shipped_policy(robot: str = "quadruped") -> tuple[Path, dict[str, Any]]:
+    """The packaged ONNX policy of a quadruped and its card (how it was trained and
+    evaluated)."""
+    _, policy_file, card_file = QUADRUPED_POLICIES[robot]
     files = resources.files(POLICY_PACKAGE)
-    path = Path(str(files / POLICY_FILE))
-    card = json.loads((files / CARD_FILE).read_text())
+    path = Path(str(files / policy_file))
+    card = json.loads((files / card_file).read_text())
     return path, card
 
 
@@ -152,9 +162,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     elif config.robot == "hand":
         model, card, note = hand_policy(out)
     else:
-        model, card = shipped_policy()
+        model, card = shipped_policy(config.robot)
     metadata = read_metadata(model)
-    default_env = HAND_ENV_ID if config.robot == "hand" else "sim2real/QuadrupedJoystick-v0"
+    default_env = HAND_ENV_ID if config.robot == "hand" else QUADRUPED_ENV_ID
     from sim2real.serve.model import _metadata_value
 
     # Exported models write env_id as plain text, serve/synthetic.py as JSON: read both.
@@ -167,6 +177,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     env_config = recorded_overrides(env_id, json.loads(metadata.get("env_config") or "[]"))
     env_kwargs = {"config": task_config(env_id, env_config)} if env_config else None
+    if config.robot in QUADRUPED_POLICIES and not config.model:  # --model: the robot it trained on
+        wanted = QUADRUPED_POLICIES[config.robot][0]
+        trained_on = env_kwargs["config"].robot if env_kwargs else wanted
+        if trained_on != wanted:
+            raise RuntimeError(f"--robot {config.robot} drives the {wanted}; the policy {model} was trained on {trained_on!r}")
     sim_log = out / "controller.mcap"
     t0 = time.perf_counter()
     print(f"[1/4] policy: {model}" + (f" ({card.get('summary', '')})" if card else ""))

@@ -38,7 +38,9 @@ SETTLE_S = quadruped_constants.TRACKING_SETTLE_S
 FALL_UP_Z = 0.5
 """A fall: the trunk's up-vector z below this (tilted more than 60 degrees)..."""
 FALL_HEIGHT = 0.12
-"""...or the trunk origin below this height, m (standing: about 0.27 m)."""
+"""...or the trunk origin below this height, m (Go1 standing: about 0.27 m); a robot
+whose spec states another fall height (task.fall_height: Laikago 0.15, Mini Cheetah 0.1)
+is judged by its own, never by the task config's override."""
 
 # Targets of the joystick task (issue 10): what a policy must meet to ship.
 TARGET_FALL_RATE = 0.05
@@ -276,6 +278,8 @@ def run_judged_episode(
     """One episode of ``env`` (a QuadrupedJoystickEnv) with ``command`` pinned; with
     ``max_steps``, only its first steps (for rendering)."""
     obs, _ = env.reset(seed=seed, options={"command": command.vector})
+    robot = getattr(env, "robot", None)
+    fall_height = robot.spec.fall_height if robot is not None else FALL_HEIGHT
     settle_steps = round(SETTLE_S / env.control_dt)
     start = env.trunk_position()[:2]
     cmd_xy = np.array([command.vx, command.vy])
@@ -303,7 +307,7 @@ def run_judged_episode(
             measured = {"vx": float(v[0]), "vy": float(v[1]), "yaw_rate": yaw_rate,
                         "t": length * env.control_dt}
             frame_sink(env.render(), command, measured)
-        if env.upvector()[2] < FALL_UP_Z or env.trunk_height() < FALL_HEIGHT or terminated:
+        if env.upvector()[2] < FALL_UP_Z or env.trunk_height() < fall_height or terminated:
             fell = True
             break
         if truncated or (max_steps is not None and length >= max_steps):
@@ -376,21 +380,84 @@ def make_judged_env(
 TaskResult = JudgeResult | hand_judge.TurnJudgeResult
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskJudge:
+    """What the product needs from a task's judge. Each judged task registers one in
+    :data:`JUDGES`; evaluation, training's periodic evaluation, `sim2real eval` and
+    `robots view` reach every judge through it, with no env-id checks of their own."""
+
+    cases: Callable[[], tuple[Any, ...]]
+    """The cases judged when none are given (commands, turn directions)."""
+    parse_case: Callable[[str], Any]
+    """A case from the command line text."""
+    judge: Callable[[Policy, int, int, bool, Sequence[str], Sequence[Any] | None, bool], TaskResult]
+    """(policy, episodes per case, seed, DR, env_config, cases, progress) -> the result."""
+    make_env: Callable[[bool, Sequence[str], str | None], Any]
+    """(DR, env_config, render mode) -> the raw env the judge steps."""
+    run_episode: Callable[[Any, Policy, Any, int, Callable[[np.ndarray, list[str]], None] | None, int | None], Any]
+    """(env, policy, case, seed, frame sink with caption lines, max steps) -> one episode."""
+
+
+def _joystick_episode(env: Any, policy: Policy, case: Any, seed: int,
+                      frame_sink: Callable[[np.ndarray, list[str]], None] | None, max_steps: int | None) -> Any:
+    sink = None if frame_sink is None else (
+        lambda frame, command, measured: frame_sink(frame, joystick_caption(command, measured)))
+    return run_judged_episode(env, policy, case, seed, frame_sink=sink, max_steps=max_steps)
+
+
+def _turn_episode(env: Any, policy: Policy, case: Any, seed: int,
+                  frame_sink: Callable[[np.ndarray, list[str]], None] | None, max_steps: int | None) -> Any:
+    sink = None if frame_sink is None else (
+        lambda frame, direction, measured: frame_sink(frame, turn_caption(direction, measured)))
+    return hand_judge.run_turn_episode(env, policy, case, seed, frame_sink=sink, max_steps=max_steps)
+
+
+def _hand_judge(env_id: str) -> TaskJudge:
+    def parse(text: str) -> Any:
+        case = hand_judge.TurnDirection.parse(text)
+        if case not in hand_judge.default_directions(env_id):
+            raise ValueError(f"{env_id} is only judged {[c.name for c in hand_judge.default_directions(env_id)]}, "
+                             f"not {case.name}")
+        return case
+
+    return TaskJudge(
+        cases=lambda: hand_judge.default_directions(env_id),
+        parse_case=parse,
+        judge=lambda policy, n, seed, dr, env_config, cases, progress: hand_judge.judge_turning(
+            env_id, policy, n, seed, dr, env_config, cases, progress=progress),
+        make_env=lambda dr, env_config, render_mode: hand_judge.make_hand_env(env_id, dr, env_config, render_mode),
+        run_episode=_turn_episode,
+    )
+
+
+JUDGES: dict[str, TaskJudge] = {
+    # Every quadruped (any robot spec, config.robot) is judged by the joystick judge.
+    QUADRUPED_ENV_ID: TaskJudge(
+        cases=lambda: DEFAULT_COMMANDS,
+        parse_case=JoystickCommand.parse,
+        judge=lambda policy, n, seed, dr, env_config, cases, progress: judge_joystick(
+            policy, n, seed, dr, env_config, tuple(cases or DEFAULT_COMMANDS), progress=progress),
+        make_env=make_judged_env,
+        run_episode=_joystick_episode,
+    ),
+    **{env_id: _hand_judge(env_id) for env_id in hand_judge.HAND_ENV_IDS},
+}
+"""The judge of each judged task, by env id."""
+
+
 def has_judge(env_id: str) -> bool:
-    return env_id == QUADRUPED_ENV_ID or env_id in hand_judge.HAND_ENV_IDS
+    return env_id in JUDGES
 
 
-def _require_judge(env_id: str) -> None:
-    if not has_judge(env_id):
-        raise ValueError(f"no judge for {env_id}; judged tasks: "
-                         f"{[QUADRUPED_ENV_ID, *hand_judge.HAND_ENV_IDS]}")
+def get_judge(env_id: str) -> TaskJudge:
+    try:
+        return JUDGES[env_id]
+    except KeyError:
+        raise ValueError(f"no judge for {env_id}; judged tasks: {list(JUDGES)}") from None
 
 
 def default_cases(env_id: str) -> tuple[Any, ...]:
-    _require_judge(env_id)
-    if env_id == QUADRUPED_ENV_ID:
-        return DEFAULT_COMMANDS
-    return hand_judge.default_directions(env_id)
+    return get_judge(env_id).cases()
 
 
 def case_name(case: Any) -> str:
@@ -399,14 +466,7 @@ def case_name(case: Any) -> str:
 
 def parse_case(env_id: str, text: str) -> Any:
     """A case from the command line: [NAME=]VX,VY,YAW on the quadruped, ccw/cw on the hand."""
-    _require_judge(env_id)
-    if env_id == QUADRUPED_ENV_ID:
-        return JoystickCommand.parse(text)
-    case = hand_judge.TurnDirection.parse(text)
-    if case not in hand_judge.default_directions(env_id):
-        raise ValueError(f"{env_id} is only judged {[c.name for c in hand_judge.default_directions(env_id)]}, "
-                         f"not {case.name}")
-    return case
+    return get_judge(env_id).parse_case(text)
 
 
 def judge_policy(
@@ -420,35 +480,21 @@ def judge_policy(
     progress: bool = False,
 ) -> TaskResult:
     """The task's judge on ``policy``: ``episodes_per_case`` episodes per case."""
-    _require_judge(env_id)
-    if env_id == QUADRUPED_ENV_ID:
-        return judge_joystick(policy, episodes_per_case, seed, domain_randomization, env_config,
-                              tuple(cases or DEFAULT_COMMANDS), progress=progress)
-    return hand_judge.judge_turning(env_id, policy, episodes_per_case, seed, domain_randomization,
-                                    env_config, cases, progress=progress)
+    return get_judge(env_id).judge(policy, episodes_per_case, seed, domain_randomization, env_config,
+                                   cases, progress)
 
 
 def make_env(env_id: str, domain_randomization: bool, env_config: Sequence[str] = (),
              render_mode: str | None = None) -> Any:
     """The raw (unwrapped) env the judge steps, which exposes simulator state."""
-    _require_judge(env_id)
-    if env_id == QUADRUPED_ENV_ID:
-        return make_judged_env(domain_randomization, env_config, render_mode)
-    return hand_judge.make_hand_env(env_id, domain_randomization, env_config, render_mode)
+    return get_judge(env_id).make_env(domain_randomization, env_config, render_mode)
 
 
 def run_case_episode(env_id: str, env: Any, policy: Policy, case: Any, seed: int,
                      frame_sink: Callable[[np.ndarray, list[str]], None] | None = None,
                      max_steps: int | None = None) -> Any:
     """One judged episode; ``frame_sink`` receives each frame with its caption lines."""
-    _require_judge(env_id)
-    if env_id == QUADRUPED_ENV_ID:
-        sink = None if frame_sink is None else (
-            lambda frame, command, measured: frame_sink(frame, joystick_caption(command, measured)))
-        return run_judged_episode(env, policy, case, seed, frame_sink=sink, max_steps=max_steps)
-    sink = None if frame_sink is None else (
-        lambda frame, direction, measured: frame_sink(frame, turn_caption(direction, measured)))
-    return hand_judge.run_turn_episode(env, policy, case, seed, frame_sink=sink, max_steps=max_steps)
+    return get_judge(env_id).run_episode(env, policy, case, seed, frame_sink, max_steps)
 
 
 def joystick_caption(command: JoystickCommand, measured: dict[str, float]) -> list[str]:

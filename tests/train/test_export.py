@@ -320,7 +320,7 @@ def test_an_a1_policy_names_the_a1s_joints(tmp_path: Path) -> None:
     assert "robot=a1" in json.loads(meta["env_config"])
     assert json.loads(meta["torque_limits"]) == [20.0, 55.0, 55.0] * 4  # a1.urdf's efforts
     assert json.loads(meta["velocity_limits"]) == [52.4, 28.6, 28.6] * 4  # and velocities
-    assert json.loads(meta["action_offset"]) == [-0.1, 0.8, -1.5, 0.1, 0.8, -1.5, -0.1, 1.0, -1.5, 0.1, 1.0, -1.5]
+    assert json.loads(meta["action_offset"]) == [0.0, 0.9, -1.8] * 4  # Menagerie a1's home
     assert "joint_pos/FR_upper_joint" in json.loads(meta["observation_names"])
     # sim2real eval rebuilds the A1 from the recorded task config.
     policy = OnnxPolicy(path)
