@@ -31,7 +31,6 @@ VECTOR_FIELDS = (
 )
 SCALAR_FIELDS = ("timestamp_s", "timestamp_ns", "episode", "reward", "latency_ns")
 REQUIRED = ("observation", "action")
-VALVE_ENV_ID = "sim2real/HandValveTurn-v0"
 
 
 class TableImportError(ValueError):
@@ -147,6 +146,15 @@ def table_to_log(
     return n
 
 
+def _object_joint_names(env_id: str) -> tuple[str, ...]:
+    """The object joints a task logs (the valve rig: its hinge), as its env class says."""
+    from sim2real.robots import registry
+
+    if env_id not in registry.ENVS:
+        return ()
+    return tuple(getattr(registry.get_record(env_id).load_class(), "OBJECT_JOINT_NAMES", ()))
+
+
 def import_table(
     path: Path, mapping: list[str] | dict[str, str], out: Path, env_id: str = "", rate_hz: float | None = None
 ) -> int:
@@ -165,14 +173,12 @@ def import_table(
     info = log_pb2.LogInfo(source="import", env_id=env_id, control_rate_hz=rate_hz or 0.0,
                            tags={"imported_from": path.name})
     if "object_joint_position" in table:
-        from sim2real.robots.hand import constants as hand_consts
-
         width = table["object_joint_position"].shape[1]
-        if env_id == VALVE_ENV_ID and width != 1:
-            raise TableImportError(f"{path}: object_joint_position of {env_id} is the valve angle "
-                                   f"(1 column), got {width} columns")
-        info.object_joint_names.extend([hand_consts.VALVE_JOINT] if env_id == VALVE_ENV_ID else
-                                       [f"object_{i}" for i in range(width)])
+        names = _object_joint_names(env_id)
+        if names and width != len(names):
+            raise TableImportError(f"{path}: object_joint_position of {env_id} is {', '.join(names)} "
+                                   f"({len(names)} column{'s' if len(names) != 1 else ''}), got {width} columns")
+        info.object_joint_names.extend(names or [f"object_{i}" for i in range(width)])
     tmp = out.with_name(f".{out.name}.partial")
     try:
         n = table_to_log(table, tmp, info, path, rate_hz)

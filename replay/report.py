@@ -81,26 +81,27 @@ def _policy_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> tuple[
 
 def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str, Any] | None:
     from sim2real.replay.sim_replay import (
-        DEFAULT_SYSID_PARAMETERS,
-        HAND_VALVE,
-        SUPPORTED,
         SimReplayer,
         SimReplayError,
         choose_windows,
+        default_sysid_parameters,
         gap_report,
+        replay_state_fields,
+        replayable,
+        supported_envs,
     )
 
     steps = log.steps
     if not config.sim:
         return None
-    if log.info.env_id not in SUPPORTED:
-        return {"skipped": f"sim replay supports {list(SUPPORTED)}, the log is from {log.info.env_id or 'an unknown env'}"}
-    if log.info.env_id == HAND_VALVE:
-        if not len(steps[0].object_joint_position) or not len(steps[0].joint_position):
-            return {"skipped": "the log has no joint/valve state (recorded by a server: observations and actions "
-                               "only, or by a controller that did not log the valve encoder)"}
-    elif not len(steps[0].base_orientation) or not len(steps[0].joint_position):
-        return {"skipped": "the log has no joint/base state (recorded by a server: observations and actions only)"}
+    env_id = log.info.env_id
+    if not replayable(env_id):
+        return {"skipped": f"sim replay supports {list(supported_envs())}, the log is from {env_id or 'an unknown env'}"}
+    missing = [field for field in replay_state_fields(env_id) if not len(getattr(steps[0], field))]
+    if missing:
+        return {"skipped": f"the log has no {', '.join(missing)} (recorded by a server: observations and actions "
+                           "only, or by a controller that did not log that state); sim replay of "
+                           f"{env_id} needs it"}
     rng = np.random.default_rng(config.seed)
     replayer = SimReplayer(log.info.env_id, list(log.info.action_scale), list(log.info.action_offset),
                            env_config=list(log.info.env_config))
@@ -124,7 +125,7 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
                         f"{list(replayer.parameters)}"
                     )
                 # Not chosen by the user: the default is the quadruped's; use this robot's.
-                parameters = DEFAULT_SYSID_PARAMETERS[log.info.env_id]
+                parameters = default_sysid_parameters(env_id)
             fit = identify(replayer, steps, arrays.action, windows, parameters=parameters,
                            rounds=config.sysid_rounds,
                            population=config.sysid_population, seed=config.seed)

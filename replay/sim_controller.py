@@ -73,10 +73,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def object_joint_names(robot: Any) -> list[str]:
-    """The task object's measured joints the log carries (the valve rig: its hinge)."""
-    from sim2real.robots.hand import constants as hand_consts
-
-    return [hand_consts.VALVE_JOINT] if hasattr(robot, "valve_angle") else []
+    """The task object's measured joints the log carries, as the env says (the valve rig:
+    its hinge; none for a robot without an object)."""
+    return list(getattr(robot, "OBJECT_JOINT_NAMES", ()))
 
 
 def robot_state(robot: Any) -> dict[str, np.ndarray]:

@@ -14,35 +14,50 @@ replaying them would measure the missing cube rather than the hand.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import mujoco
 import numpy as np
 
 QUADRUPED = "sim2real/QuadrupedJoystick-v0"
 HAND_VALVE = "sim2real/HandValveTurn-v0"
-SUPPORTED = (QUADRUPED, HAND_VALVE)
-# Knobs system identification searches, with the training DR field each corresponds to
-# (same name in the env's randomization config). Scalars: one value shared by all
-# joints/links (a log rarely pins per-joint values).
-QUADRUPED_PARAMETERS = (
-    "floor_friction", "kp_scale", "kd_scale", "joint_damping_scale", "trunk_added_mass", "latency_steps",
-)
-# The valve rig: the bearing's dry friction (N m) and viscous damping (N m s/rad), the
-# servos' Kp scale and D term (joint damping) scale, fingertip friction, latency.
-VALVE_PARAMETERS = ("valve_friction", "valve_damping", "kp_scale", "kd_scale", "fingertip_friction", "latency_steps")
-PARAMETERS = QUADRUPED_PARAMETERS
-"""The quadruped's (the first robot sim replay supported); see ROBOT_PARAMETERS."""
-ROBOT_PARAMETERS: dict[str, tuple[str, ...]] = {QUADRUPED: QUADRUPED_PARAMETERS, HAND_VALVE: VALVE_PARAMETERS}
-ALL_PARAMETERS = tuple(dict.fromkeys(QUADRUPED_PARAMETERS + VALVE_PARAMETERS))
-# What `sim2real replay --sysid` identifies when not told: the knobs a short log pins down.
-DEFAULT_SYSID_PARAMETERS: dict[str, tuple[str, ...]] = {
-    QUADRUPED: ("floor_friction", "kp_scale", "joint_damping_scale", "latency_steps"),
-    HAND_VALVE: ("valve_friction", "valve_damping", "kp_scale", "latency_steps"),
-}
+
+
+def _env_class(env_id: str) -> Any:
+    from sim2real.robots import registry
+
+    return registry.get_record(env_id).load_class() if env_id in registry.ENVS else None
+
+
+def replayable(env_id: str) -> bool:
+    """Whether ``env_id``'s env can be replayed: its class says how (REPLAY_PARAMETERS,
+    REPLAY_STATE_FIELDS, OBJECT_JOINT_NAMES, replay_nominal_parameters,
+    apply_replay_parameters, set_replay_state, replay_positions, fixed_dynamics_config):
+    a task plugs in there, with no edit here."""
+    cls = _env_class(env_id)
+    return cls is not None and hasattr(cls, "REPLAY_PARAMETERS")
+
+
+def supported_envs() -> tuple[str, ...]:
+    from sim2real.robots import registry
+
+    return tuple(env_id for env_id in registry.ENVS if replayable(env_id))
+
+
+def replay_parameters(env_id: str) -> tuple[str, ...]:
+    """The knobs system identification may search on ``env_id``."""
+    return tuple(_env_class(env_id).REPLAY_PARAMETERS)
+
+
+def default_sysid_parameters(env_id: str) -> tuple[str, ...]:
+    """What `sim2real replay --sysid` identifies on ``env_id`` when not told."""
+    return tuple(_env_class(env_id).DEFAULT_SYSID_PARAMETERS)
+
+
+def replay_state_fields(env_id: str) -> tuple[str, ...]:
+    """The RobotStep fields a log of ``env_id`` needs for sim replay."""
+    return tuple(_env_class(env_id).REPLAY_STATE_FIELDS)
 
 
 class SimReplayError(ValueError):
@@ -73,9 +88,9 @@ class SimReplayer:
         ``env_config``: the task config overrides the log's env ran with (its LogInfo's
         env_config): which robot among them (robot=a1), so the log replays on its own
         robot's model."""
-        if env_id not in SUPPORTED:
+        if not replayable(env_id):
             raise SimReplayError(
-                f"sim replay supports {list(SUPPORTED)}; the log is from {env_id!r} "
+                f"sim replay supports {list(supported_envs())}; the log is from {env_id!r} "
                 "(the free cube's logs lack the cube state that drives the hand's joints)"
             )
         from sim2real.robots import registry
@@ -98,16 +113,10 @@ class SimReplayer:
                     f"{name} must have {self.n_joints} entries (one per joint of {env_id}), "
                     f"got {value.shape[0] if value.ndim else value}"
                 )
-        self.parameters = ROBOT_PARAMETERS[env_id]
-        self.is_valve = env_id == HAND_VALVE
+        self.parameters: tuple[str, ...] = tuple(self.robot.REPLAY_PARAMETERS)
         # What a rollout returns and is scored on: the joints, then the object's joints.
-        self.object_names: tuple[str, ...] = ()
-        if self.is_valve:
-            from sim2real.robots.hand import constants as hand_consts
-
-            self.object_names = (hand_consts.VALVE_JOINT,)
+        self.object_names: tuple[str, ...] = tuple(self.robot.OBJECT_JOINT_NAMES)
         self.tracked_names = tuple(self.spec.joint_names) + self.object_names
-        self.nominal = self.robot._dynamics  # the nominal draw (DR off)
         self.ranges = self.robot.config.randomization
         self.set_parameters({})
 
@@ -115,27 +124,8 @@ class SimReplayer:
         self.env.close()
 
     # --- dynamics -----------------------------------------------------------------------
-    @staticmethod
-    def nominal_floor_friction() -> float:
-        from sim2real.robots import registry
-
-        env = registry.make(QUADRUPED, domain_randomization=False)
-        try:
-            return float(env.unwrapped._floor_friction_nominal())
-        finally:
-            env.close()
-
     def nominal_parameters(self) -> dict[str, float]:
-        if self.is_valve:
-            return {
-                "valve_friction": float(self.nominal.valve_friction),
-                "valve_damping": float(self.nominal.valve_damping), "kp_scale": 1.0, "kd_scale": 1.0,
-                "fingertip_friction": float(self.nominal.fingertip_friction), "latency_steps": 0,
-            }
-        return {
-            "floor_friction": float(self.nominal.floor_friction), "kp_scale": 1.0, "kd_scale": 1.0,
-            "joint_damping_scale": 1.0, "trunk_added_mass": 0.0, "latency_steps": 0,
-        }
+        return dict(self.robot.replay_nominal_parameters())
 
     def trained_ranges(self) -> dict[str, tuple[float, float]]:
         """The DR range the policy was trained on, per parameter (from the env config)."""
@@ -152,64 +142,16 @@ class SimReplayer:
                 f"unknown dynamics parameters {sorted(unknown)} for {self.env_id}; known: {list(self.parameters)}"
             )
         p = {**self.nominal_parameters(), **params}
-        n = self.n_joints
-        if self.is_valve:
-            from sim2real.robots.hand.randomize import apply_valve_dynamics
-
-            valve = dataclasses.replace(
-                self.nominal,
-                valve_friction=float(p["valve_friction"]), valve_damping=float(p["valve_damping"]),
-                kp_scale=np.full(n, float(p["kp_scale"])), kd_scale=np.full(n, float(p["kd_scale"])),
-                fingertip_friction=float(p["fingertip_friction"]), latency_steps=int(round(p["latency_steps"])),
-            )
-            apply_valve_dynamics(self.robot.model, self.robot._nominal, valve, self.robot._ids)
-            self.robot._refresh_derived_constants()
-            self.latency = int(valve.latency_steps)
-            self.params = p
-            return
-        from sim2real.robots.quadruped.randomize import apply_dynamics
-
-        dyn = dataclasses.replace(
-            self.nominal,
-            floor_friction=float(p["floor_friction"]),
-            kp_scale=np.full(n, float(p["kp_scale"])),
-            kd_scale=np.full(n, float(p["kd_scale"])),
-            joint_damping_scale=np.full(n, float(p["joint_damping_scale"])),
-            trunk_added_mass=float(p["trunk_added_mass"]),
-            latency_steps=int(round(p["latency_steps"])),
-        )
-        apply_dynamics(self.robot.model, self.robot._nominal, dyn, self.robot._ids)
-        self.robot._refresh_derived_constants()
-        self.latency = int(dyn.latency_steps)
+        self.latency = int(self.robot.apply_replay_parameters(p))
         self.params = p
 
     # --- state --------------------------------------------------------------------------
     def set_state(self, step: Any) -> None:
         """Write a logged step's measured state into the simulator."""
-        robot = self.robot
-        needed = ("joint_position", "joint_velocity") + (
-            ("object_joint_position", "object_joint_velocity") if self.is_valve else
-            ("base_position", "base_orientation", "base_linear_velocity", "base_angular_velocity")
-        )
-        for field in needed:
+        for field in self.robot.REPLAY_STATE_FIELDS:
             if not len(getattr(step, field)):
                 raise SimReplayError(f"sim replay needs {field} in every step; step {step.sequence} has none")
-        data = robot.data
-        data.qpos[robot._qpos_slice] = step.joint_position
-        data.qvel[robot._qvel_slice] = step.joint_velocity
-        if self.is_valve:
-            data.qpos[robot._valve_qpos] = step.object_joint_position[0]
-            data.qvel[robot._valve_qvel] = step.object_joint_velocity[0]
-            data.act[:] = 0
-            mujoco.mj_forward(robot.model, data)
-            return
-        root, root_v = robot._root_qpos, robot._root_qvel
-        data.qpos[root : root + 3] = step.base_position
-        data.qpos[root + 3 : root + 7] = step.base_orientation
-        data.qvel[root_v : root_v + 3] = step.base_linear_velocity
-        data.qvel[root_v + 3 : root_v + 6] = step.base_angular_velocity
-        data.act[:] = 0
-        mujoco.mj_forward(robot.model, data)
+        self.robot.set_replay_state(step)
 
     def rollout(self, steps: Sequence[Any], actions: np.ndarray, window: Window) -> np.ndarray:
         """Tracked positions [horizon, n] (the joints, then the object's joints: the valve
@@ -223,9 +165,7 @@ class SimReplayer:
             t = window.start + h - self.latency
             applied = actions[t] if t >= 0 and steps[t].episode == episode else np.zeros(self.n_joints)
             self.robot._physics_step(self.action_offset + self.action_scale * np.clip(applied, -1.0, 1.0))
-            out[h, : self.n_joints] = self.robot.joint_pos()
-            if self.is_valve:
-                out[h, self.n_joints] = self.robot.valve_angle()
+            out[h] = self.robot.replay_positions()
         return out
 
 
@@ -300,70 +240,19 @@ def score(replayer: SimReplayer, steps: Sequence[Any], actions: np.ndarray, wind
 
 
 def fixed_dynamics_config(params: dict[str, float], env_id: str = QUADRUPED, env_config: Sequence[str] = ()) -> Any:
-    """A task config whose 'randomization' always draws exactly ``params`` (other
-    parameters nominal, no pushes, no observation noise): the known, perturbed robot that
-    tests and demos record logs from. ``env_id``: the quadruped or the valve rig."""
-    if env_id == HAND_VALVE:
-        return _fixed_valve_config(params)
-    if env_id != QUADRUPED:
-        raise SimReplayError(f"fixed dynamics: supported envs are {list(SUPPORTED)}, got {env_id!r}")
-    from sim2real.robots.quadruped.joystick import QuadrupedJoystickConfig
-    from sim2real.robots.quadruped.randomize import QuadrupedRandomization
-    from sim2real.robots.randomization import IntUniform, Uniform
+    """A task config of ``env_id`` (``env_config`` applied: robot=a1, ...) whose
+    'randomization' always draws exactly ``params`` (other parameters nominal, no pushes,
+    no observation noise): the known, perturbed robot that tests and demos record logs
+    from. The env class says how (its fixed_dynamics_config)."""
+    from sim2real.robots import registry
 
-    unknown = set(params) - set(PARAMETERS)
-    if unknown:
-        raise SimReplayError(f"unknown dynamics parameters {sorted(unknown)}; known: {list(PARAMETERS)}")
-    from sim2real.robots.registry import task_config
-
-    base: QuadrupedJoystickConfig = task_config(QUADRUPED, list(env_config))
-    nominal_friction = SimReplayer.nominal_floor_friction()
-
-    def fixed(value: float) -> Uniform:
-        return Uniform(float(value), float(value))
-
-    latency = int(params.get("latency_steps", 0))
-    randomization = QuadrupedRandomization(
-        floor_friction=fixed(params.get("floor_friction", nominal_friction)),
-        link_mass_scale=fixed(1.0), trunk_added_mass=fixed(params.get("trunk_added_mass", 0.0)),
-        trunk_com_offset=fixed(0.0), joint_damping_scale=fixed(params.get("joint_damping_scale", 1.0)),
-        armature_scale=fixed(1.0), frictionloss_scale=fixed(1.0),
-        kp_scale=fixed(params.get("kp_scale", 1.0)), kd_scale=fixed(params.get("kd_scale", 1.0)),
-        latency_steps=IntUniform(latency, latency), observation_noise_scale=0.0,
-        push_velocity=fixed(0.0),
-    )
-    return dataclasses.replace(base, randomization=randomization)
-
-
-def _fixed_valve_config(params: dict[str, float]) -> Any:
-    """HandValveTurnConfig drawing exactly ``params`` (VALVE_PARAMETERS; the rest nominal:
-    unit scales, the model's own friction/damping/size/mass, no observation noise)."""
-    from sim2real.robots.hand.randomize import ValveRandomization
-    from sim2real.robots.hand.valve_turn import HandValveTurnConfig, HandValveTurnEnv
-    from sim2real.robots.randomization import IntUniform, Uniform
-
-    unknown = set(params) - set(VALVE_PARAMETERS)
-    if unknown:
-        raise SimReplayError(f"unknown dynamics parameters {sorted(unknown)}; known: {list(VALVE_PARAMETERS)}")
-    env = HandValveTurnEnv(domain_randomization=False)
+    if not replayable(env_id):
+        raise SimReplayError(f"fixed dynamics: supported envs are {list(supported_envs())}, got {env_id!r}")
+    config = registry.task_config(env_id, list(env_config))
+    env = registry.make(env_id, domain_randomization=False, config=config).unwrapped
     try:
-        nominal = env._nominal_dynamics()
+        return env.fixed_dynamics_config(config, params)
+    except ValueError as err:
+        raise SimReplayError(str(err)) from None
     finally:
         env.close()
-
-    def fixed(name: str, default: float) -> Uniform:
-        value = float(params.get(name, default))
-        return Uniform(value, value)
-
-    latency = int(params.get("latency_steps", 0))
-    randomization = ValveRandomization(
-        fingertip_friction=fixed("fingertip_friction", nominal.fingertip_friction),
-        kp_scale=fixed("kp_scale", 1.0), kd_scale=fixed("kd_scale", 1.0),
-        armature_scale=Uniform(1.0, 1.0), frictionloss_scale=Uniform(1.0, 1.0),
-        link_mass_scale=Uniform(1.0, 1.0),
-        valve_friction=fixed("valve_friction", nominal.valve_friction),
-        valve_damping=fixed("valve_damping", nominal.valve_damping),
-        valve_size_scale=Uniform(1.0, 1.0), valve_mass_scale=Uniform(1.0, 1.0),
-        latency_steps=IntUniform(latency, latency), observation_noise_scale=0.0,
-    )
-    return dataclasses.replace(HandValveTurnConfig(), randomization=randomization)

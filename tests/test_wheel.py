@@ -36,7 +36,7 @@ def test_wheel_installs_and_imports_like_the_checkout(tmp_path: Path) -> None:
     assert {"sim2real/v1/policy_pb2.py", "sim2real/v1/policy_pb2_grpc.py", "sim2real/v1/policy.proto"} <= set(names)
     assert "sim2real/serve/server.py" in names
     assert {"sim2real/replay/report.py", "sim2real/logformat/mcap_log.py", "sim2real/cli/main.py"} <= set(names)
-    assert {f"sim2real/serve/policies/{name}.{ext}" for name in ("quadruped_joystick", "hand_valve")
+    assert {f"sim2real/serve/policies/{name}.{ext}" for name in ("quadruped_joystick", "a1_joystick", "hand_valve")
             for ext in ("onnx", "json")} <= set(names)
     assert not any(n.startswith(tuple(f"{d}/" for d in (*SOURCE_DIRS, "tests"))) for n in names), names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -31,7 +31,7 @@ from sim2real.robots.mujoco_env import (
     flatten_names,
     uniform_noise,
 )
-from sim2real.robots.randomization import with_randomization_switch
+from sim2real.robots.randomization import IntUniform, Uniform, with_randomization_switch
 
 ENV_ID = "sim2real/HandValveTurn-v0"
 
@@ -290,6 +290,87 @@ class HandValveTurnEnv(HandBase):
             valve_friction=float(self._nominal.dof_frictionloss[dof]),
             valve_damping=float(self._nominal.dof_damping[dof]),
         )
+
+    # --- sim replay and system identification (replay/sim_replay.py) -------------------
+    REPLAY_PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "valve_friction", "valve_damping", "kp_scale", "kd_scale", "fingertip_friction", "latency_steps",
+    )
+    """The rig's knobs: the bearing's dry friction (N m) and viscous damping (N m s/rad),
+    the servos' Kp scale and D term (joint damping) scale, fingertip friction, latency;
+    each named as its randomization field."""
+    DEFAULT_SYSID_PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "valve_friction", "valve_damping", "kp_scale", "latency_steps",
+    )
+    REPLAY_STATE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "joint_position", "joint_velocity", "object_joint_position", "object_joint_velocity",
+    )
+    """The hand's joints and the valve encoder's angle and rate."""
+    OBJECT_JOINT_NAMES: ClassVar[tuple[str, ...]] = (consts.VALVE_JOINT,)
+    """The valve angle is replayed and scored with the joints, so the valve's bearing
+    friction and damping show in the fit."""
+
+    def replay_nominal_parameters(self) -> dict[str, float]:
+        nominal = self._nominal_dynamics()
+        return {"valve_friction": float(nominal.valve_friction), "valve_damping": float(nominal.valve_damping),
+                "kp_scale": 1.0, "kd_scale": 1.0, "fingertip_friction": float(nominal.fingertip_friction),
+                "latency_steps": 0}
+
+    def apply_replay_parameters(self, params: dict[str, float]) -> int:
+        """Nominal dynamics with every knob of REPLAY_PARAMETERS set from ``params``;
+        returns the latency in control steps."""
+        n = self.n_joints
+        dynamics = dataclasses.replace(
+            self._nominal_dynamics(),
+            valve_friction=float(params["valve_friction"]), valve_damping=float(params["valve_damping"]),
+            kp_scale=np.full(n, float(params["kp_scale"])), kd_scale=np.full(n, float(params["kd_scale"])),
+            fingertip_friction=float(params["fingertip_friction"]),
+            latency_steps=int(round(params["latency_steps"])),
+        )
+        apply_valve_dynamics(self.model, self._nominal, dynamics, self._ids)
+        self._refresh_derived_constants()
+        self._dynamics = dynamics
+        return dynamics.latency_steps
+
+    def set_replay_state(self, step: Any) -> None:
+        """Write a logged RobotStep's joints and valve encoder into the simulator."""
+        data = self.data
+        data.qpos[self._qpos_slice] = step.joint_position
+        data.qvel[self._qvel_slice] = step.joint_velocity
+        data.qpos[self._valve_qpos] = step.object_joint_position[0]
+        data.qvel[self._valve_qvel] = step.object_joint_velocity[0]
+        data.act[:] = 0
+        mujoco.mj_forward(self.model, data)
+
+    def replay_positions(self) -> np.ndarray:
+        """What sim replay scores: the joint angles, then the valve angle."""
+        return np.append(self.joint_pos(), self.valve_angle())
+
+    def fixed_dynamics_config(self, config: HandValveTurnConfig, params: dict[str, float]) -> HandValveTurnConfig:
+        """``config`` with a 'randomization' that always draws exactly ``params``
+        (REPLAY_PARAMETERS; the rest nominal: unit scales, the model's own friction,
+        damping, size and mass, no observation noise)."""
+        nominal = self._nominal_dynamics()
+        unknown = set(params) - set(HandValveTurnEnv.REPLAY_PARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown dynamics parameters {sorted(unknown)}; known: "
+                             f"{list(HandValveTurnEnv.REPLAY_PARAMETERS)}")
+
+        def fixed(name: str, default: float) -> Uniform:
+            value = float(params.get(name, default))
+            return Uniform(value, value)
+
+        latency = int(params.get("latency_steps", 0))
+        randomization = ValveRandomization(
+            fingertip_friction=fixed("fingertip_friction", nominal.fingertip_friction),
+            kp_scale=fixed("kp_scale", 1.0), kd_scale=fixed("kd_scale", 1.0),
+            armature_scale=Uniform(1.0, 1.0), frictionloss_scale=Uniform(1.0, 1.0),
+            link_mass_scale=Uniform(1.0, 1.0),
+            valve_friction=fixed("valve_friction", nominal.valve_friction),
+            valve_damping=fixed("valve_damping", nominal.valve_damping),
+            valve_size_scale=Uniform(1.0, 1.0), valve_mass_scale=Uniform(1.0, 1.0),
+            latency_steps=IntUniform(latency, latency), observation_noise_scale=0.0,
+        )
+        return dataclasses.replace(config, randomization=randomization)
 
     # --- the valve (an encoder on the real rig) --------------------------------------------
     @property

@@ -29,7 +29,12 @@ from sim2real.robots.quadruped.randomize import (
     nominal_dynamics,
     sample_dynamics,
 )
-from sim2real.robots.randomization import InvalidRangeError, Uniform, with_randomization_switch
+from sim2real.robots.randomization import (
+    IntUniform,
+    InvalidRangeError,
+    Uniform,
+    with_randomization_switch,
+)
 
 ENV_ID = "sim2real/QuadrupedJoystick-v0"
 DEFAULTS_REVISION = 2
@@ -608,6 +613,91 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             "gait_deviation": gait_deviation,
         }
         return {name: w[name] * value for name, value in raw.items()}
+
+
+    # --- sim replay and system identification (replay/sim_replay.py) -------------------
+    REPLAY_PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "floor_friction", "kp_scale", "kd_scale", "joint_damping_scale", "trunk_added_mass", "latency_steps",
+    )
+    """Knobs system identification searches, each named as the randomization field it
+    corresponds to; scalars shared by all joints (a log rarely pins per-joint values)."""
+    DEFAULT_SYSID_PARAMETERS: ClassVar[tuple[str, ...]] = (
+        "floor_friction", "kp_scale", "joint_damping_scale", "latency_steps",
+    )
+    """What `sim2real replay --sysid` identifies when not told: the knobs a short log pins down."""
+    REPLAY_STATE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "joint_position", "joint_velocity", "base_position", "base_orientation",
+        "base_linear_velocity", "base_angular_velocity",
+    )
+    """The RobotStep fields a logged state needs (a floating base)."""
+    OBJECT_JOINT_NAMES: ClassVar[tuple[str, ...]] = ()
+    """No object: sim replay tracks the leg joints only."""
+
+    def replay_nominal_parameters(self) -> dict[str, float]:
+        """The replay knobs of the nominal robot."""
+        return {"floor_friction": self._floor_friction_nominal(), "kp_scale": 1.0, "kd_scale": 1.0,
+                "joint_damping_scale": 1.0, "trunk_added_mass": 0.0, "latency_steps": 0}
+
+    def apply_replay_parameters(self, params: dict[str, float]) -> int:
+        """Nominal dynamics with every knob of REPLAY_PARAMETERS set from ``params``
+        (scalars broadcast over joints); returns the latency in control steps."""
+        n = self.n_joints
+        nominal = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())
+        dynamics = dataclasses.replace(
+            nominal,
+            floor_friction=float(params["floor_friction"]),
+            kp_scale=np.full(n, float(params["kp_scale"])),
+            kd_scale=np.full(n, float(params["kd_scale"])),
+            joint_damping_scale=np.full(n, float(params["joint_damping_scale"])),
+            trunk_added_mass=float(params["trunk_added_mass"]),
+            latency_steps=int(round(params["latency_steps"])),
+        )
+        apply_dynamics(self.model, self._nominal, dynamics, self._ids)
+        self._refresh_derived_constants()
+        self._dynamics = dynamics
+        return dynamics.latency_steps
+
+    def set_replay_state(self, step: Any) -> None:
+        """Write a logged RobotStep's measured state (REPLAY_STATE_FIELDS) into the simulator."""
+        data = self.data
+        data.qpos[self._qpos_slice] = step.joint_position
+        data.qvel[self._qvel_slice] = step.joint_velocity
+        root, root_v = self._root_qpos, self._root_qvel
+        data.qpos[root : root + 3] = step.base_position
+        data.qpos[root + 3 : root + 7] = step.base_orientation
+        data.qvel[root_v : root_v + 3] = step.base_linear_velocity
+        data.qvel[root_v + 3 : root_v + 6] = step.base_angular_velocity
+        data.act[:] = 0
+        mujoco.mj_forward(self.model, data)
+
+    def replay_positions(self) -> np.ndarray:
+        """What sim replay scores: the joint angles (then OBJECT_JOINT_NAMES: none)."""
+        return self.joint_pos().copy()
+
+    def fixed_dynamics_config(self, config: QuadrupedJoystickConfig, params: dict[str, float]) -> QuadrupedJoystickConfig:
+        """``config`` with a 'randomization' that always draws exactly ``params``
+        (REPLAY_PARAMETERS; the rest this robot's nominal, no pushes, no observation
+        noise): the known, perturbed robot tests and demos record logs from."""
+        floor_friction = self._floor_friction_nominal()
+        unknown = set(params) - set(QuadrupedJoystickEnv.REPLAY_PARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown dynamics parameters {sorted(unknown)}; known: "
+                             f"{list(QuadrupedJoystickEnv.REPLAY_PARAMETERS)}")
+
+        def fixed(value: float) -> Uniform:
+            return Uniform(float(value), float(value))
+
+        latency = int(params.get("latency_steps", 0))
+        randomization = QuadrupedRandomization(
+            floor_friction=fixed(params.get("floor_friction", floor_friction)),
+            link_mass_scale=fixed(1.0), trunk_added_mass=fixed(params.get("trunk_added_mass", 0.0)),
+            trunk_com_offset=fixed(0.0), joint_damping_scale=fixed(params.get("joint_damping_scale", 1.0)),
+            armature_scale=fixed(1.0), frictionloss_scale=fixed(1.0),
+            kp_scale=fixed(params.get("kp_scale", 1.0)), kd_scale=fixed(params.get("kd_scale", 1.0)),
+            latency_steps=IntUniform(latency, latency), observation_noise_scale=0.0,
+            push_velocity=fixed(0.0),
+        )
+        return dataclasses.replace(config, randomization=randomization)
 
 
 def feet_air_time_reward(air_time: np.ndarray, touchdown: np.ndarray, target: float, cap: float) -> float:

@@ -505,7 +505,7 @@ def test_the_front_end_refuses_a_wrong_library_or_a_malformed_table(
         assert not result.stdout  # never said ready
 
 
-@pytest.mark.parametrize("policy", ["quadruped_joystick", "hand_valve"])
+@pytest.mark.parametrize("policy", ["quadruped_joystick", "a1_joystick", "hand_valve"])
 def test_the_shipped_policies_answer_bit_for_bit_as_on_the_main_listener(fastpath_binary: Path, policy: str) -> None:
     """The real actors (normalizer, 256-wide layers, the quadruped's gait prior in the graph)
     through onnxruntime's C API in the front end and through the Python server: the same
