@@ -66,3 +66,12 @@ def test_a_nominal_a1_log_replays_with_no_gap(tmp_path: Path) -> None:
     report = run_replay(ReplayConfig(log=tmp_path / "log.mcap", model=model, out=tmp_path / "r", windows=4, horizon=10))
     # Same model, same state, same actions: the gap is float32 rounding of the logged state.
     assert report["sim"]["nominal"]["mean_abs_error_rad"] < 1e-3
+
+
+def test_replayable_tasks_are_the_ones_whose_env_says_how() -> None:
+    from sim2real.replay.sim_replay import HAND_VALVE, default_sysid_parameters, replay_state_fields, supported_envs
+
+    assert set(supported_envs()) == {QUADRUPED, HAND_VALVE}  # the free cube's logs lack the cube's state
+    assert "base_orientation" in replay_state_fields(QUADRUPED)
+    assert "object_joint_position" in replay_state_fields(HAND_VALVE)
+    assert default_sysid_parameters(HAND_VALVE)[0] == "valve_friction"
