@@ -157,7 +157,9 @@ def config_overrides(env_id: str, config: Any) -> tuple[str, ...]:
     items: list[str] = []
     revision = getattr(config, REVISION_KEY, None)
     if revision is not None and revision != getattr(default, REVISION_KEY):
+        # Against that revision's defaults, which task_config applies first.
         items.append(f"{REVISION_KEY}={revision}")
+        default = task_config(env_id, items)
 
     def walk(node: Any, base: Any, prefix: str) -> None:
         for f in dataclasses.fields(node):

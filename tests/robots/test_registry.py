@@ -79,3 +79,23 @@ def test_env_config_on_a_gymnasium_env_is_refused_at_config_time() -> None:
         TrainConfig(env="Pendulum-v1", env_config=("episode_steps=10",))
     with pytest.raises(ValueError, match="has no field 'nope'"):
         TrainConfig(env="sim2real/QuadrupedJoystick-v0", env_config=("nope=1",))
+
+
+@pytest.mark.parametrize("overrides", [
+    (),
+    ("robot=a1",),
+    ("defaults_revision=1", "robot=mini_cheetah", "randomization.kp_scale.low=0.8", "observe_linear_velocity=true"),
+])
+def test_config_overrides_round_trip_through_task_config(overrides: tuple[str, ...]) -> None:
+    """What a log records of its env's task (LogInfo.env_config) rebuilds the same task."""
+    from sim2real.robots.registry import config_overrides, task_config
+
+    env_id = "sim2real/QuadrupedJoystick-v0"
+    config = task_config(env_id, list(overrides))
+    recorded = config_overrides(env_id, config)
+    assert task_config(env_id, list(recorded)) == config
+    assert ("robot=a1" in recorded) == ("robot=a1" in overrides)
+    assert not any(item.startswith("randomization.enabled") for item in recorded)
+    # The hand's task too (another config class, other field types).
+    valve = task_config("sim2real/HandValveTurn-v0", ["episode_steps=200"])
+    assert task_config("sim2real/HandValveTurn-v0", list(config_overrides("sim2real/HandValveTurn-v0", valve))) == valve
