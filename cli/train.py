@@ -206,6 +206,11 @@ def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
         overrides = policy.env_config if env_id == policy.env_id else ()
         if config.env_config is not None:
             overrides = config.env_config
+        from sim2real.train.export import robot_change
+
+        changed = robot_change(getattr(policy, "metadata", {}), env_id, overrides)
+        if changed:
+            print(f"warning: {changed}", file=sys.stderr)
         judged = judge.has_judge(env_id)
         commands = None
         if config.commands is not None:

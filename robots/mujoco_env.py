@@ -40,6 +40,8 @@ class DeploymentSpec:
     velocity_limits: tuple[float, ...] | None = None
     """Joint speed limits, rad/s, where the robot's description states them (a record for
     the controller: the simulation does not enforce them)."""
+    robot_sha256: str | None = None
+    """A robot built from files (a quadruped spec): the hash of its spec and description."""
 
     @property
     def action_scales(self) -> tuple[float, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,27 @@ class OnnxPolicy:
         return self.raw(obs)
 
 
+def robot_change(metadata: dict[str, str], env_id: str, env_config: Sequence[str]) -> str | None:
+    """A warning when the robot a policy was exported for (its ``robot_sha256``) is not the
+    robot ``env_config`` builds today (a spec edited since, another description file);
+    None when they agree or the policy recorded no hash."""
+    recorded = metadata.get("robot_sha256")
+    if not recorded or env_id not in registry.ENVS:
+        return None
+    env = registry.get_record(env_id).load_class()(config=registry.task_config(env_id, env_config),
+                                                     domain_randomization=False)
+    try:
+        spec = env.deployment_spec
+        now = getattr(spec, "robot_sha256", None)
+        if not now or now == recorded:
+            return None
+        return (f"the robot {spec.robot!r} is not the one this policy was exported for: its spec or "
+                f"description file changed since (sha256 {recorded[:12]}... then, {now[:12]}... now); "
+                "the policy runs on today's robot")
+    finally:
+        env.close()
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     import onnx
 
@@ -170,6 +192,8 @@ def deployment_metadata(policy: RunPolicy) -> dict[str, Any]:
             )
             if getattr(spec, "velocity_limits", None) is not None:
                 out["velocity_limits"] = list(spec.velocity_limits)
+            if getattr(spec, "robot_sha256", None):
+                out["robot_sha256"] = spec.robot_sha256
             clock_hz = gait_clock_hz(env.config)
             if clock_hz:
                 # The controller feeds gait_clock/sin, cos of a phase advancing at this rate.

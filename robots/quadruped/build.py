@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import hashlib
 import math
 import re
 from pathlib import Path
@@ -90,6 +91,10 @@ class QuadrupedRobot:
     standing_height: float
     """Height of the base origin in the home keyframe (feet touching the floor), m."""
     control_dt: float
+    sha256: str
+    """Of the spec file and the description file together: what an exported policy
+    records, so that a robot changed since (a spec edited, another pybullet release) is
+    noticed (``robot_sha256`` in the ONNX metadata; `sim2real eval` warns)."""
 
     @property
     def name(self) -> str:
@@ -506,4 +511,14 @@ def _describe(spec: QuadrupedSpec, model: mujoco.MjModel) -> QuadrupedRobot:
         total_mass=float(model.body_subtreemass[base]) if model.body_subtreemass[base] > 0 else float(model.body_mass[1:].sum()),
         standing_height=float(model.key_qpos[key, root_adr + 2]),
         control_dt=control_dt,
+        sha256=_robot_sha256(spec),
     )
+
+
+def _robot_sha256(spec: QuadrupedSpec) -> str:
+    digest = hashlib.sha256()
+    for path in (spec.path, spec.description):
+        data = path.read_bytes()
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()

@@ -397,6 +397,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             physics_dt=float(self.model.opt.timestep),
             velocity_limits=(None if robot.velocity_limits is None
                              else tuple(float(x) for x in robot.velocity_limits)),
+            robot_sha256=robot.sha256,
         )
         self._weights = dataclasses.asdict(cfg.rewards)
         self._dynamics = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())

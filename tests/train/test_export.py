@@ -325,3 +325,33 @@ def test_an_a1_policy_names_the_a1s_joints(tmp_path: Path) -> None:
     # sim2real eval rebuilds the A1 from the recorded task config.
     policy = OnnxPolicy(path)
     assert policy.env_config and "robot=a1" in policy.env_config
+
+
+def test_eval_warns_when_the_robot_changed_since_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A policy records the hash of its robot's spec and description; evaluated after the
+    spec was edited, `sim2real eval` says so (and still runs, on today's robot)."""
+    from sim2real.cli.main import main as cli_main
+    from sim2real.robots.quadruped.robot_spec import shipped_specs
+
+    spec = tmp_path / "my_a1.toml"
+    spec.write_text(shipped_specs()["a1"].read_text().replace('name = "a1"', 'name = "my_a1"'))
+    config = TrainConfig(
+        env=QUADRUPED, env_config=(f"robot={spec}",), total_steps=120, seed=0, out=tmp_path / "run",
+        learning_starts=100, num_envs=1, num_workers=0, eval_interval=0, eval_episodes=1,
+        checkpoint_interval=120, sac=TINY,
+    )
+    trainer = prepare_trainer(config)
+    try:
+        trainer.open_run()
+        trainer.run_loop()
+    finally:
+        trainer.close()
+    path = tmp_path / "my_a1.onnx"
+    export_onnx(tmp_path / "run", path)
+    assert len(read_metadata(path)["robot_sha256"]) == 64
+    args = ["eval", str(path), "--episodes", "1", "--commands", "stand=0,0,0", "--json"]
+    assert cli_main(args) == 0
+    assert "warning" not in capsys.readouterr().err  # the same robot
+    spec.write_text(spec.read_text().replace("kd = 0.5", "kd = 0.6"))
+    assert cli_main(args) == 0
+    assert "warning: the robot 'my_a1' is not the one this policy was exported for" in capsys.readouterr().err
