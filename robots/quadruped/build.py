@@ -104,9 +104,6 @@ class QuadrupedRobot:
         """A private copy of the compiled model."""
         return copy.copy(self.model)
 
-    def torque_limit_source(self) -> str:
-        return self.spec.sources.get("torque_limits", "the description file" if self.spec.torque_limits is None else "the spec")
-
 
 def load_robot(robot: str | Path | QuadrupedSpec) -> QuadrupedRobot:
     """Build (once per process and spec file) the robot named or pointed to."""
@@ -205,7 +202,7 @@ def _assemble(spec: QuadrupedSpec) -> mujoco.MjSpec:
     _check_joints_and_feet(mj, spec)
     _configure_options(mj, spec)
     _add_scene(mj)
-    _filter_collisions(mj, spec, base)
+    _filter_collisions(mj, base)
     joints = [mj.joint(name) for name in spec.joint_names]
     kinds = [kind for _ in LEG_NAMES for kind in JOINT_KINDS]
     torque = _per_joint_limit(spec, joints, "torque_limits")
@@ -297,7 +294,7 @@ def _add_scene(mj: mujoco.MjSpec) -> None:
                    priority=1)
 
 
-def _filter_collisions(mj: mujoco.MjSpec, spec: QuadrupedSpec, base: mujoco.MjsBody) -> None:
+def _filter_collisions(mj: mujoco.MjSpec, base: mujoco.MjsBody) -> None:
     """Visual geoms to group 2; every collision shape inert (group 3) but the base's, which
     touch the floor so a fallen robot lies on it. Feet are added afterwards."""
     for geom in mj.geoms:
