@@ -297,13 +297,12 @@ def test_baselines_evaluate_with_the_given_task_overrides() -> None:
     assert reports["random"]["reward_terms"]["action_rate"] < -0.1
 
 
-def test_an_a1_policy_names_the_a1s_joints(tmp_path: Path) -> None:
-    """A robot built from a description file: the exported model says which robot and
-    which joints (the URDF's names), with the A1's gains and standing pose."""
+def _export_short_quadruped_run(tmp_path: Path, robot: str, total_steps: int) -> Path:
+    """A few updates of the joystick task on ``robot`` (robot=NAME or robot=PATH), exported."""
     config = TrainConfig(
-        env=QUADRUPED, env_config=("robot=a1",), total_steps=200, seed=0, out=tmp_path / "run",
+        env=QUADRUPED, env_config=(robot,), total_steps=total_steps, seed=0, out=tmp_path / "run",
         learning_starts=100, num_envs=1, num_workers=0, eval_interval=0, eval_episodes=1,
-        checkpoint_interval=200, sac=TINY,
+        checkpoint_interval=total_steps, sac=TINY,
     )
     trainer = prepare_trainer(config)
     try:
@@ -311,8 +310,15 @@ def test_an_a1_policy_names_the_a1s_joints(tmp_path: Path) -> None:
         trainer.run_loop()
     finally:
         trainer.close()
-    path = tmp_path / "a1.onnx"
+    path = tmp_path / "policy.onnx"
     export_onnx(tmp_path / "run", path)
+    return path
+
+
+def test_an_a1_policy_names_the_a1s_joints(tmp_path: Path) -> None:
+    """A robot built from a description file: the exported model says which robot and
+    which joints (the URDF's names), with the A1's gains and standing pose."""
+    path = _export_short_quadruped_run(tmp_path, "robot=a1", total_steps=200)
     meta = read_metadata(path)
     joints = json.loads(meta["joint_names"])
     assert joints[:3] == ["FR_hip_joint", "FR_upper_joint", "FR_lower_joint"] and len(joints) == 12
@@ -335,19 +341,7 @@ def test_eval_warns_when_the_robot_changed_since_export(tmp_path: Path, capsys: 
 
     spec = tmp_path / "my_a1.toml"
     spec.write_text(shipped_specs()["a1"].read_text().replace('name = "a1"', 'name = "my_a1"'))
-    config = TrainConfig(
-        env=QUADRUPED, env_config=(f"robot={spec}",), total_steps=120, seed=0, out=tmp_path / "run",
-        learning_starts=100, num_envs=1, num_workers=0, eval_interval=0, eval_episodes=1,
-        checkpoint_interval=120, sac=TINY,
-    )
-    trainer = prepare_trainer(config)
-    try:
-        trainer.open_run()
-        trainer.run_loop()
-    finally:
-        trainer.close()
-    path = tmp_path / "my_a1.onnx"
-    export_onnx(tmp_path / "run", path)
+    path = _export_short_quadruped_run(tmp_path, f"robot={spec}", total_steps=120)
     assert len(read_metadata(path)["robot_sha256"]) == 64
     args = ["eval", str(path), "--episodes", "1", "--commands", "stand=0,0,0", "--json"]
     assert cli_main(args) == 0
