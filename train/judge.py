@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sim2real.robots.quadruped import constants as quadruped_constants
+from sim2real.robots.stress import StressScenario
 from sim2real.train import hand_judge
 from sim2real.train.judging import format_target_lines, nan_to_none, run_cases
 
@@ -390,12 +391,15 @@ class TaskJudge:
     """The cases judged when none are given (commands, turn directions)."""
     parse_case: Callable[[str], Any]
     """A case from the command line text."""
-    judge: Callable[[Policy, int, int, bool, Sequence[str], Sequence[Any] | None, bool], TaskResult]
-    """(policy, episodes per case, seed, DR, env_config, cases, progress) -> the result."""
+    judge: Callable[[Policy, int, int, bool, Sequence[str], Sequence[Any] | None, bool, Any], TaskResult]
+    """(policy, episodes per case, seed, DR, env_config, cases, progress, env) -> the result;
+    env None: the judge makes its own from DR and env_config."""
     make_env: Callable[[bool, Sequence[str], str | None], Any]
     """(DR, env_config, render mode) -> the raw env the judge steps."""
     run_episode: Callable[[Any, Policy, Any, int, Callable[[np.ndarray, list[str]], None] | None, int | None], Any]
     """(env, policy, case, seed, frame sink with caption lines, max steps) -> one episode."""
+    stress_scenarios: Callable[[Any], tuple[StressScenario, ...]] | None = None
+    """(the judged env) -> its held-out worlds (train/stress.py); None: no stress suite."""
 
 
 def _joystick_episode(env: Any, policy: Policy, case: Any, seed: int,
@@ -423,11 +427,24 @@ def _hand_judge(env_id: str) -> TaskJudge:
     return TaskJudge(
         cases=lambda: hand_judge.default_directions(env_id),
         parse_case=parse,
-        judge=lambda policy, n, seed, dr, env_config, cases, progress: hand_judge.judge_turning(
-            env_id, policy, n, seed, dr, env_config, cases, progress=progress),
+        judge=lambda policy, n, seed, dr, env_config, cases, progress, env=None: hand_judge.judge_turning(
+            env_id, policy, n, seed, dr, env_config, cases, env=env, progress=progress),
         make_env=lambda dr, env_config, render_mode: hand_judge.make_hand_env(env_id, dr, env_config, render_mode),
         run_episode=_turn_episode,
+        stress_scenarios=_valve_stress_scenarios if env_id == hand_judge.VALVE_ENV_ID else None,
     )
+
+
+def _valve_stress_scenarios(env: Any) -> tuple[StressScenario, ...]:
+    from sim2real.robots.hand.stress import stress_scenarios
+
+    return stress_scenarios(env.config.randomization)
+
+
+def _quadruped_stress_scenarios(env: Any) -> tuple[StressScenario, ...]:
+    from sim2real.robots.quadruped.stress import stress_scenarios
+
+    return stress_scenarios(env.robot, env.config.randomization)
 
 
 JUDGES: dict[str, TaskJudge] = {
@@ -435,10 +452,11 @@ JUDGES: dict[str, TaskJudge] = {
     QUADRUPED_ENV_ID: TaskJudge(
         cases=lambda: DEFAULT_COMMANDS,
         parse_case=JoystickCommand.parse,
-        judge=lambda policy, n, seed, dr, env_config, cases, progress: judge_joystick(
-            policy, n, seed, dr, env_config, tuple(cases or DEFAULT_COMMANDS), progress=progress),
+        judge=lambda policy, n, seed, dr, env_config, cases, progress, env=None: judge_joystick(
+            policy, n, seed, dr, env_config, tuple(cases or DEFAULT_COMMANDS), env=env, progress=progress),
         make_env=make_judged_env,
         run_episode=_joystick_episode,
+        stress_scenarios=_quadruped_stress_scenarios,
     ),
     **{env_id: _hand_judge(env_id) for env_id in hand_judge.HAND_ENV_IDS},
 }

@@ -521,6 +521,7 @@ class ValveNominalModel(ModelSnapshot):
     dof_frictionloss: np.ndarray
     actuator_gainprm: np.ndarray
     actuator_biasprm: np.ndarray
+    actuator_forcerange: np.ndarray
 
 
 def apply_valve_dynamics(

@@ -25,6 +25,7 @@ from sim2real.robots.hand.randomize import (
     nominal_valve_dynamics,
     sample_valve_dynamics,
 )
+from sim2real.robots.hand.stress import ValveStress
 from sim2real.robots.mujoco_env import (
     ActionDelay,
     DeploymentSpec,
@@ -238,6 +239,7 @@ class HandValveTurnEnv(HandBase):
         self._valve_body = self._ids.valve_body
         self._settle_steps = round(cfg.settle_time / float(self.model.opt.timestep))
         self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
+        self._stress: ValveStress | None = None
         n = self.n_joints
         dr = self._dr
         # One draw per step covers every noisy channel: joint angles and velocities, then
@@ -415,7 +417,13 @@ class HandValveTurnEnv(HandBase):
             self._dynamics = sample_valve_dynamics(rng, self._dr, n, self._n_links)
         else:
             self._dynamics = self._nominal_dynamics()
+        stress = self._stress
+        if stress is not None:
+            self._dynamics = stress.dynamics(self._dynamics)
         apply_valve_dynamics(self.model, self._nominal, self._dynamics, self._ids)
+        if stress is not None and stress.motor_strength != 1.0:
+            acts = self._ids.actuators
+            self.model.actuator_forcerange[acts] = self._nominal.actuator_forcerange[acts] * stress.motor_strength
         self._refresh_derived_constants()
         self._dynamics_vector = self._dynamics.as_vector()
         self._delay.reset(self._dynamics.latency_steps)
@@ -439,6 +447,13 @@ class HandValveTurnEnv(HandBase):
         obs, privileged = self._observe()
         info = {"dr": self._dynamics.as_info(), "privileged_obs": privileged}
         return obs, info
+
+    def set_stress(self, stress: ValveStress | None) -> None:
+        """Apply ``stress`` (a held-out world, robots/hand/stress.py) at every reset from the
+        next one on, after the domain randomization; None: none."""
+        self._stress = stress
+        bound = self._dr.latency_steps.high if stress is None else stress.latency_bound(self._dr)
+        self._delay = ActionDelay(self.n_joints, max_latency=bound)
 
     def step(
         self, action: np.ndarray

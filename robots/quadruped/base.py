@@ -16,17 +16,19 @@ import numpy as np
 from sim2real.robots.mujoco_env import MujocoRobotEnv
 from sim2real.robots.quadruped import constants as consts
 from sim2real.robots.quadruped.build import HOME_KEY, ROOT_JOINT, QuadrupedRobot, load_robot
+from sim2real.robots.quadruped.terrain import TerrainConfig
 
 
 class QuadrupedEnv(MujocoRobotEnv):
     """A quadruped (any robot spec) on a flat floor, position-controlled at its control
-    rate (50 Hz for the shipped robots)."""
+    rate (50 Hz for the shipped robots); on other ground with ``terrain`` (terrain.py)."""
 
-    def __init__(self, robot: QuadrupedRobot | None = None, render_mode: str | None = None) -> None:
+    def __init__(self, robot: QuadrupedRobot | None = None, render_mode: str | None = None,
+                 terrain: TerrainConfig | None = None) -> None:
         self.robot = robot if robot is not None else load_robot(consts.DEFAULT_ROBOT)
         """The robot: its spec, joint names, default pose, gains and limits."""
         super().__init__(
-            self.robot.new_model(),
+            self.robot.new_model(terrain),
             control_dt=self.robot.control_dt,
             render_mode=render_mode,
             render_camera="track",
@@ -61,6 +63,14 @@ class QuadrupedEnv(MujocoRobotEnv):
         self.n_joints = len(self.robot.joint_names)
         self.default_pose = self.robot.default_pose
         """Joint angles of the standing pose, rad, in joint order."""
+        self._gravity_direction = np.array([0.0, 0.0, -1.0])
+        self.refresh_gravity()
+
+    def refresh_gravity(self) -> None:
+        """Read the direction of ``model.opt.gravity`` (call after changing it: a slope)."""
+        g = np.asarray(self.model.opt.gravity, dtype=np.float64)
+        norm = float(np.linalg.norm(g))
+        self._gravity_direction = g / norm if norm > 0 else np.array([0.0, 0.0, -1.0])
 
     def _sensor_slice(self, name: str) -> slice:
         sid = self._id(mujoco.mjtObj.mjOBJ_SENSOR, name)
@@ -85,11 +95,16 @@ class QuadrupedEnv(MujocoRobotEnv):
         return self.data.sensordata[self._sensor["upvector"]]
 
     def projected_gravity(self) -> np.ndarray:
-        """Unit gravity direction in the trunk frame ((0, 0, -1) when level).
+        """Unit gravity direction in the trunk frame ((0, 0, -1) when level on level ground).
 
-        R^T (0, 0, -1) is minus the third row of the IMU site's rotation matrix.
+        R^T g: with R row-major in site_xmat, the sum of its rows weighted by g's components
+        (for the usual g = (0, 0, -1): minus the third row).
         """
-        return -self.data.site_xmat[self._imu_site, 6:9]
+        m = self.data.site_xmat[self._imu_site]
+        gx, gy, gz = self._gravity_direction
+        if gx == 0.0 and gy == 0.0:
+            return gz * m[6:9]
+        return gx * m[0:3] + gy * m[3:6] + gz * m[6:9]
 
     def joint_pos(self) -> np.ndarray:
         """Joint angles, rad, in the robot's joint order."""

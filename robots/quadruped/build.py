@@ -44,6 +44,7 @@ from sim2real.robots.quadruped.robot_spec import (
     load_spec,
     spec_path,
 )
+from sim2real.robots.quadruped.terrain import TerrainConfig, add_terrain
 
 ACTUATOR_SUFFIX = {"abduction": "hip", "hip": "thigh", "knee": "calf"}
 """Actuator name per joint kind (``FR_hip`` drives abduction): Menagerie/Playground go1's."""
@@ -100,9 +101,11 @@ class QuadrupedRobot:
     def name(self) -> str:
         return self.spec.name
 
-    def new_model(self) -> mujoco.MjModel:
-        """A private copy of the compiled model."""
-        return copy.copy(self.model)
+    def new_model(self, terrain: TerrainConfig | None = None) -> mujoco.MjModel:
+        """A private copy of the compiled model, on ``terrain`` (default: the flat floor)."""
+        if terrain is None or terrain.flat:
+            return copy.copy(self.model)
+        return copy.copy(_terrain_model(self.spec, terrain))
 
 
 def load_robot(robot: str | Path | QuadrupedSpec) -> QuadrupedRobot:
@@ -130,6 +133,22 @@ def build_robot(spec: QuadrupedSpec) -> QuadrupedRobot:
     else:
         model = _compile(_assemble(spec), spec)
     return _describe(spec, model)
+
+
+_TERRAIN_MODELS: dict[tuple[str, TerrainConfig], mujoco.MjModel] = {}
+"""Compiled robot-on-terrain models, keyed by the spec's repr (a spec is a dataclass with
+dicts inside, so not hashable) and the terrain."""
+
+
+def _terrain_model(spec: QuadrupedSpec, terrain: TerrainConfig) -> mujoco.MjModel:
+    key = (repr(spec), terrain)
+    if key not in _TERRAIN_MODELS:
+        mj = mujoco.MjSpec.from_file(str(spec.description)) if spec.assembled else _assemble(spec)
+        add_terrain(mj, terrain)
+        if len(_TERRAIN_MODELS) >= 8:
+            _TERRAIN_MODELS.pop(next(iter(_TERRAIN_MODELS)))
+        _TERRAIN_MODELS[key] = _compile(mj, spec)
+    return _TERRAIN_MODELS[key]
 
 
 def model_xml(spec: QuadrupedSpec) -> str:

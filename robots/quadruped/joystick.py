@@ -29,6 +29,8 @@ from sim2real.robots.quadruped.randomize import (
     nominal_dynamics,
     sample_dynamics,
 )
+from sim2real.robots.quadruped.stress import QuadrupedStress
+from sim2real.robots.quadruped.terrain import TerrainConfig, place_step
 from sim2real.robots.randomization import (
     IntUniform,
     InvalidRangeError,
@@ -205,6 +207,10 @@ class QuadrupedJoystickConfig:
     steering trot of the shipped recipe (docs/results.md, G2). gait.frequency_hz=0: no
     clock."""
     randomization: QuadrupedRandomization = QuadrupedRandomization()
+    terrain: TerrainConfig = TerrainConfig()
+    """The ground (robots/quadruped/terrain.py): the flat floor every shipped policy trained
+    on, rough ground (terrain.kind=rough, terrain.height=0.04) or a step ahead of the robot
+    (terrain.kind=step)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -329,7 +335,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         cfg = with_randomization_switch(cfg, domain_randomization)
         robot = load_robot(cfg.robot)
         cfg.randomization.check_robot(robot)
-        super().__init__(robot=robot, render_mode=render_mode)
+        super().__init__(robot=robot, render_mode=render_mode, terrain=cfg.terrain)
         self.config = cfg
         self._dr = cfg.randomization
         self._fall_height = cfg.fall_height if cfg.fall_height >= 0 else robot.spec.fall_height
@@ -337,6 +343,10 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self._nominal = NominalModel.from_model(self.model)
         self._n_links = len(robot.link_bodies)
         self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
+        self._stress: QuadrupedStress | None = None
+        self._nominal_gravity = self.model.opt.gravity.copy()
+        self._push_side = 1.0
+        self._next_stress_push_step = -1
         n = self.n_joints
         self._action_scales = np.full(n, cfg.action_scale)
         if cfg.abduction_action_scale > 0:
@@ -425,7 +435,13 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             self._dynamics = sample_dynamics(rng, self._dr, n, self._n_links)
         else:
             self._dynamics = nominal_dynamics(n, self._n_links, self._floor_friction_nominal())
+        stress = self._stress
+        if stress is not None:
+            self._dynamics = stress.dynamics(self._dynamics, float(self._nominal.body_mass[self._ids.trunk_body]))
         apply_dynamics(self.model, self._nominal, self._dynamics, self._ids)
+        if stress is not None and stress.motor_strength != 1.0:
+            acts = self._ids.actuators
+            self.model.actuator_forcerange[acts] = self._nominal.actuator_forcerange[acts] * stress.motor_strength
         self._refresh_derived_constants()
         self._dynamics_vector = self._dynamics.as_vector()
         self._delay.reset(self._dynamics.latency_steps)
@@ -457,6 +473,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             self._gait_phase = rng.uniform(0.0, 2 * np.pi)
         self._next_push_step = self._sample_push_step(rng)
         self._next_command_step = -1 if pinned is not None else self._sample_command_step(rng)
+        self._place_world(yaw)
 
         obs, privileged = self._observe()
         info = {
@@ -465,6 +482,45 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             "privileged_obs": privileged,
         }
         return obs, info
+
+    def set_stress(self, stress: QuadrupedStress | None) -> None:
+        """Apply ``stress`` (a held-out world, stress.py) at every reset from the next one on,
+        after the domain randomization; None: none."""
+        self._stress = stress
+        bound = self._dr.latency_steps.high if stress is None else stress.latency_bound(self._dr)
+        self._delay = ActionDelay(self.n_joints, max_latency=bound)
+
+    def _travel_yaw(self, heading: float) -> float:
+        """World direction the command asks the robot to walk (its heading if none)."""
+        vx, vy = float(self._command[0]), float(self._command[1])
+        return heading + (math.atan2(vy, vx) if math.hypot(vx, vy) > 1e-9 else 0.0)
+
+    def _place_world(self, heading: float) -> None:
+        """What depends on where the robot starts and what it was told: the slope's gravity,
+        the step ahead of it, the stress pushes."""
+        stress = self._stress
+        model = self.model
+        travel = self._travel_yaw(heading)
+        magnitude = float(np.linalg.norm(self._nominal_gravity))
+        if stress is not None and stress.slope_deg:
+            model.opt.gravity[:] = stress.gravity(magnitude, travel)
+        else:
+            model.opt.gravity[:] = self._nominal_gravity
+        self.refresh_gravity()
+        if self.config.terrain.kind == "step":
+            place_step(model, self.data, self.config.terrain, self.trunk_position()[:2], travel)
+            floor, step = self._ids.floor_geom, self._step_geom()
+            model.geom_friction[step] = model.geom_friction[floor]
+        self._push_side = 1.0
+        self._next_stress_push_step = (
+            round(stress.push_interval_s / self.control_dt) if stress is not None and stress.pushes else -1
+        )
+        mujoco.mj_forward(model, self.data)
+
+    def _step_geom(self) -> int:
+        from sim2real.robots.quadruped.terrain import STEP_GEOM
+
+        return self._id(mujoco.mjtObj.mjOBJ_GEOM, STEP_GEOM)
 
     def _sample_command(self, rng: np.random.Generator) -> np.ndarray:
         ranges = self.config.commands
@@ -505,6 +561,13 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             angle = rng.uniform(-np.pi, np.pi)
             self.push_trunk(self._dr.push_velocity.sample(rng) * np.array([np.cos(angle), np.sin(angle)]))
             self._next_push_step = self._sample_push_step(rng)
+        if self._step_count == self._next_stress_push_step:
+            stress = self._stress
+            assert stress is not None
+            side = self.trunk_yaw() + self._push_side * math.pi / 2
+            self.push_trunk(stress.push_velocity * np.array([math.cos(side), math.sin(side)]))
+            self._push_side = -self._push_side
+            self._next_stress_push_step += max(1, round(stress.push_interval_s / self.control_dt))
         self._physics_step(self.default_pose + self._action_scales * applied)
         self._step_count += 1
         if self.config.gait.enabled:
@@ -565,6 +628,14 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             obs[:6] += noise[:6]  # gyro, gravity
             obs[9 : 9 + 2 * n] += noise[6 : 6 + 2 * n]  # joint positions, velocities
             obs[9 + 3 * n :] += noise[6 + 2 * n :]  # the linear velocity estimate, if any (the clock: 0)
+        stress = self._stress
+        if stress is not None and stress.biases_sensors:
+            obs = obs.copy() if obs is clean else obs
+            obs[0:3] += stress.gyro_bias
+            obs[3:6] = stress.imu_rotation() @ obs[3:6]
+            obs[9 : 9 + n] += stress.joint_pos_bias
+            if self.config.observe_linear_velocity:
+                obs[9 + 3 * n : 12 + 3 * n] += stress.linvel_bias
         return obs.astype(np.float32), privileged
 
     # --- reward ----------------------------------------------------------------------

@@ -233,6 +233,7 @@ class NominalModel(ModelSnapshot):
     dof_frictionloss: np.ndarray
     actuator_gainprm: np.ndarray
     actuator_biasprm: np.ndarray
+    actuator_forcerange: np.ndarray
 
 
 def apply_dynamics(
