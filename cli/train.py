@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import tyro
@@ -99,8 +99,30 @@ class EvalConfig:
     """With --stress: only these scenarios, by name (default: all)."""
     stress_plot: Path | None = None
     """With --stress: also write the bar chart of every world to this .png."""
+    world: Literal["mujoco", "bullet"] = "mujoco"
+    """Where to judge: mujoco (the training's simulator) or bullet (the quadruped built in
+    PyBullet from the same URDF, served over gRPC by a `sim2real serve` this command starts:
+    an .onnx policy of a URDF robot, e.g. the shipped a1_joystick.onnx). In Bullet there is
+    no randomization; --no-dr turns its simulated sensor noise off."""
+    bullet_log: Path | None = None
+    """With --world bullet: record every step to this MCAP log (`sim2real replay` reads it)."""
+    deadline_ms: float = 100.0
+    """With --world bullet: the control session's deadline per step, ms (a late answer is
+    the fallback, counted). Generous: the Bullet robot waits for its answer, so it never
+    needs one sooner."""
 
     def __post_init__(self) -> None:
+        if self.world == "bullet":
+            if str(self.source) in BASELINES or Path(self.source).suffix != ".onnx":
+                raise ValueError(f"--world bullet serves an exported .onnx policy, got {str(self.source)!r}")
+            if self.stress or self.video is not None:
+                raise ValueError("--world bullet does not combine with --stress or --video")
+            if self.env not in (None, "sim2real/QuadrupedJoystick-v0"):
+                raise ValueError(f"--world bullet runs the quadruped only, not {self.env}")
+        elif self.bullet_log is not None:
+            raise ValueError("--bullet-log applies with --world bullet only")
+        if not self.deadline_ms > 0:
+            raise ValueError(f"deadline_ms must be > 0, got {self.deadline_ms!r}")
         if (self.stress_scenarios is not None or self.stress_plot is not None) and not self.stress:
             raise ValueError("--stress-scenarios and --stress-plot apply with --stress only")
         if self.stress and self.video is not None:
@@ -207,6 +229,35 @@ def load_policy(source: str, env_id: str, seed: int,
     return policy, tuple(policy.env_config if env_config is None else env_config)
 
 
+def _bullet(config: EvalConfig, env_id: str, overrides: Sequence[str], commands: Sequence[Any] | None,
+            episodes: int) -> int:
+    from sim2real.cli.bullet import judge_in_bullet
+
+    if env_id != "sim2real/QuadrupedJoystick-v0":
+        raise ValueError(f"--world bullet runs the quadruped only; {config.source} is a {env_id} policy")
+    run = judge_in_bullet(Path(config.source), episodes, config.seed, overrides, commands,
+                          sensor_noise=config.dr, deadline_ms=config.deadline_ms, log_path=config.bullet_log,
+                          progress=not config.json)
+    result = run.result
+    if config.json:
+        print(json.dumps({"env_id": env_id, "source": str(config.source), "world": "bullet", "robot": run.robot,
+                          "steps": run.steps, "fallbacks": run.fallbacks, "deadline_misses": run.deadline_misses,
+                          "log": str(run.log_path) if run.log_path else None, "task": result.as_dict()}, indent=2))
+        return 0
+    noise = "sensor noise at the training's amplitudes" if config.dr else "no sensor noise"
+    print(f"{env_id} on the {run.robot} in PyBullet ({noise}), served over gRPC by `sim2real serve`: "
+          f"{episodes} episodes per command from seed {config.seed}")
+    print(f"  {run.steps} steps, {run.fallbacks} fallback actions ({run.deadline_misses} deadline misses "
+          f"at {config.deadline_ms:g} ms)")
+    print(f"\n{result.preamble.replace('simulator state', 'Bullet state')}\n")
+    print(result.format_table())
+    print("\ntargets:")
+    print(result.format_targets())
+    if run.log_path is not None:
+        print(f"\nwrote {run.log_path}")
+    return 0
+
+
 def _stress(config: EvalConfig, policy: Any, env_id: str, overrides: Sequence[str],
             commands: Sequence[Any] | None, episodes: int) -> int:
     from sim2real.train import judge
@@ -267,6 +318,8 @@ def _eval(config: EvalConfig) -> int:
         episodes = config.episodes or (5 if judged else 10)
         if config.stress:
             return _stress(config, policy, env_id, overrides, commands, episodes)
+        if config.world == "bullet":
+            return _bullet(config, env_id, overrides, commands, episodes)
         result = evaluate(policy, env_id, episodes, config.seed, config.dr, env_config=overrides,
                           commands=commands, progress=not config.json)
         if config.video is not None:
