@@ -194,6 +194,11 @@ class BulletQuadruped:
             self._p.changeDynamics(self._body, foot, lateralFriction=floor_friction)
         for name, damping in zip(self.spec.joint_names, self.spec.per_joint(self.spec.damping), strict=True):
             self._p.changeDynamics(self._body, names[name][0], jointDamping=float(damping))
+        # PyBullet places a body by its base's centre of mass (the URDF's inertial frame);
+        # the robot's trunk frame, the log's and MuJoCo's, is the link's own origin.
+        inertial_pos, inertial_orn = self._p.getDynamicsInfo(self._body, -1)[3:5]
+        self._inertial = (inertial_pos, inertial_orn)
+        self._inertial_inverse = self._p.invertTransform(inertial_pos, inertial_orn)
         self._standing_height = self._find_standing_height()
         self._rng = np.random.default_rng(0)
         self._command = np.zeros(3)
@@ -209,18 +214,30 @@ class BulletQuadruped:
 
     # --- building -----------------------------------------------------------------------
     def _set_pose(self, position: np.ndarray, yaw: float, joints: np.ndarray) -> None:
-        quat = self._p.getQuaternionFromEuler([0.0, 0.0, yaw])
-        self._p.resetBasePositionAndOrientation(self._body, position.tolist(), quat)
-        self._p.resetBaseVelocity(self._body, [0, 0, 0], [0, 0, 0])
-        for j, q in zip(self._joints, joints, strict=True):
-            self._p.resetJointState(self._body, j, float(q), 0.0)
+        x, y, z, w = self._p.getQuaternionFromEuler([0.0, 0.0, yaw])
+        self.set_state(joints, np.zeros(len(self._joints)), position, np.array([w, x, y, z]), np.zeros(3), np.zeros(3))
+
+    def set_state(self, joint_position: np.ndarray, joint_velocity: np.ndarray, base_position: np.ndarray,
+                  base_orientation: np.ndarray, base_linear_velocity: np.ndarray,
+                  base_angular_velocity: np.ndarray) -> None:
+        """Put the robot in a state, in the log's (and MuJoCo's) conventions: the trunk
+        link's origin and orientation (w, x, y, z) in the world, its origin's velocity in the
+        world frame, its angular velocity in the trunk frame."""
+        w, x, y, z = (float(v) for v in base_orientation)
+        com, com_orn = self._p.multiplyTransforms([float(v) for v in base_position], [x, y, z, w], *self._inertial)
+        self._p.resetBasePositionAndOrientation(self._body, com, com_orn)
+        rotation = _rotation(np.array([w, x, y, z]))
+        angular = rotation @ np.asarray(base_angular_velocity, dtype=np.float64)
+        v_com = np.asarray(base_linear_velocity, dtype=np.float64) + np.cross(angular, np.asarray(com) - base_position)
+        self._p.resetBaseVelocity(self._body, v_com.tolist(), angular.tolist())
+        for j, q, qd in zip(self._joints, joint_position, joint_velocity, strict=True):
+            self._p.resetJointState(self._body, j, float(q), float(qd))
 
     def _find_standing_height(self) -> float:
         """Base height at which the lowest foot just touches the floor in the standing pose."""
         self._set_pose(np.array([0.0, 0.0, 1.0]), 0.0, self.default_pose)
         lowest = min(self._p.getAABB(self._body, foot)[0][2] for foot in self._feet)
-        base_z = self._p.getBasePositionAndOrientation(self._body)[0][2]
-        return float(base_z - lowest)
+        return float(1.0 - lowest)
 
     # --- the env interface the judge steps ----------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -241,8 +258,9 @@ class BulletQuadruped:
             a = starts.init_base_velocity
             linear = rng.uniform(-a, a, 3)
             angular_body = rng.uniform(-a, a, 3)
-            angular = self._rotation() @ angular_body
-            self._p.resetBaseVelocity(self._body, linear.tolist(), angular.tolist())
+            position, orientation = self._base_frame()
+            q, _ = self._joint_state()
+            self.set_state(q, np.zeros(len(self._joints)), position, orientation, linear, angular_body)
         self._targets = self.default_pose + offsets
         self.builder.reset(clock_phase=float(rng.uniform(0.0, 2 * math.pi)))
         self._steps = 0
@@ -295,15 +313,26 @@ class BulletQuadruped:
         states = self._p.getJointStates(self._body, self._joints)
         return np.array([s[0] for s in states]), np.array([s[1] for s in states])
 
+    def _base_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trunk link's origin (world) and orientation (w, x, y, z)."""
+        com, com_orn = self._p.getBasePositionAndOrientation(self._body)
+        position, (x, y, z, w) = self._p.multiplyTransforms(com, com_orn, *self._inertial_inverse)
+        return np.asarray(position, dtype=np.float64), np.array([w, x, y, z])
+
+    def _base_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trunk origin's linear velocity and the trunk's angular velocity, world frame."""
+        com = np.asarray(self._p.getBasePositionAndOrientation(self._body)[0])
+        v_com, angular = (np.asarray(v, dtype=np.float64) for v in self._p.getBaseVelocity(self._body))
+        return v_com + np.cross(angular, self._base_frame()[0] - com), angular
+
     def _orientation(self) -> np.ndarray:
-        x, y, z, w = self._p.getBasePositionAndOrientation(self._body)[1]
-        return np.array([w, x, y, z])
+        return self._base_frame()[1]
 
     def _rotation(self) -> np.ndarray:
         return _rotation(self._orientation())
 
     def trunk_position(self) -> np.ndarray:
-        return np.asarray(self._p.getBasePositionAndOrientation(self._body)[0], dtype=np.float64)
+        return self._base_frame()[0]
 
     def trunk_height(self) -> float:
         return float(self.trunk_position()[2])
@@ -316,22 +345,22 @@ class BulletQuadruped:
         return self._rotation()[:, 2]
 
     def heading_frame_velocity(self) -> np.ndarray:
-        vx, vy, _ = self._p.getBaseVelocity(self._body)[0]
+        vx, vy, _ = self._base_velocity()[0]
         yaw = self.trunk_yaw()
         c, s = math.cos(yaw), math.sin(yaw)
         return np.array([c * vx + s * vy, -s * vx + c * vy])
 
     def world_yaw_rate(self) -> float:
-        return float(self._p.getBaseVelocity(self._body)[1][2])
+        return float(self._base_velocity()[1][2])
 
     # --- simulated sensors -------------------------------------------------------------------
     def readings(self) -> SensorReadings:
         """What the robot's sensors report now (with noise, as the training's)."""
         rng, n = self._rng, self.noise
         q, qd = self._joint_state()
-        r = self._rotation()
-        linear, angular = (np.asarray(v, dtype=np.float64) for v in self._p.getBaseVelocity(self._body))
-        orientation = self._orientation()
+        position, orientation = self._base_frame()
+        r = _rotation(orientation)
+        linear, angular = self._base_velocity()
         if n.orientation > 0:
             axis = rng.normal(size=3)
             angle = rng.uniform(-n.orientation, n.orientation)
@@ -354,12 +383,12 @@ class BulletQuadruped:
 
     def _state(self) -> dict[str, np.ndarray]:
         q, qd = self._joint_state()
-        position, (x, y, z, w) = self._p.getBasePositionAndOrientation(self._body)
-        linear, angular = self._p.getBaseVelocity(self._body)
-        r = self._rotation()
+        position, orientation = self._base_frame()
+        linear, angular = self._base_velocity()
+        r = _rotation(orientation)
         return {
-            "joint_position": q, "joint_velocity": qd, "base_position": np.asarray(position),
-            "base_orientation": np.array([w, x, y, z]), "base_linear_velocity": np.asarray(linear),
+            "joint_position": q, "joint_velocity": qd, "base_position": position,
+            "base_orientation": orientation, "base_linear_velocity": linear,
             # As MuJoCo's free joint (and the log format) has it: in the trunk frame.
             "base_angular_velocity": r.T @ np.asarray(angular),
         }
