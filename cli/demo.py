@@ -74,8 +74,17 @@ class DemoConfig:
     """Use this ONNX policy instead of the shipped one (any policy exported for the
     robot's task; a quadruped policy drives the robot it was trained on, e.g. your own
     robot spec's)."""
+    world: Literal["mujoco", "bullet"] = "mujoco"
+    """Where the robot lives: mujoco (with domain randomization; the command is the task's
+    random draw) or bullet (a URDF robot, --robot a1, built in PyBullet: another physics
+    engine, the observation from its simulated sensors; the joystick walks forward, turns,
+    steps sideways and walks back, a quarter of the run each). The log is replayed against
+    MuJoCo either way: with bullet, that is the sim-to-real gap between two engines and the
+    MuJoCo parameters that best explain Bullet's robot."""
 
     def __post_init__(self) -> None:
+        if self.world == "bullet" and self.robot != "a1":
+            raise ValueError(f"--world bullet drives a robot built from a URDF: --robot a1, not {self.robot}")
         if self.robot not in DEFAULT_STEPS:
             raise ValueError(f"robot: expected one of {list(DEFAULT_STEPS)}, got {self.robot!r}")
         if self.steps is not None and self.steps < 10:
@@ -182,7 +191,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         trained_on = env_kwargs["config"].robot if env_kwargs else wanted
         if trained_on != wanted:
             raise RuntimeError(f"--robot {config.robot} drives the {wanted}; the policy {model} was trained on {trained_on!r}")
-    sim_log = out / "controller.mcap"
+    sim_log = out / ("bullet.mcap" if config.world == "bullet" else "controller.mcap")
     t0 = time.perf_counter()
     print(f"[1/4] policy: {model}" + (f" ({card.get('summary', '')})" if card else ""))
     if note:
@@ -192,12 +201,19 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     try:
         with PolicyClient(f"127.0.0.1:{port}") as client:
             info = client.info()
-            print(f"[3/4] driving {env_id} in MuJoCo (domain randomization on) over gRPC at "
+            where = "in PyBullet (another physics engine)" if config.world == "bullet" else \
+                "in MuJoCo (domain randomization on)"
+            print(f"[3/4] driving {env_id} {where} over gRPC at "
                   f"{info.control_rate_hz:g} Hz for {steps} steps, provider {info.execution_provider}")
             with client.session(deadline_s=config.deadline_ms / 1e3) as session:
-                run = run_controller(env_id, remote_policy(session), episodes=1, max_steps=steps,
-                                     seed=config.seed, log_path=sim_log, realtime=config.realtime,
-                                     env_kwargs=env_kwargs, tags={"demo": "true"})
+                if config.world == "bullet":
+                    s = _drive_bullet(config, dict(info.metadata), remote_policy(session), steps, sim_log,
+                                      env_kwargs)
+                else:
+                    run = run_controller(env_id, remote_policy(session), episodes=1, max_steps=steps,
+                                         seed=config.seed, log_path=sim_log, realtime=config.realtime,
+                                         env_kwargs=env_kwargs, tags={"demo": "true"})
+                    s = run.summary()
                 misses = session.deadline_misses
     finally:
         code = stop_server(proc)
@@ -208,8 +224,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         log=sim_log, model=model, out=out / "replay", sysid=config.sysid, sysid_rounds=8,
         sysid_population=24, windows=12, horizon=20, seed=config.seed,
     ))
-    s = run.summary()
     summary = {
+        "world": config.world,
         "return": s["return_mean"], "steps": s["steps"], "fell": bool(s["falls"]),
         "commands": s["commands"], "planar_error_mps": s["planar_error_mps"],
         "yaw_error_radps": s["yaw_error_radps"], "robot": config.robot, "env_id": env_id, "model": str(model),
@@ -224,7 +240,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     if summary["planar_error_mps"] is not None:
         commands = "; ".join(f"({c[0]:+.2f} m/s, {c[1]:+.2f} m/s, {c[2]:+.2f} rad/s)" for c in s["commands"])
         print(f"commands (vx, vy, yaw rate): {commands}")
-        print(f"tracking (from simulator state, after the first second): planar velocity error "
+        print(f"tracking (from {'Bullet' if config.world == 'bullet' else 'simulator'} state, after the first "
+              f"second{' of each command' if config.world == 'bullet' else ''}): planar velocity error "
               f"{summary['planar_error_mps']:.3f} m/s, yaw-rate error {summary['yaw_error_radps']:.3f} "
               f"rad/s; {'FELL' if summary['fell'] else 'no fall'}")
     for turn in s["turns"]:
@@ -235,13 +252,33 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
               f"commanded direction (target >= 0.8), angle turned {turn['angle']:+.3f} rad, first half turn: {half}")
     if note:
         print("policy: zero-action placeholder (no trained valve policy ships yet)")
-    print(f"episode return {summary['return']:.1f} over {summary['steps']} steps"
+    returned = f"episode return {summary['return']:.1f}" if config.world == "mujoco" else "PyBullet robot (no reward)"
+    print(f"{returned} over {summary['steps']} steps"
           f"{' (fell)' if summary['fell'] else ''}; gRPC round trip p50 {summary['latency_p50_us']:.0f} us, "
           f"p99 {summary['latency_p99_us']:.0f} us; deadline misses {misses}, fallbacks {summary['fallbacks']}")
     print("\n".join(summary_lines(report)))
     print(f"\nlog: {sim_log}  report: {out / 'replay'}/ (summary.txt, report.json, "
           f"{', '.join(report['plots'])})  total {summary['seconds']:.0f} s")
     return summary
+
+
+def _drive_bullet(config: DemoConfig, metadata: dict[str, str], act: Any, steps: int, log: Path,
+                  env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The demo's step 3 on the PyBullet robot: one drive through the demo's commands."""
+    from sim2real.replay.bullet_robot import BulletQuadruped, ResetDistribution, drive
+
+    cfg = env_kwargs["config"] if env_kwargs else None
+    robot = cfg.robot if cfg is not None else QUADRUPED_POLICIES[config.robot][0]
+    starts = ResetDistribution(episode_steps=steps) if cfg is None else ResetDistribution(
+        cfg.random_initial_yaw, cfg.init_joint_noise, cfg.init_base_velocity, steps)
+    env = BulletQuadruped(robot, metadata, reset_distribution=starts, log_path=log, log_tags={"demo": "true"})
+    try:
+        run = drive(env, act, steps, config.seed, realtime=config.realtime)
+    finally:
+        env.close()
+    s = run.summary()
+    # The controller summary's names, for the demo's report (no reward outside MuJoCo).
+    return {**s, "return_mean": 0.0, "falls": int(run.fell), "turns": [], "turn_rate_radps": None}
 
 
 def demo_main(argv: list[str], prog: str = "sim2real demo") -> int:

@@ -269,6 +269,13 @@ class BulletQuadruped:
             self._write_episode_start(seed)
         return self._observe(), {"command": self._command.copy()}
 
+    def set_command(self, command: tuple[float, float, float] | np.ndarray) -> None:
+        """What the joystick asks from now on (vx m/s, vy m/s, yaw rate rad/s)."""
+        value = np.asarray(command, dtype=np.float64)
+        if value.shape != (3,) or not np.all(np.isfinite(value)):
+            raise ValueError(f"command: expected 3 finite numbers, got {command!r}")
+        self._command = value
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
         if action.shape != self.action_scale.shape:
@@ -447,3 +454,85 @@ def _metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
     if isinstance(value, str):
         value = json.loads(value)
     return list(value)
+
+
+DEMO_COMMANDS: tuple[tuple[float, float, float], ...] = (
+    (0.5, 0.0, 0.0), (0.0, 0.0, 0.8), (0.0, 0.3, 0.0), (-0.4, 0.0, 0.0),
+)
+"""What a joystick asks of the robot in a demo drive, each for a quarter of it: walk
+forward, turn in place, step sideways, walk back."""
+
+
+@dataclasses.dataclass
+class BulletDrive:
+    """What one closed-loop drive of the Bullet robot did, measured from Bullet's state."""
+
+    steps: int = 0
+    fell: bool = False
+    commands: list[list[float]] = dataclasses.field(default_factory=list)
+    planar_errors: list[float] = dataclasses.field(default_factory=list)
+    yaw_errors: list[float] = dataclasses.field(default_factory=list)
+    latencies_ns: list[int] = dataclasses.field(default_factory=list)
+    fallbacks: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ns, dtype=np.float64) / 1e3
+        return {
+            "steps": self.steps, "fell": self.fell, "commands": self.commands,
+            "planar_error_mps": float(np.mean(self.planar_errors)) if self.planar_errors else None,
+            "yaw_error_radps": float(np.mean(self.yaw_errors)) if self.yaw_errors else None,
+            "latency_p50_us": float(np.percentile(lat, 50)) if len(lat) else 0.0,
+            "latency_p99_us": float(np.percentile(lat, 99)) if len(lat) else 0.0,
+            "fallbacks": self.fallbacks,
+        }
+
+
+def drive(env: BulletQuadruped, act: Any, steps: int, seed: int,
+          commands: tuple[tuple[float, float, float], ...] = DEMO_COMMANDS, realtime: bool = False,
+          settle_s: float = 1.0, progress: bool = True) -> BulletDrive:
+    """One episode of ``steps`` control steps, the joystick moving through ``commands``
+    (each for an equal share); ``act(obs)`` answers with an object carrying ``action``,
+    ``latency_ns``, ``fallback``, ``model_name``, ``model_version`` (replay/sim_controller's
+    PolicyAnswer). Tracking errors skip ``settle_s`` after each command change."""
+    import time
+
+    from tqdm import tqdm
+
+    run = BulletDrive()
+    share = max(1, steps // len(commands))
+    obs, _ = env.reset(seed=seed, options={"command": commands[0]})
+    settle = round(settle_s / env.control_dt)
+    since_change = 0
+    next_tick = time.perf_counter()
+    with tqdm(total=steps, desc=f"bullet {env.spec.name}", unit="step", disable=not progress, leave=False) as bar:
+        for k in range(steps):
+            command = commands[min(k // share, len(commands) - 1)]
+            if k == 0 or command != tuple(run.commands[-1]):
+                env.set_command(command)
+                run.commands.append(list(command))
+                since_change = 0
+                obs = env._observe()
+            answer = act(obs)
+            env.last_answer = {"model_name": answer.model_name, "model_version": answer.model_version,
+                               "latency_ns": answer.latency_ns, "fallback": answer.fallback}
+            run.latencies_ns.append(int(answer.latency_ns))
+            run.fallbacks += int(answer.fallback)
+            obs, _, fell, _, _ = env.step(np.asarray(answer.action))
+            run.steps += 1
+            since_change += 1
+            if since_change > settle:
+                v = env.heading_frame_velocity()
+                run.planar_errors.append(float(np.hypot(command[0] - v[0], command[1] - v[1])))
+                run.yaw_errors.append(abs(command[2] - env.world_yaw_rate()))
+            bar.update(1)
+            if realtime:
+                next_tick += env.control_dt
+                delay = next_tick - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_tick = time.perf_counter()
+            if fell:
+                run.fell = True
+                break
+    return run
