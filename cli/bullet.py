@@ -40,6 +40,7 @@ def judge_in_bullet(
     sensor_noise: bool = True,
     deadline_ms: float = 100.0,
     log_path: Path | None = None,
+    ros2_bag: Path | None = None,
     progress: bool = False,
 ) -> BulletRun:
     """Serve ``model``, drive the Bullet robot of its task config with it, judge it."""
@@ -61,7 +62,7 @@ def judge_in_bullet(
             metadata = dict(client.info().metadata)
             env = BulletQuadruped(cfg.robot, metadata, noise=None if sensor_noise else SensorNoise.off(),
                                   reset_distribution=starts, log_path=log_path,
-                                  log_tags={"model": str(model)})
+                                  log_tags={"model": str(model)}, ros2_bag=ros2_bag)
             with client.session(deadline_s=deadline_ms / 1e3) as session:
                 bullet = env
 

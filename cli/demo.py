@@ -233,7 +233,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "latency_p50_us": s["latency_p50_us"], "latency_p99_us": s["latency_p99_us"],
         "deadline_misses": misses, "fallbacks": s["fallbacks"], "server_exit_code": code, "server_pid": proc.pid,
         "server_recorded_steps": server_steps, "log": str(sim_log), "report": str(out / "replay"),
-        "seconds": time.perf_counter() - t0,
+        "ros2_bag": s.get("ros2_bag"), "seconds": time.perf_counter() - t0,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print()
@@ -271,14 +271,22 @@ def _drive_bullet(config: DemoConfig, metadata: dict[str, str], act: Any, steps:
     robot = cfg.robot if cfg is not None else QUADRUPED_POLICIES[config.robot][0]
     starts = ResetDistribution(episode_steps=steps) if cfg is None else ResetDistribution(
         cfg.random_initial_yaw, cfg.init_joint_noise, cfg.init_base_velocity, steps)
-    env = BulletQuadruped(robot, metadata, reset_distribution=starts, log_path=log, log_tags={"demo": "true"})
+    bag = Path(config.out) / "bullet_ros2_bag"
+    if bag.exists():
+        import shutil
+
+        shutil.rmtree(bag)  # the demo's own output from an earlier run
+    env = BulletQuadruped(robot, metadata, reset_distribution=starts, log_path=log, log_tags={"demo": "true"},
+                          ros2_bag=bag)
     try:
         run = drive(env, act, steps, config.seed, realtime=config.realtime)
     finally:
         env.close()
     s = run.summary()
+    print(f"      also recorded as a ROS 2 bag (standard messages): {bag}/")
     # The controller summary's names, for the demo's report (no reward outside MuJoCo).
-    return {**s, "return_mean": 0.0, "falls": int(run.fell), "turns": [], "turn_rate_radps": None}
+    return {**s, "return_mean": 0.0, "falls": int(run.fell), "turns": [], "turn_rate_radps": None,
+            "ros2_bag": str(bag)}
 
 
 def demo_main(argv: list[str], prog: str = "sim2real demo") -> int:

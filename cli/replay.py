@@ -24,11 +24,12 @@ def replay_main(argv: list[str], prog: str = "sim2real replay") -> int:
         from sim2real.logformat.mcap_log import LogError
         from sim2real.replay.importers import TableImportError
         from sim2real.replay.policy_vs_log import ReplayError
+        from sim2real.replay.ros2_bag import Ros2BagError
         from sim2real.replay.sim_replay import SimReplayError
         from sim2real.serve.client import PolicyCallError
         from sim2real.serve.model import ModelError
 
         return (LogError, ReplayError, ModelError, SimReplayError, PolicyCallError, TableImportError,
-                FileNotFoundError)
+                Ros2BagError, FileNotFoundError)
 
     return run_command(ReplayConfig, argv, prog, body, expected)

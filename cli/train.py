@@ -106,6 +106,10 @@ class EvalConfig:
     no randomization; --no-dr turns its simulated sensor noise off."""
     bullet_log: Path | None = None
     """With --world bullet: record every step to this MCAP log (`sim2real replay` reads it)."""
+    ros2_bag: Path | None = None
+    """With --world bullet: also record a ROS 2 bag (rosbag2 folder, MCAP storage) of
+    standard messages, as a ROS 2 controller would (`sim2real replay BAG --model POLICY`
+    imports it)."""
     deadline_ms: float = 100.0
     """With --world bullet: the control session's deadline per step, ms (a late answer is
     the fallback, counted). Generous: the Bullet robot waits for its answer, so it never
@@ -119,8 +123,8 @@ class EvalConfig:
                 raise ValueError("--world bullet does not combine with --stress or --video")
             if self.env not in (None, "sim2real/QuadrupedJoystick-v0"):
                 raise ValueError(f"--world bullet runs the quadruped only, not {self.env}")
-        elif self.bullet_log is not None:
-            raise ValueError("--bullet-log applies with --world bullet only")
+        elif self.bullet_log is not None or self.ros2_bag is not None:
+            raise ValueError("--bullet-log and --ros2-bag apply with --world bullet only")
         if not self.deadline_ms > 0:
             raise ValueError(f"deadline_ms must be > 0, got {self.deadline_ms!r}")
         if (self.stress_scenarios is not None or self.stress_plot is not None) and not self.stress:
@@ -237,12 +241,14 @@ def _bullet(config: EvalConfig, env_id: str, overrides: Sequence[str], commands:
         raise ValueError(f"--world bullet runs the quadruped only; {config.source} is a {env_id} policy")
     run = judge_in_bullet(Path(config.source), episodes, config.seed, overrides, commands,
                           sensor_noise=config.dr, deadline_ms=config.deadline_ms, log_path=config.bullet_log,
-                          progress=not config.json)
+                          ros2_bag=config.ros2_bag, progress=not config.json)
     result = run.result
     if config.json:
         print(json.dumps({"env_id": env_id, "source": str(config.source), "world": "bullet", "robot": run.robot,
                           "steps": run.steps, "fallbacks": run.fallbacks, "deadline_misses": run.deadline_misses,
-                          "log": str(run.log_path) if run.log_path else None, "task": result.as_dict()}, indent=2))
+                          "log": str(run.log_path) if run.log_path else None,
+                          "ros2_bag": str(config.ros2_bag) if config.ros2_bag else None,
+                          "task": result.as_dict()}, indent=2))
         return 0
     noise = "sensor noise at the training's amplitudes" if config.dr else "no sensor noise"
     print(f"{env_id} on the {run.robot} in PyBullet ({noise}), served over gRPC by `sim2real serve`: "
@@ -253,8 +259,9 @@ def _bullet(config: EvalConfig, env_id: str, overrides: Sequence[str], commands:
     print(result.format_table())
     print("\ntargets:")
     print(result.format_targets())
-    if run.log_path is not None:
-        print(f"\nwrote {run.log_path}")
+    for path in (run.log_path, config.ros2_bag):
+        if path is not None:
+            print(f"wrote {path}")
     return 0
 
 

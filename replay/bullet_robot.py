@@ -127,7 +127,8 @@ class BulletQuadruped:
 
     def __init__(self, robot: str | Path, metadata: Mapping[str, Any], *, noise: SensorNoise | None = None,
                  reset_distribution: ResetDistribution | None = None, floor_friction: float = 0.6,
-                 log_path: Path | None = None, log_tags: Mapping[str, str] | None = None) -> None:
+                 log_path: Path | None = None, log_tags: Mapping[str, str] | None = None,
+                 ros2_bag: Path | None = None, ros2_storage: str = "mcap") -> None:
         self.spec = load_spec(robot)
         if not self.spec.is_urdf:
             raise ValueError(f"{self.spec.path}: the Bullet world reads URDF robots; {self.spec.description.name} "
@@ -208,6 +209,14 @@ class BulletQuadruped:
         self._log: LogWriter | None = None
         self._log_path = log_path
         self._log_tags = dict(log_tags or {})
+        self._bag = None
+        if ros2_bag is not None:
+            from sim2real.replay.ros2_bag import Ros2BagWriter
+
+            self._bag = Ros2BagWriter(ros2_bag, self.spec.joint_names, storage=ros2_storage)  # type: ignore[arg-type]
+        self._bag_clock_ns = 0
+        self._torque = np.zeros(len(self._joints))
+        self._last_readings: SensorReadings | None = None
         self.last_answer: dict[str, Any] = {}
         """What the policy said besides the action (model_name, model_version, latency_ns,
         fallback): the controller sets it before each step, for the log."""
@@ -265,6 +274,8 @@ class BulletQuadruped:
         self.builder.reset(clock_phase=float(rng.uniform(0.0, 2 * math.pi)))
         self._steps = 0
         self._episode += 1
+        if self._episode > 0:
+            self._bag_clock_ns += 1_000_000_000  # a second's pause: the bag's importer starts a new episode
         if self._log_path is not None:
             self._write_episode_start(seed)
         return self._observe(), {"command": self._command.copy()}
@@ -289,6 +300,10 @@ class BulletQuadruped:
             torque = np.clip(self.kp * (self._targets - q) - self.kd * qd, -self.torque_limits, self.torque_limits)
             self._p.setJointMotorControlArray(self._body, self._joints, p.TORQUE_CONTROL, forces=torque.tolist())
             self._p.stepSimulation()
+        self._torque = torque
+        if self._bag is not None:
+            self._write_bag(observation, action, state)
+        self._bag_clock_ns += round(self.control_dt * 1e9)
         self._steps += 1
         self.builder.record_action(action)
         fell = self.upvector()[2] < FALL_UP_Z or self.trunk_height() < self.spec.fall_height
@@ -298,6 +313,9 @@ class BulletQuadruped:
         return self._observe(), 0.0, bool(fell), bool(truncated), {"command": self._command.copy()}
 
     def close(self) -> None:
+        if self._bag is not None:
+            self._bag.close()
+            self._bag = None
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -385,8 +403,23 @@ class BulletQuadruped:
         )
 
     def _observe(self) -> np.ndarray:
-        self._last_obs = self.builder.build(self.readings())
+        self._last_readings = self.readings()
+        self._last_obs = self.builder.build(self._last_readings)
         return self._last_obs
+
+    def _write_bag(self, observation: np.ndarray, action: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        """The tick as a ROS 2 controller records it: what its sensors read (with their
+        noise), the joystick, the joint commands, the policy's observation and action."""
+        assert self._bag is not None and self._last_readings is not None
+        r = self._last_readings
+        time_s = self._steps * self.control_dt  # the tick the observation was read at
+        self._bag.write_step(
+            self._bag_clock_ns, joint_position=np.asarray(r.joint_position), joint_velocity=np.asarray(r.joint_velocity),
+            joint_effort=self._torque, orientation=np.asarray(r.orientation),
+            angular_velocity=np.asarray(r.angular_velocity), base_position=state["base_position"],
+            linear_velocity=np.asarray(r.linear_velocity), command=self._command, joint_target=self._targets,
+            observation=observation, action=action,
+            gait_phase=(2 * math.pi * self.builder.clock_hz * time_s + self.builder.clock_phase) % (2 * math.pi))
 
     def _state(self) -> dict[str, np.ndarray]:
         q, qd = self._joint_state()

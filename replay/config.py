@@ -59,6 +59,12 @@ class ReplayConfig:
     """For a .csv/.npz LOG: the env it came from (enables sim replay for the quadruped)."""
     rate_hz: float | None = None
     """For a .csv/.npz LOG without timestamps: the control rate."""
+    ros2_topics: list[str] = dataclasses.field(default_factory=list)
+    """For a ROS 2 bag LOG (a rosbag2 folder): KEY=/topic entries over the defaults
+    (joint_states=/joint_states imu=/imu/data odometry=/odom command=/cmd_vel
+    joint_commands=/joint_commands observation=/policy/observation action=/policy/action
+    gait_phase=/policy/gait_phase; see sim2real.replay.ros2_bag). Needs --model: its
+    metadata lays out the observation and the action."""
     allow_damaged: bool = False
     """Use the readable part of a truncated or corrupted log instead of stopping."""
     seed: int = 0

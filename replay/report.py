@@ -286,6 +286,26 @@ def _replace_dir(tmp: Path, out: Path) -> None:
 
 
 def run_replay(config: ReplayConfig) -> dict[str, Any]:
+    from sim2real.replay.ros2_bag import import_ros2_bag, is_ros2_bag
+
+    if is_ros2_bag(Path(config.log)):
+        if config.model is None:
+            raise ReplayError(f"{config.log} is a ROS 2 bag: give --model, whose metadata lays out the observation "
+                              "and the action to read from its topics")
+        from sim2real.serve.model import load_model
+
+        metadata = load_model(Path(config.model), Path(config.model).stem, 1, "cpu").metadata
+        with tempfile.TemporaryDirectory() as tmp:
+            imported = Path(tmp) / "imported.mcap"
+            summary = import_ros2_bag(Path(config.log), metadata, imported, config.ros2_topics)
+            report = run_replay(dataclasses.replace(config, log=imported, ros2_topics=[]))
+            shutil.copy(imported, Path(config.out) / "imported.mcap")
+            report["imported_from"] = str(config.log)
+            report["log"] = f"{config.log} (ROS 2 bag, imported to {Path(config.out) / 'imported.mcap'})"
+            report["ros2_import"] = summary
+            return report
+    if config.ros2_topics:
+        raise ReplayError(f"--ros2-topics applies to ROS 2 bags (rosbag2 folders); {config.log} is not one")
     if Path(config.log).suffix.lower() in (".csv", ".npz"):
         from sim2real.replay.importers import import_table
 

@@ -150,6 +150,9 @@ def test_a1_demo_in_bullet_runs_the_whole_loop(tmp_path: Path) -> None:
     report = json.loads((out / "replay" / "report.json").read_text())
     assert report["policy"]["rmse"] < 1e-5
     assert 0 < report["sim"]["nominal"]["mean_abs_error_rad"] < 0.1 and "sysid" in report["sim"]
+    # The same drive as a ROS 2 controller records it.
+    assert summary["ros2_bag"] == str(out / "bullet_ros2_bag")
+    assert (out / "bullet_ros2_bag" / "metadata.yaml").is_file()
 
 
 def test_demo_in_bullet_needs_a_urdf_robot(tmp_path: Path) -> None:

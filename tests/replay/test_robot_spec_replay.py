@@ -69,7 +69,12 @@ def test_a_nominal_a1_log_replays_with_no_gap(tmp_path: Path) -> None:
 
 
 def test_replayable_tasks_are_the_ones_whose_env_says_how() -> None:
-    from sim2real.replay.sim_replay import HAND_VALVE, default_sysid_parameters, replay_state_fields, supported_envs
+    from sim2real.replay.sim_replay import (
+        HAND_VALVE,
+        default_sysid_parameters,
+        replay_state_fields,
+        supported_envs,
+    )
 
     assert set(supported_envs()) == {QUADRUPED, HAND_VALVE}  # the free cube's logs lack the cube's state
     assert "base_orientation" in replay_state_fields(QUADRUPED)
