@@ -40,8 +40,10 @@ def test_revision_1_is_the_task_as_it_was_field_for_field() -> None:
     revision_1 = _plain(task_config(QUADRUPED, ["defaults_revision=1"]))
     assert revision_1.pop("defaults_revision") == 1
     # Fields added since, whose defaults keep the task as it was: the robot (go1, the only
-    # one then) and its fall height, now read from the robot's spec unless set.
+    # one then) and its fall height, now read from the robot's spec unless set; the ground
+    # (the flat floor, the only one then).
     assert revision_1.pop("robot") == "go1"
+    assert revision_1.pop("terrain")["kind"] == "flat"
     assert revision_1["fall_height"] < 0 and load_spec("go1").fall_height == expected["fall_height"]
     revision_1["fall_height"] = expected["fall_height"]
     assert revision_1 == expected
