@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import mujoco  # quaternion arithmetic only (mju_*): the robot itself never touches MuJoCo
 import numpy as np
 
 from sim2real.logformat.mcap_log import LogWriter
@@ -113,12 +114,10 @@ def _pybullet() -> Any:
 
 
 def _rotation(quat_wxyz: np.ndarray) -> np.ndarray:
-    w, x, y, z = quat_wxyz
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    """Rotation matrix of a unit quaternion (w, x, y, z)."""
+    matrix = np.zeros(9)
+    mujoco.mju_quat2Mat(matrix, np.asarray(quat_wxyz, dtype=np.float64))
+    return matrix.reshape(3, 3)
 
 
 class BulletQuadruped:
@@ -470,14 +469,9 @@ def _uniform(rng: np.random.Generator, amplitude: float, shape: tuple[int, ...])
 
 
 def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])
+    out = np.zeros(4)
+    mujoco.mju_mulQuat(out, np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    return out
 
 
 def _metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:

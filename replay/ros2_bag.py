@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import mujoco  # quaternion arithmetic (mju_quat2Mat)
 import numpy as np
 
 from sim2real.logformat.mcap_log import LogWriter
@@ -265,12 +266,9 @@ def _vector(v: Any) -> np.ndarray:
 
 
 def _rotation(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
+    matrix = np.zeros(9)
+    mujoco.mju_quat2Mat(matrix, q / np.linalg.norm(q))
+    return matrix.reshape(3, 3)
 
 
 def _metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
