@@ -323,10 +323,10 @@ class BulletQuadruped:
             self._p = None  # type: ignore[assignment]
 
     def render(self) -> np.ndarray:
-        """An RGB frame (TinyRenderer, CPU) from behind and above the trunk."""
+        """An RGB frame (TinyRenderer, CPU) of the trunk from its side and above, following it."""
         p = _pybullet()
         target = self.trunk_position()
-        view = self._p.computeViewMatrixFromYawPitchRoll(target.tolist(), 1.2, math.degrees(self.trunk_yaw()) - 60,
+        view = self._p.computeViewMatrixFromYawPitchRoll(target.tolist(), 0.9, math.degrees(self.trunk_yaw()) + 30,
                                                          -20, 0, 2)
         projection = self._p.computeProjectionMatrixFOV(60, 16 / 9, 0.05, 20)
         _, _, rgba, _, _ = self._p.getCameraImage(640, 360, view, projection, renderer=p.ER_TINY_RENDERER)
