@@ -30,7 +30,7 @@ from sim2real.robots.quadruped.randomize import (
     sample_dynamics,
 )
 from sim2real.robots.quadruped.stress import QuadrupedStress
-from sim2real.robots.quadruped.terrain import TerrainConfig, place_step
+from sim2real.robots.quadruped.terrain import STEP_GEOM, TerrainConfig, place_step
 from sim2real.robots.randomization import (
     IntUniform,
     InvalidRangeError,
@@ -509,18 +509,13 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self.refresh_gravity()
         if self.config.terrain.kind == "step":
             place_step(model, self.data, self.config.terrain, self.trunk_position()[:2], travel)
-            floor, step = self._ids.floor_geom, self._step_geom()
-            model.geom_friction[step] = model.geom_friction[floor]
+            step = self._id(mujoco.mjtObj.mjOBJ_GEOM, STEP_GEOM)
+            model.geom_friction[step] = model.geom_friction[self._ids.floor_geom]  # the floor's draw
         self._push_side = 1.0
         self._next_stress_push_step = (
             round(stress.push_interval_s / self.control_dt) if stress is not None and stress.pushes else -1
         )
         mujoco.mj_forward(model, self.data)
-
-    def _step_geom(self) -> int:
-        from sim2real.robots.quadruped.terrain import STEP_GEOM
-
-        return self._id(mujoco.mjtObj.mjOBJ_GEOM, STEP_GEOM)
 
     def _sample_command(self, rng: np.random.Generator) -> np.ndarray:
         ranges = self.config.commands
