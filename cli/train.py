@@ -123,6 +123,8 @@ class EvalConfig:
                 raise ValueError("--world bullet does not combine with --stress or --video")
             if self.env not in (None, "sim2real/QuadrupedJoystick-v0"):
                 raise ValueError(f"--world bullet runs the quadruped only, not {self.env}")
+            if self.ros2_bag is not None and self.ros2_bag.exists():
+                raise ValueError(f"ros2_bag: {str(self.ros2_bag)!r} exists; a ROS 2 bag is written to a new folder")
         elif self.bullet_log is not None or self.ros2_bag is not None:
             raise ValueError("--bullet-log and --ros2-bag apply with --world bullet only")
         if not self.deadline_ms > 0:

@@ -152,6 +152,7 @@ def test_eval_world_bullet_serves_judges_and_logs(tmp_path: Path, capsys: pytest
         ([str(SHIPPED / "hand_valve.onnx")], "runs the quadruped only"),
         (["zero", "--env", "sim2real/QuadrupedJoystick-v0"], "serves an exported .onnx policy"),
         ([str(A1_POLICY), "--stress"], "does not combine with --stress"),
+        ([str(A1_POLICY), "--ros2-bag", str(SHIPPED)], "exists; a ROS 2 bag is written to a new folder"),
     ],
 )
 def test_eval_world_bullet_refusals(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
