@@ -216,6 +216,7 @@ class BulletQuadruped:
         self._bag_clock_ns = 0
         self._torque = np.zeros(len(self._joints))
         self._last_readings: SensorReadings | None = None
+        self._last_obs: np.ndarray | None = None
         self.last_answer: dict[str, Any] = {}
         """What the policy said besides the action (model_name, model_version, latency_ns,
         fallback): the controller sets it before each step, for the log."""
@@ -256,9 +257,10 @@ class BulletQuadruped:
         command = (options or {}).get("command")
         if command is None:
             raise ValueError("BulletQuadruped.reset: options['command'] (vx, vy, yaw rate) is required")
-        self._command = np.asarray(command, dtype=np.float64)
-        if self._command.shape != (3,) or not np.all(np.isfinite(self._command)):
+        value = np.asarray(command, dtype=np.float64)
+        if value.shape != (3,) or not np.all(np.isfinite(value)):
             raise ValueError(f"options['command']: expected 3 finite numbers, got {command!r}")
+        self._command = value  # only once valid: a refused reset leaves the episode as it was
         yaw = float(rng.uniform(-math.pi, math.pi)) if starts.random_initial_yaw else 0.0
         offsets = rng.uniform(-starts.init_joint_noise, starts.init_joint_noise, len(self._joints))
         self._set_pose(np.array([0.0, 0.0, self._standing_height]), yaw, self.default_pose + offsets)
@@ -290,7 +292,11 @@ class BulletQuadruped:
         action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
         if action.shape != self.action_scale.shape:
             raise ValueError(f"action: expected {self.action_scale.shape[0]} values, got {action.shape[0]}")
+        if not np.all(np.isfinite(action)):
+            raise ValueError(f"action: expected finite values, got {action.tolist()}")
         observation = self._last_obs
+        if observation is None:
+            raise RuntimeError("BulletQuadruped.step before reset: call reset(options={'command': ...}) first")
         state = self._state()
         self._targets = self.default_pose + self.action_scale * action
         p = _pybullet()

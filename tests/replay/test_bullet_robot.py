@@ -168,3 +168,20 @@ def test_a_model_for_another_robot_is_refused(metadata: dict[str, str]) -> None:
     other["observation_names"] = json.dumps([n.replace("upper", "thigh") for n in json.loads(metadata["observation_names"])])
     with pytest.raises(ValueError, match="not the a1 spec's .* a policy for another robot"):
         BulletQuadruped("a1", other)
+
+
+def test_step_before_reset_and_a_bad_action_are_refused(metadata: dict[str, str]) -> None:
+    env = BulletQuadruped("a1", metadata, reset_distribution=STILL)
+    try:
+        with pytest.raises(RuntimeError, match="step before reset"):
+            env.step(np.zeros(12))
+        env.reset(seed=0, options={"command": STAND})
+        with pytest.raises(ValueError, match="action: expected 12 values, got 11"):
+            env.step(np.zeros(11))
+        with pytest.raises(ValueError, match="action: expected finite values"):
+            env.step(np.full(12, np.nan))
+        with pytest.raises(ValueError, match=r"options\['command'\]: expected 3 finite numbers"):
+            env.reset(seed=0, options={"command": (0.5, 0.0)})
+        env.step(np.zeros(12))  # still usable after the refusals
+    finally:
+        env.close()
