@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -39,8 +38,9 @@ import mujoco  # quaternion arithmetic only (mju_*): the robot itself never touc
 import numpy as np
 
 from sim2real.logformat.mcap_log import LogWriter
+from sim2real.replay.ros2_bag import rotation_matrix
 from sim2real.robots.quadruped.robot_spec import QuadrupedSpec, load_spec
-from sim2real.serve.observation import ObservationBuilder, SensorReadings
+from sim2real.serve.observation import ObservationBuilder, SensorReadings, metadata_list
 from sim2real.v1 import log_pb2
 
 FALL_UP_Z = 0.5
@@ -113,13 +113,6 @@ def _pybullet() -> Any:
     return pybullet
 
 
-def _rotation(quat_wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrix of a unit quaternion (w, x, y, z)."""
-    matrix = np.zeros(9)
-    mujoco.mju_quat2Mat(matrix, np.asarray(quat_wxyz, dtype=np.float64))
-    return matrix.reshape(3, 3)
-
-
 class BulletQuadruped:
     """The robot of ``robot`` (a shipped spec's name or a spec path) in PyBullet, driven
     by actions in [-1, 1] laid out as the model ``metadata`` says."""
@@ -138,7 +131,7 @@ class BulletQuadruped:
         if joint_names != self.spec.joint_names:
             raise ValueError(f"the model's joint_names {list(joint_names)} are not the {self.spec.name} spec's "
                              f"{list(self.spec.joint_names)}: a policy for another robot")
-        self.action_scale = np.asarray(_metadata_list(metadata, "action_scale"), dtype=np.float64)
+        self.action_scale = np.asarray(_listed(metadata, "action_scale"), dtype=np.float64)
         self.default_pose = np.asarray(self.spec.home_pose, dtype=np.float64)
         self.noise = noise if noise is not None else SensorNoise()
         self.starts = reset_distribution or ResetDistribution()
@@ -235,7 +228,7 @@ class BulletQuadruped:
         w, x, y, z = (float(v) for v in base_orientation)
         com, com_orn = self._p.multiplyTransforms([float(v) for v in base_position], [x, y, z, w], *self._inertial)
         self._p.resetBasePositionAndOrientation(self._body, com, com_orn)
-        rotation = _rotation(np.array([w, x, y, z]))
+        rotation = rotation_matrix(np.array([w, x, y, z]))
         angular = rotation @ np.asarray(base_angular_velocity, dtype=np.float64)
         v_com = np.asarray(base_linear_velocity, dtype=np.float64) + np.cross(angular, np.asarray(com) - base_position)
         self._p.resetBaseVelocity(self._body, v_com.tolist(), angular.tolist())
@@ -297,7 +290,8 @@ class BulletQuadruped:
         observation = self._last_obs
         if observation is None:
             raise RuntimeError("BulletQuadruped.step before reset: call reset(options={'command': ...}) first")
-        state = self._state()
+        recording = self._log is not None or self._bag is not None
+        state = self._state() if recording else {}  # the state the observation was read in
         self._targets = self.default_pose + self.action_scale * action
         p = _pybullet()
         for _ in range(self.substeps):
@@ -359,7 +353,7 @@ class BulletQuadruped:
         return self._base_frame()[1]
 
     def _rotation(self) -> np.ndarray:
-        return _rotation(self._orientation())
+        return rotation_matrix(self._orientation())
 
     def trunk_position(self) -> np.ndarray:
         return self._base_frame()[0]
@@ -389,7 +383,7 @@ class BulletQuadruped:
         rng, n = self._rng, self.noise
         q, qd = self._joint_state()
         position, orientation = self._base_frame()
-        r = _rotation(orientation)
+        r = rotation_matrix(orientation)
         linear, angular = self._base_velocity()
         if n.orientation > 0:
             axis = rng.normal(size=3)
@@ -430,7 +424,7 @@ class BulletQuadruped:
         q, qd = self._joint_state()
         position, orientation = self._base_frame()
         linear, angular = self._base_velocity()
-        r = _rotation(orientation)
+        r = rotation_matrix(orientation)
         return {
             "joint_position": q, "joint_velocity": qd, "base_position": position,
             "base_orientation": orientation, "base_linear_velocity": linear,
@@ -442,11 +436,11 @@ class BulletQuadruped:
     def _write_episode_start(self, seed: int | None) -> None:
         assert self._log_path is not None
         if self._log is None:
-            env_config = list(_metadata_list(self.metadata, "env_config")) if "env_config" in self.metadata else []
+            env_config = list(_listed(self.metadata, "env_config")) if "env_config" in self.metadata else []
             self._log = LogWriter(self._log_path, log_pb2.LogInfo(
                 source="bullet", env_id=str(self.metadata.get("env_id", "")),
                 robot=self.spec.name, control_rate_hz=self.spec.control_hz,
-                observation_names=list(self.builder.names), action_names=list(_metadata_list(self.metadata, "action_names")),
+                observation_names=list(self.builder.names), action_names=list(_listed(self.metadata, "action_names")),
                 joint_names=list(self.spec.joint_names), action_scale=self.action_scale.tolist(),
                 action_offset=self.default_pose.tolist(), dynamics_json="{}", env_config=env_config,
                 tags={"world": "pybullet", "seed": str(seed), **self._log_tags},
@@ -480,13 +474,8 @@ def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
-    value = metadata.get(key)
-    if value is None:
-        raise ValueError(f"model metadata has no {key!r}; the Bullet driver needs it")
-    if isinstance(value, str):
-        value = json.loads(value)
-    return list(value)
+def _listed(metadata: Mapping[str, Any], key: str) -> list[Any]:
+    return metadata_list(metadata, key, ValueError, "the Bullet driver")
 
 
 DEMO_COMMANDS: tuple[tuple[float, float, float], ...] = (

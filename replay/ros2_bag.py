@@ -47,6 +47,7 @@ from sim2real.serve.observation import (
     ObservationBuilder,
     ObservationLayoutError,
     SensorReadings,
+    metadata_list,
 )
 from sim2real.v1 import log_pb2
 
@@ -265,17 +266,16 @@ def _vector(v: Any) -> np.ndarray:
     return np.array([v.x, v.y, v.z], dtype=np.float64)
 
 
-def _rotation(q: np.ndarray) -> np.ndarray:
+def rotation_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a quaternion (w, x, y, z), normalized first."""
+    q = np.asarray(q, dtype=np.float64)
     matrix = np.zeros(9)
     mujoco.mju_quat2Mat(matrix, q / np.linalg.norm(q))
     return matrix.reshape(3, 3)
 
 
 def _metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
-    value = metadata.get(key)
-    if value is None:
-        raise Ros2BagError(f"model metadata has no {key!r}; importing a ROS 2 bag needs it")
-    return list(json.loads(value) if isinstance(value, str) else value)
+    return metadata_list(metadata, key, Ros2BagError, "importing a ROS 2 bag")
 
 
 def import_ros2_bag(path: Path, metadata: Mapping[str, Any], out: Path, topics: Sequence[str] = ()) -> dict[str, Any]:
@@ -392,7 +392,7 @@ def _step(at: dict[str, Any], streams: dict[str, _Stream], joint_names: Sequence
         orientation = orientation if orientation is not None else pose_orientation
         local_velocity = _vector(odom.twist.twist.linear)
         # The log keeps the trunk's linear velocity in the world frame (as MuJoCo's free joint).
-        fields["base_linear_velocity"] = _rotation(pose_orientation) @ local_velocity
+        fields["base_linear_velocity"] = rotation_matrix(pose_orientation) @ local_velocity
         angular = angular if angular is not None else _vector(odom.twist.twist.angular)
     if orientation is not None:
         fields["base_orientation"] = orientation

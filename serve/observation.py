@@ -74,17 +74,20 @@ class SensorReadings:
     """Seconds since the controller started the policy (drives the gait clock)."""
 
 
-def _metadata_list(metadata: Mapping[str, Any], key: str) -> list[Any]:
-    if key not in metadata:
-        raise ObservationLayoutError(f"model metadata has no {key!r}; the observation builder needs it")
+def metadata_list(metadata: Mapping[str, Any], key: str, error: type[ValueError] = ObservationLayoutError,
+                  needed_by: str = "the observation builder") -> list[Any]:
+    """A list-valued model metadata entry, as ONNX metadata and GetPolicyInfo carry it (a
+    JSON string) or already parsed; ``error`` (naming ``key``) when absent or not a list."""
+    if key not in metadata or metadata[key] is None:
+        raise error(f"model metadata has no {key!r}; {needed_by} needs it")
     value = metadata[key]
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise ObservationLayoutError(f"model metadata {key!r}: expected a JSON list, got {value[:80]!r}") from None
+            raise error(f"model metadata {key!r}: expected a JSON list, got {value[:80]!r}") from None
     if not isinstance(value, list):
-        raise ObservationLayoutError(f"model metadata {key!r}: expected a list, got {type(value).__name__}")
+        raise error(f"model metadata {key!r}: expected a list, got {type(value).__name__}")
     return value
 
 
@@ -99,7 +102,7 @@ class ObservationBuilder:
     """The observation a model wants, from a robot's readings (see the module docstring)."""
 
     def __init__(self, metadata: Mapping[str, Any], clock_phase: float = 0.0) -> None:
-        self.names: tuple[str, ...] = tuple(_metadata_list(metadata, "observation_names"))
+        self.names: tuple[str, ...] = tuple(metadata_list(metadata, "observation_names"))
         groups = {name.partition("/")[0] for name in self.names}
         for name in self.names:
             group, sep, item = name.partition("/")
@@ -109,8 +112,8 @@ class ObservationBuilder:
         self.joint_names: tuple[str, ...] = ()
         self.default_pose = np.zeros(0)
         if groups & {"joint_pos", "joint_vel"}:
-            self.joint_names = tuple(_metadata_list(metadata, "joint_names"))
-            offset = _metadata_list(metadata, "action_offset")
+            self.joint_names = tuple(metadata_list(metadata, "joint_names"))
+            offset = metadata_list(metadata, "action_offset")
             if len(offset) != len(self.joint_names):
                 raise ObservationLayoutError(
                     f"model metadata 'action_offset' has {len(offset)} entries for {len(self.joint_names)} joints")

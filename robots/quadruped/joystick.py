@@ -345,6 +345,8 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self._delay = ActionDelay(self.n_joints, max_latency=self._dr.latency_steps.high)
         self._stress: QuadrupedStress | None = None
         self._nominal_gravity = self.model.opt.gravity.copy()
+        self._gravity_changed = False
+        """A stress tilted gravity in the last episode: the next reset puts it back."""
         self._push_side = 1.0
         self._next_stress_push_step = -1
         n = self.n_joints
@@ -497,24 +499,28 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
 
     def _place_world(self, heading: float) -> None:
         """What depends on where the robot starts and what it was told: the slope's gravity,
-        the step ahead of it, the stress pushes."""
+        the step ahead of it, the stress pushes. Nothing to do on flat ground without stress."""
         stress = self._stress
+        step = self.config.terrain.kind == "step"
+        self._next_stress_push_step = -1
+        if stress is None and not step and not self._gravity_changed:
+            return
         model = self.model
         travel = self._travel_yaw(heading)
-        magnitude = float(np.linalg.norm(self._nominal_gravity))
         if stress is not None and stress.slope_deg:
-            model.opt.gravity[:] = stress.gravity(magnitude, travel)
+            model.opt.gravity[:] = stress.gravity(float(np.linalg.norm(self._nominal_gravity)), travel)
+            self._gravity_changed = True
         else:
             model.opt.gravity[:] = self._nominal_gravity
+            self._gravity_changed = False
         self.refresh_gravity()
-        if self.config.terrain.kind == "step":
+        if step:
             place_step(model, self.data, self.config.terrain, self.trunk_position()[:2], travel)
-            step = self._id(mujoco.mjtObj.mjOBJ_GEOM, STEP_GEOM)
-            model.geom_friction[step] = model.geom_friction[self._ids.floor_geom]  # the floor's draw
-        self._push_side = 1.0
-        self._next_stress_push_step = (
-            round(stress.push_interval_s / self.control_dt) if stress is not None and stress.pushes else -1
-        )
+            step_geom = self._id(mujoco.mjtObj.mjOBJ_GEOM, STEP_GEOM)
+            model.geom_friction[step_geom] = model.geom_friction[self._ids.floor_geom]  # the floor's draw
+        if stress is not None and stress.pushes:
+            self._push_side = 1.0
+            self._next_stress_push_step = round(stress.push_interval_s / self.control_dt)
         mujoco.mj_forward(model, self.data)
 
     def _sample_command(self, rng: np.random.Generator) -> np.ndarray:
@@ -627,7 +633,7 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         if stress is not None and stress.biases_sensors:
             obs = obs.copy() if obs is clean else obs
             obs[0:3] += stress.gyro_bias
-            obs[3:6] = stress.imu_rotation() @ obs[3:6]
+            obs[3:6] = stress.imu_rotation @ obs[3:6]
             obs[9 : 9 + n] += stress.joint_pos_bias
             if self.config.observe_linear_velocity:
                 obs[9 + 3 * n : 12 + 3 * n] += stress.linvel_bias

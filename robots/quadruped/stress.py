@@ -22,6 +22,7 @@ the suite `sim2real eval --stress` runs (train/stress.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -118,9 +119,11 @@ class QuadrupedStress:
         return (any(self.gyro_bias) or any(self.imu_tilt_deg) or self.joint_pos_bias != 0.0
                 or any(self.linvel_bias))
 
+    @functools.cached_property
     def imu_rotation(self) -> np.ndarray:
         """Rotation from the trunk frame to the tilted IMU's frame (roll about x, then pitch
-        about y): a reading v in the trunk frame reads R v."""
+        about y): a reading v in the trunk frame reads R v. Computed once: every observation
+        of a stressed episode uses it."""
         roll, pitch = (math.radians(a) for a in self.imu_tilt_deg)
         cr, sr, cp, sp = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch)
         rx = np.array([[1, 0, 0], [0, cr, sr], [0, -sr, cr]])
