@@ -274,8 +274,10 @@ def _stress(config: EvalConfig, policy: Any, env_id: str, overrides: Sequence[st
 
     if not judge.has_judge(env_id):
         raise ValueError(f"--stress needs a task with a judge, not {env_id}")
+    # Each row quotes the ranges the policy trained on, whatever world it is judged in.
+    trained = policy.env_config if env_id == getattr(policy, "env_id", None) else None
     result = run_stress(env_id, policy, episodes, config.seed, config.dr, overrides, commands,
-                        config.stress_scenarios, progress=not config.json)
+                        config.stress_scenarios, progress=not config.json, trained_env_config=trained)
     if config.stress_plot is not None:
         result.plot(config.stress_plot, title=f"{config.source}: {env_id} in held-out worlds, {episodes} "
                     f"episodes per case ({'DR on' if config.dr else 'DR off'} otherwise)")

@@ -444,7 +444,7 @@ def _valve_stress_scenarios(env: Any) -> tuple[StressScenario, ...]:
 def _quadruped_stress_scenarios(env: Any) -> tuple[StressScenario, ...]:
     from sim2real.robots.quadruped.stress import stress_scenarios
 
-    return stress_scenarios(env.robot, env.config.randomization)
+    return stress_scenarios(env.robot, env.config.randomization, env.config.terrain)
 
 
 JUDGES: dict[str, TaskJudge] = {

@@ -243,8 +243,14 @@ def run_stress(
     cases: Sequence[Any] | None = None,
     scenario_names: Sequence[str] | None = None,
     progress: bool = False,
+    trained_env_config: Sequence[str] | None = None,
 ) -> StressResult:
-    """Judge ``policy`` nominally and in each scenario, same seeds and cases throughout."""
+    """Judge ``policy`` nominally and in each scenario, same seeds and cases throughout.
+
+    ``env_config`` is the nominal world the scenarios are applied to; ``trained_env_config``
+    (default: the same) is the task the policy trained on, whose ranges each row quotes as
+    "what the training saw": a policy trained on wider ranges can be judged in the default
+    world and still be described by its own training."""
     task = judge.get_judge(env_id)
     if task.stress_scenarios is None:
         scenarios_for(env_id, env_config)  # the error that lists the tasks with a suite
@@ -260,7 +266,14 @@ def run_stress(
     env = task.make_env(domain_randomization, tuple(env_config), None)
     bar = None
     try:
-        scenarios = select(list_scenarios(env), scenario_names)
+        if trained_env_config is None or tuple(trained_env_config) == tuple(env_config):
+            scenarios = select(list_scenarios(env), scenario_names)
+        else:
+            trained_env = task.make_env(domain_randomization, tuple(trained_env_config), None)
+            try:
+                scenarios = select(list_scenarios(trained_env), scenario_names)
+            finally:
+                trained_env.close()
         if progress:
             from tqdm import tqdm
 

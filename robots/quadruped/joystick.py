@@ -29,7 +29,7 @@ from sim2real.robots.quadruped.randomize import (
     nominal_dynamics,
     sample_dynamics,
 )
-from sim2real.robots.quadruped.stress import QuadrupedStress
+from sim2real.robots.quadruped.stress import QuadrupedStress, slope_gravity
 from sim2real.robots.quadruped.terrain import STEP_GEOM, TerrainConfig, place_step
 from sim2real.robots.randomization import (
     IntUniform,
@@ -346,7 +346,9 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         self._stress: QuadrupedStress | None = None
         self._nominal_gravity = self.model.opt.gravity.copy()
         self._gravity_changed = False
-        """A stress tilted gravity in the last episode: the next reset puts it back."""
+        """A stress or an incline tilted gravity in the last episode: the next reset puts it back."""
+        self._incline: tuple[float, float] | None = None
+        """This episode's DR incline: (degrees, uphill direction in the world), or None."""
         self._push_side = 1.0
         self._next_stress_push_step = -1
         n = self.n_joints
@@ -441,8 +443,12 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         if stress is not None:
             self._dynamics = stress.dynamics(self._dynamics, float(self._nominal.body_mass[self._ids.trunk_body]))
         apply_dynamics(self.model, self._nominal, self._dynamics, self._ids)
+        acts = self._ids.actuators
+        if self._dr.enabled and self._dr.torque_limit_follows_kp:
+            # One motor-strength draw per joint: its torque limit weakens with its Kp.
+            self.model.actuator_forcerange[acts] = (self._nominal.actuator_forcerange[acts]
+                                                    * self._dynamics.kp_scale[:, None])
         if stress is not None and stress.motor_strength != 1.0:
-            acts = self._ids.actuators
             self.model.actuator_forcerange[acts] = self._nominal.actuator_forcerange[acts] * stress.motor_strength
         self._refresh_derived_constants()
         self._dynamics_vector = self._dynamics.as_vector()
@@ -475,6 +481,11 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
             self._gait_phase = rng.uniform(0.0, 2 * np.pi)
         self._next_push_step = self._sample_push_step(rng)
         self._next_command_step = -1 if pinned is not None else self._sample_command_step(rng)
+        # A random incline (DR): drawn only when its range is not U(0, 0), so the default
+        # task's random stream (and every judged number) stays as it was.
+        incline = self._dr.incline_deg
+        self._incline = ((incline.sample(rng), float(rng.uniform(-np.pi, np.pi)))
+                         if self._dr.enabled and incline.high > 0 else None)
         self._place_world(yaw)
 
         obs, privileged = self._observe()
@@ -503,12 +514,17 @@ class QuadrupedJoystickEnv(QuadrupedEnv):
         stress = self._stress
         step = self.config.terrain.kind == "step"
         self._next_stress_push_step = -1
-        if stress is None and not step and not self._gravity_changed:
+        if stress is None and not step and not self._gravity_changed and self._incline is None:
             return
         model = self.model
         travel = self._travel_yaw(heading)
+        magnitude = float(np.linalg.norm(self._nominal_gravity))
         if stress is not None and stress.slope_deg:
-            model.opt.gravity[:] = stress.gravity(float(np.linalg.norm(self._nominal_gravity)), travel)
+            model.opt.gravity[:] = stress.gravity(magnitude, travel)
+            self._gravity_changed = True
+        elif self._incline is not None:
+            degrees, uphill_yaw = self._incline
+            model.opt.gravity[:] = slope_gravity(degrees, magnitude, uphill_yaw)
             self._gravity_changed = True
         else:
             model.opt.gravity[:] = self._nominal_gravity

@@ -80,6 +80,15 @@ class QuadrupedRandomization:
     push_velocity: Uniform = Uniform(0.0, 0.5)
     """Horizontal trunk velocity change of a push in m/s ~ U(0, 0.5), direction uniform:
     a firm shove that a good gait absorbs without falling."""
+    torque_limit_follows_kp: bool = False
+    """When true, each motor's torque limit scales with its drawn Kp (kp_scale): one
+    "motor strength" draw per joint, as a worn motor or a sagging battery weakens both
+    (the weak-motor stress world does the same). Off by default: the shipped policies
+    trained with the URDF's torque limits."""
+    incline_deg: Uniform = Uniform(0.0, 0.0)
+    """Incline of the ground in degrees ~ U(low, high), uphill in a direction drawn
+    uniformly at each reset (gravity tilted, as the slope stress worlds do; the gravity
+    sensor sees it). U(0, 0) by default: flat, and no random draw is spent on it."""
 
     def __post_init__(self) -> None:
         prefix = "QuadrupedRandomization"
@@ -94,6 +103,13 @@ class QuadrupedRandomization:
         self.latency_steps.validate(f"{prefix}.latency_steps", min_value=0)
         self.push_interval_s.validate(f"{prefix}.push_interval_s", min_value=0.0, exclusive=True)
         self.push_velocity.validate(f"{prefix}.push_velocity", min_value=0.0)
+        self.incline_deg.validate(f"{prefix}.incline_deg", min_value=0.0)
+        if self.incline_deg.high >= 45.0:
+            raise InvalidRangeError(f"{prefix}.incline_deg: values must be < 45 degrees, "
+                                    f"got high={self.incline_deg.high!r}")
+        if not isinstance(self.torque_limit_follows_kp, bool):
+            raise InvalidRangeError(f"{prefix}.torque_limit_follows_kp must be true or false, "
+                                    f"got {self.torque_limit_follows_kp!r}")
         for name in (
             "observation_noise_scale",
             "joint_pos_noise",

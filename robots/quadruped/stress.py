@@ -29,10 +29,20 @@ import numpy as np
 
 from sim2real.robots.quadruped.build import QuadrupedRobot
 from sim2real.robots.quadruped.randomize import QuadrupedDynamics, QuadrupedRandomization
+from sim2real.robots.quadruped.terrain import TerrainConfig
 from sim2real.robots.randomization import describe
 from sim2real.robots.stress import StressScenario
 
 Vector3 = tuple[float, float, float]
+
+
+def slope_gravity(slope_deg: float, magnitude: float, uphill_yaw: float) -> np.ndarray:
+    """World gravity on ground tilted up by ``slope_deg`` towards ``uphill_yaw``: for a rigid
+    floor, the tilted floor is gravity tilted back by as much (a component pulling
+    downhill)."""
+    tilt = math.radians(slope_deg)
+    back = -math.sin(tilt) * magnitude
+    return np.array([back * math.cos(uphill_yaw), back * math.sin(uphill_yaw), -math.cos(tilt) * magnitude])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +117,8 @@ class QuadrupedStress:
         return dataclasses.replace(sampled, **changes) if changes else sampled  # type: ignore[arg-type]
 
     def gravity(self, magnitude: float, travel_yaw: float) -> np.ndarray:
-        """World gravity for the slope: the floor tilted up by slope_deg along travel_yaw is
-        gravity tilted back by as much (a component pulling against the travel)."""
-        tilt = math.radians(self.slope_deg)
-        back = -math.sin(tilt) * magnitude
-        return np.array([back * math.cos(travel_yaw), back * math.sin(travel_yaw), -math.cos(tilt) * magnitude])
+        """World gravity for the slope along the commanded travel (see slope_gravity)."""
+        return slope_gravity(self.slope_deg, magnitude, travel_yaw)
 
     # --- sensors ---------------------------------------------------------------------------
     @property
@@ -139,11 +146,27 @@ class QuadrupedStress:
         return randomization.latency_steps.high + self.extra_latency_steps
 
 
-def stress_scenarios(robot: QuadrupedRobot,
-                     ranges: QuadrupedRandomization | None = None) -> tuple[StressScenario, ...]:
+def _ground_trained(terrain: TerrainConfig, dr: QuadrupedRandomization) -> str:
+    """The ground the training saw, in words."""
+    if terrain.kind == "rough":
+        ground = f"rough ground, bumps U(0, {100 * terrain.height:g} cm) on {100 * terrain.cell:g} cm cells"
+    elif terrain.kind == "step":
+        ground = f"a {100 * terrain.height:g} cm step"
+    else:
+        ground = "flat floor"
+    if dr.enabled and dr.incline_deg.high > 0:
+        ground += f", inclined {describe(dr.incline_deg)} deg in any direction"
+    return ground
+
+
+def stress_scenarios(robot: QuadrupedRobot, ranges: QuadrupedRandomization | None = None,
+                     terrain: TerrainConfig | None = None) -> tuple[StressScenario, ...]:
     """The quadruped's held-out worlds for ``robot`` (the payload is a fifth of its mass);
-    ``ranges`` (default: the task's defaults) is what the training saw, quoted beside each."""
+    ``ranges`` and ``terrain`` (default: the task's defaults) are what the training saw,
+    quoted beside each."""
     dr = ranges or QuadrupedRandomization()
+    ground = _ground_trained(terrain or TerrainConfig(), dr)
+    torque = "x the same draw" if dr.torque_limit_follows_kp else "x 1"
     payload = round(0.2 * robot.total_mass, 2)
     trunk_mass = round(robot.base_mass, 2)
     latency_ms = round(1000 * robot.control_dt)  # one control step
@@ -157,7 +180,7 @@ def stress_scenarios(robot: QuadrupedRobot,
                        f"trunk {describe(dr.trunk_added_mass)} kg, centre of mass {describe(dr.trunk_com_offset)} m "
                        f"per axis ({trunk_mass:g} kg trunk)",
                        QuadrupedStress(payload_mass=payload, payload_offset=(0.08, 0.04, 0.03))),
-        StressScenario("weak motors", "Kp and torque limit x 0.75", f"Kp x {describe(dr.kp_scale)}, torque limit x 1",
+        StressScenario("weak motors", "Kp and torque limit x 0.75", f"Kp x {describe(dr.kp_scale)}, torque limit {torque}",
                        QuadrupedStress(motor_strength=0.75)),
         StressScenario("latency", f"+2 control steps ({2 * latency_ms} ms) of actuation latency",
                        f"{describe(dr.latency_steps)} steps", QuadrupedStress(extra_latency_steps=2)),
@@ -171,13 +194,13 @@ def stress_scenarios(robot: QuadrupedRobot,
         StressScenario("velocity bias", "velocity estimate +0.1 m/s forward and left",
                        f"zero-mean noise U(-{dr.linvel_noise:g}, {dr.linvel_noise:g}) m/s",
                        QuadrupedStress(linvel_bias=(0.1, 0.1, 0.0))),
-        StressScenario("slope up", "6 deg uphill along the commanded direction", "flat floor",
+        StressScenario("slope up", "6 deg uphill along the commanded direction", ground,
                        QuadrupedStress(slope_deg=6.0)),
-        StressScenario("slope down", "6 deg downhill along the commanded direction", "flat floor",
+        StressScenario("slope down", "6 deg downhill along the commanded direction", ground,
                        QuadrupedStress(slope_deg=-6.0)),
-        StressScenario("rough ground", "bumps U(0, 3 cm) on 10 cm cells", "flat floor", None,
+        StressScenario("rough ground", "bumps U(0, 3 cm) on 10 cm cells", ground, None,
                        ("terrain.kind=rough", "terrain.height=0.03", "terrain.cell=0.1")),
-        StressScenario("step", "a 4 cm step 0.6 m ahead along the commanded direction", "flat floor", None,
+        StressScenario("step", "a 4 cm step 0.6 m ahead along the commanded direction", ground, None,
                        ("terrain.kind=step", "terrain.height=0.04", "terrain.distance=0.6")),
         StressScenario("pushes", "1.0 m/s sideways every 3 s, alternately left and right", pushes,
                        QuadrupedStress(push_velocity=1.0, push_interval_s=3.0)),

@@ -294,3 +294,89 @@ def test_valve_size_scenarios_scale_the_knob_outside_training(valve: HandValveTu
         assert info["dr"]["valve_size_scale"] == scale
     valve.set_stress(None)
     assert dataclasses.is_dataclass(scenarios["stiff valve"].stress)
+
+
+# --- training knobs that widen what the policy sees (issue 26's "widen and measure again") ---
+
+def test_torque_limit_follows_the_drawn_kp_only_when_asked() -> None:
+    from sim2real.robots.quadruped.randomize import QuadrupedRandomization
+    from sim2real.robots.randomization import Uniform
+
+    wide = Uniform(0.7, 1.3)
+    plain = QuadrupedJoystickEnv(config=QuadrupedJoystickConfig(
+        randomization=QuadrupedRandomization(kp_scale=wide)))
+    follows = QuadrupedJoystickEnv(config=QuadrupedJoystickConfig(
+        randomization=QuadrupedRandomization(kp_scale=wide, torque_limit_follows_kp=True)))
+    _, info_plain = plain.reset(seed=5)
+    _, info = follows.reset(seed=5)
+    acts = follows._ids.actuators
+    nominal = follows._nominal.actuator_forcerange[acts]
+    kp = info["dr"]["kp_scale"]
+    np.testing.assert_allclose(info_plain["dr"]["kp_scale"], kp)  # the same draw either way
+    assert not np.allclose(kp, 1.0)
+    np.testing.assert_allclose(follows.model.actuator_forcerange[acts], nominal * kp[:, None])
+    np.testing.assert_allclose(plain.model.actuator_forcerange[acts], nominal)
+    # The weak-motor stress world replaces the draw for both Kp and the limit.
+    follows.set_stress(QuadrupedStress(motor_strength=0.5))
+    follows.reset(seed=5)
+    np.testing.assert_allclose(follows.model.actuator_forcerange[acts], nominal * 0.5)
+
+
+def test_a_random_incline_tilts_gravity_within_its_range_and_the_default_draws_nothing() -> None:
+    from sim2real.robots.quadruped.randomize import QuadrupedRandomization
+    from sim2real.robots.randomization import Uniform
+
+    default = QuadrupedJoystickEnv()
+    inclined = QuadrupedJoystickEnv(config=QuadrupedJoystickConfig(
+        randomization=QuadrupedRandomization(incline_deg=Uniform(2.0, 8.0))))
+    angles, directions = [], []
+    for seed in range(12):
+        obs_default, info_default = default.reset(seed=seed)
+        np.testing.assert_allclose(default.model.opt.gravity, [0, 0, -9.81], atol=1e-9)
+        obs, info = inclined.reset(seed=seed)
+        # Everything drawn before the incline (dynamics, command) is the default task's draw.
+        np.testing.assert_allclose(info["command"], info_default["command"])
+        np.testing.assert_allclose(info["dr"]["kp_scale"], info_default["dr"]["kp_scale"])
+        g = inclined.model.opt.gravity
+        assert np.linalg.norm(g) == pytest.approx(9.81, rel=1e-6)
+        angles.append(math.degrees(math.acos(-g[2] / np.linalg.norm(g))))
+        directions.append(math.atan2(-g[1], -g[0]))
+        # The IMU's gravity reading follows the tilted gravity.
+        r = inclined.data.site_xmat[inclined._imu_site].reshape(3, 3)
+        gravity_obs = obs[_obs_indices(inclined, ("gravity/",))]
+        np.testing.assert_allclose(gravity_obs, r.T @ (g / np.linalg.norm(g)), atol=0.06)  # + DR noise
+    assert min(angles) >= 2.0 - 1e-6 and max(angles) <= 8.0 + 1e-6
+    assert max(angles) - min(angles) > 2.0
+    assert np.ptp(np.unwrap(np.sort(directions))) > 2.0  # uphill in many directions
+    # DR off: flat, whatever the range says.
+    off = QuadrupedJoystickEnv(domain_randomization=False, config=QuadrupedJoystickConfig(
+        randomization=QuadrupedRandomization(incline_deg=Uniform(2.0, 8.0))))
+    off.reset(seed=0)
+    np.testing.assert_allclose(off.model.opt.gravity, [0, 0, -9.81], atol=1e-9)
+
+
+def test_incline_and_torque_knobs_refuse_bad_values_by_name() -> None:
+    from sim2real.robots.quadruped.randomize import QuadrupedRandomization
+    from sim2real.robots.randomization import InvalidRangeError, Uniform
+
+    with pytest.raises(InvalidRangeError, match="incline_deg.*>= 0"):
+        QuadrupedRandomization(incline_deg=Uniform(-3.0, 3.0))
+    with pytest.raises(InvalidRangeError, match="incline_deg.*45"):
+        QuadrupedRandomization(incline_deg=Uniform(0.0, 50.0))
+    with pytest.raises(InvalidRangeError, match="torque_limit_follows_kp"):
+        QuadrupedRandomization(torque_limit_follows_kp=1)  # type: ignore[arg-type]
+
+
+def test_each_row_quotes_the_ground_and_motors_the_training_saw(quadruped: QuadrupedJoystickEnv) -> None:
+    from sim2real.robots.quadruped.randomize import QuadrupedRandomization
+    from sim2real.robots.randomization import Uniform
+
+    flat = {s.name: s.training for s in quadruped_scenarios(quadruped.robot, quadruped.config.randomization)}
+    assert flat["rough ground"] == "flat floor" and flat["slope up"] == "flat floor"
+    assert flat["weak motors"].endswith("torque limit x 1")
+    wide = QuadrupedRandomization(incline_deg=Uniform(0.0, 4.0), torque_limit_follows_kp=True)
+    rough = TerrainConfig(kind="rough", height=0.02)
+    quoted = {s.name: s.training for s in quadruped_scenarios(quadruped.robot, wide, rough)}
+    assert quoted["rough ground"].startswith("rough ground, bumps U(0, 2 cm)")
+    assert quoted["slope down"].endswith("inclined U(0, 4) deg in any direction")
+    assert quoted["weak motors"].endswith("torque limit x the same draw")

@@ -127,3 +127,22 @@ def test_cli_stress_errors(args: list[str], message: str, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert message in err
+
+
+def test_rows_quote_the_policys_training_while_judging_in_the_nominal_world() -> None:
+    # A policy trained on rough ground with wider motor ranges, judged in the default world:
+    # the judged world is env_config's, the "training" column is the training config's.
+    policy = OnnxPolicy(SHIPPED / "quadruped_joystick.onnx")
+    judged = (*policy.env_config, "episode_steps=100")
+    trained = (*judged, "terrain.kind=rough", "terrain.height=0.02", "randomization.kp_scale.low=0.7",
+               "randomization.torque_limit_follows_kp=true")
+    result = run_stress(QUADRUPED, policy, 1, 0, True, judged, [FORWARD], ["weak motors", "slope up"],
+                        trained_env_config=trained)
+    plain = run_stress(QUADRUPED, policy, 1, 0, True, judged, [FORWARD], ["weak motors", "slope up"])
+    quoted = {row.scenario.name: row.scenario.training for row in result.rows}
+    assert quoted["weak motors"] == "Kp x U(0.7, 1.1), torque limit x the same draw"
+    assert quoted["slope up"].startswith("rough ground")
+    assert {row.scenario.name: row.scenario.training for row in plain.rows}["slope up"] == "flat floor"
+    # Same world judged either way: the numbers agree exactly.
+    for a, b in zip(result.rows, plain.rows):
+        assert a.result.walking_planar_error == b.result.walking_planar_error
