@@ -4,12 +4,17 @@ sampling, no list growth. (Replaying robot logs is another job: sim2real.replay.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "privileged", "next_privileged")
+
+
+class ReplayFileError(ValueError):
+    """A saved replay buffer that cannot be read back."""
 
 
 class ReplayBuffer:
@@ -99,6 +104,17 @@ class ReplayBuffer:
 
     @classmethod
     def load(cls, path: Path) -> ReplayBuffer:
+        """The buffer saved at ``path``; a file that is not a whole, consistent save (cut
+        short, overwritten, edited) raises ReplayFileError naming it and what is wrong."""
+        try:
+            return cls._load(path)
+        except ReplayFileError:
+            raise
+        except (zipfile.BadZipFile, EOFError, KeyError, IndexError, ValueError, OSError) as err:
+            raise ReplayFileError(f"replay file {path} is unreadable ({type(err).__name__}: {err})") from err
+
+    @classmethod
+    def _load(cls, path: Path) -> ReplayBuffer:
         with np.load(path, allow_pickle=False) as data:
             capacity = int(data["capacity"][0])
             size = int(data["size"][0])
@@ -110,7 +126,7 @@ class ReplayBuffer:
             )
             for name in FIELDS:
                 if data[name].shape[0] != size:
-                    raise ValueError(
+                    raise ReplayFileError(
                         f"replay file {path}: field {name} has {data[name].shape[0]} rows, "
                         f"expected {size}"
                     )

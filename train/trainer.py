@@ -43,7 +43,7 @@ from sim2real.train.evaluate import env_kwargs, evaluate
 from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.policy import DeterministicPolicy, with_prefix
-from sim2real.train.replay_buffer import ReplayBuffer
+from sim2real.train.replay_buffer import ReplayBuffer, ReplayFileError
 from sim2real.train.sac import SAC
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -421,8 +421,32 @@ class Trainer:
                 tqdm.write(f"warning: {err}; {BEST} will be rewritten at the next evaluation", file=sys.stderr)
                 saved = None
         self.best_key = tuple(saved) if saved else None
-        if meta.get("replay_saved") and (self.run_dir / REPLAY).is_file():
-            self.buffer = ReplayBuffer.load(self.run_dir / REPLAY)
+        if meta.get("replay_saved"):
+            self._resume_replay()
+
+    def _resume_replay(self) -> None:
+        """The saved replay buffer back, or, when it is missing or unreadable, an empty one
+        and a warning that says what the refill costs (the damaged file is kept aside, not
+        overwritten by the next save)."""
+        path = self.run_dir / REPLAY
+        refill = (f"resuming with an empty buffer: the next {self.config.learning_starts} steps refill it "
+                  "(--learning-starts) before updates go on")
+        if not path.is_file():
+            tqdm.write(f"warning: {path} is missing; {refill}", file=sys.stderr)
+            return
+        try:
+            buffer = ReplayBuffer.load(path)
+            dims = (buffer.obs_dim, buffer.act_dim, buffer.privileged_dim)
+            expected = (self.obs_dim, self.act_dim, self.privileged_dim)
+            if dims != expected:
+                raise ReplayFileError(f"replay file {path} holds (obs, action, privileged) sizes {dims}, "
+                                      f"this run's env has {expected}")
+        except ReplayFileError as err:
+            aside = path.with_name(f"{REPLAY}.unreadable")
+            os.replace(path, aside)
+            tqdm.write(f"warning: {err}; kept as {aside.name}; {refill}", file=sys.stderr)
+            return
+        self.buffer = buffer
 
     # --- learning curve ------------------------------------------------------------------
     def plot_learning_curve(self) -> Path | None:

@@ -297,6 +297,40 @@ def test_resume_without_a_saved_buffer_refills_it_before_updating(tmp_path: Path
     assert meta["updates"] == (600 - 200 + 1) + (1000 - 800 + 1)
 
 
+@pytest.mark.parametrize("damage", ["cut short", "not a zip", "wrong sizes"])
+def test_resume_with_a_damaged_replay_file_goes_on_with_an_empty_buffer_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    from sim2real.train.replay_buffer import ReplayBuffer
+
+    run = tmp_path / "run"
+    common = {"env": "Pendulum-v1", "seed": 0, "learning_starts": 200, "eval_interval": 0,
+              "eval_episodes": 1, "num_envs": 1, "checkpoint_interval": 600, "save_replay": True,
+              "sac": SACConfig(actor_hidden=(16,), critic_hidden=(16,), batch_size=32)}
+    run_training(TrainConfig(total_steps=600, out=run, **common))
+    replay = run / "replay.npz"
+    whole = replay.read_bytes()
+    if damage == "cut short":
+        replay.write_bytes(whole[: len(whole) // 2])
+    elif damage == "not a zip":
+        replay.write_text("this is not a replay buffer")
+    else:
+        other = ReplayBuffer(10, obs_dim=5, act_dim=1)
+        other.add(np.zeros((1, 5)), np.zeros((1, 1)), np.zeros(1), np.zeros((1, 5)), np.zeros(1))
+        other.save(replay)
+    damaged = replay.read_bytes()
+    capsys.readouterr()
+    run_training(TrainConfig(total_steps=1000, out=run, resume=run, **common))
+    err = capsys.readouterr().err
+    assert "replay.npz" in err and "empty buffer" in err and "next 200 steps refill it" in err
+    # The damaged file is kept aside, untouched; the resumed run saved a whole buffer again.
+    assert (run / "replay.npz.unreadable").read_bytes() == damaged
+    assert len(ReplayBuffer.load(replay)) == 400
+    _, meta = load_checkpoint(run / CHECKPOINT)
+    assert meta["step"] == 1000
+    assert meta["updates"] == (600 - 200 + 1) + (1000 - 800 + 1)  # the refill, as without a buffer
+
+
 def test_every_evaluation_redraws_the_learning_curve(tmp_path: Path) -> None:
     from sim2real.train.trainer import Trainer
 
