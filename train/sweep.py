@@ -118,6 +118,9 @@ class Plan:
     trials: list[Trial]
     states: dict[str, dict[str, Any]]
     to_run: list[Trial]
+    new: bool = False
+    """Made by this command (plan_new): a sweep that cannot start at all is removed again,
+    so that its --out can be used as it was."""
 
 
 def sweep_main(argv: list[str], prog: str = "sim2real sweep") -> int:
@@ -168,6 +171,11 @@ def plan_new(config: SweepConfig) -> Plan:
     spec = load_spec(config.spec, config.set)
     trials = expand_trials(spec, sweep_dir / results.TRIALS_DIR)
     check_trials(spec, trials)
+    if config.address is None:  # a local Ray: its CPUs are known before it starts
+        cpus = config.num_cpus or _local_cpus()
+        if spec.resources.cpus_per_trial > cpus:
+            raise SpecError(f"[resources] cpus_per_trial is {spec.resources.cpus_per_trial:g}, more than the "
+                            f"{cpus} CPUs the local Ray gets (--num-cpus, or this machine's); nothing was written")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     saved = {
         "format": SWEEP_FORMAT,
@@ -182,7 +190,7 @@ def plan_new(config: SweepConfig) -> Plan:
     states = {t.trial_id: results.new_state(t) for t in trials}
     for state in states.values():
         results.write_state(sweep_dir, state)
-    return Plan(sweep_dir, spec, trials, states, list(trials))
+    return Plan(sweep_dir, spec, trials, states, list(trials), new=True)
 
 
 def plan_resume(config: SweepConfig) -> Plan:
@@ -254,12 +262,31 @@ def run_plan(plan: Plan, config: SweepConfig) -> int:
     try:
         problem = _resources_problem(plan.spec)
         if problem:
+            if plan.new:  # nothing ran: leave --out as it was, reusable with a fixed spec
+                _discard_new_sweep(plan)
+                problem += "; nothing was kept"
             print(f"error: {problem}", file=sys.stderr)
             return 2
         return Driver(plan, config).run()
     finally:
         if owns_ray:
             ray.shutdown()
+
+
+def _discard_new_sweep(plan: Plan) -> None:
+    """Remove what plan_new wrote (sweep.json, the trials' state files, the lock); the
+    directory itself goes too when it is then empty (plan_new made it or found it empty).
+    Nothing ran, so nothing else is in it."""
+    import shutil
+
+    (plan.sweep_dir / results.SWEEP_FILE).unlink(missing_ok=True)
+    shutil.rmtree(plan.sweep_dir / results.STATE_DIR, ignore_errors=True)
+    shutil.rmtree(plan.sweep_dir / results.TRIALS_DIR, ignore_errors=True)
+    (plan.sweep_dir / LOCK_FILE).unlink(missing_ok=True)
+    try:
+        plan.sweep_dir.rmdir()
+    except OSError:
+        pass
 
 
 def _resources_problem(spec: SweepSpec) -> str | None:
@@ -445,10 +472,15 @@ class Driver:
     def _best_so_far(self) -> str | None:
         sign = 1.0 if self.mode == "max" else -1.0
         best: tuple[float, str, Any] | None = None
+        # The best evaluation any trial has reported so far (not each trial's latest, which
+        # goes down when a trial gets worse): the line never goes backwards.
         for state in self.plan.states.values():
-            value = metric_value(results.final_record(state), self.metric)
-            if value is not None and state["status"] != "failed" and (best is None or sign * value > sign * best[0]):
-                best = (value, state["trial_id"], state.get("step"))
+            if state["status"] == "failed":
+                continue
+            for record in state.get("records") or []:
+                value = metric_value(record, self.metric)
+                if value is not None and (best is None or sign * value > sign * best[0]):
+                    best = (value, state["trial_id"], record.get("step"))
         return None if best is None else f"{results.number_text(best[0])} ({best[1]}, step {best[2]})"
 
     def _write_results(self) -> tuple[list[dict[str, Any]], list[str]]:

@@ -210,9 +210,12 @@ def load_spec(path: Path, sets: Sequence[str] = ()) -> SweepSpec:
     (each adds an axis or replaces the spec's of that name)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise SpecError(f"{path}: cannot read the sweep spec ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: a sweep spec is UTF-8 TOML; byte {err.start} is not UTF-8 "
+                        f"({err.object[err.start:err.start + 1]!r})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

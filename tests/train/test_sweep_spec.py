@@ -303,3 +303,60 @@ def test_an_interrupted_sweep_reports_where_its_unfinished_trials_stand(tmp_path
     assert (rows["t001"]["step"], rows["t001"]["evaluated_at"], rows["t001"]["return_mean"]) == ("237", "150", "-800.0")
     states["t001"].update(status="finished")
     assert results.format_in_progress(trials, states, columns) == ""
+
+
+def test_a_spec_that_is_not_utf8_is_refused_naming_the_byte(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "s.toml"
+    path.write_bytes(b'[base]\nenv = "Pendulum-v1"\n# caf\xe9\n')
+    out = tmp_path / "sweep"
+    assert sweep_main([str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "s.toml" in err and "not UTF-8" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_more_cpus_per_trial_than_the_local_ray_has_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[base]\nenv = "Pendulum-v1"\n[resources]\ncpus_per_trial = 64\n')
+    out = tmp_path / "sweep"
+    assert sweep_main([str(path), "--out", str(out), "--num-cpus", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "cpus_per_trial is 64" in err and "2 CPUs" in err
+    assert not out.exists()
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_a_new_sweep_that_cannot_start_leaves_its_out_reusable(tmp_path: Path) -> None:
+    # What a sweep on a cluster (--address) does when no node can hold a trial: the refusal
+    # comes after Ray starts, and takes back what planning wrote.
+    from sim2real.train.sweep import LOCK_FILE, _discard_new_sweep, plan_new
+
+    path = tmp_path / "s.toml"
+    path.write_text('[base]\nenv = "Pendulum-v1"\n[axes]\nseed = [0, 1]\n')
+    out = tmp_path / "sweep"
+    plan = plan_new(SweepConfig(spec=path, out=out))
+    (out / LOCK_FILE).write_text("")
+    assert plan.new and (out / "sweep.json").is_file()
+    _discard_new_sweep(plan)
+    assert not out.exists()
+    assert plan_new(SweepConfig(spec=path, out=out)).new  # --out is usable again
+
+
+def test_the_best_so_far_line_never_goes_down(tmp_path: Path) -> None:
+    from sim2real.train import sweep_results as results
+    from sim2real.train.sweep import Driver, Plan
+
+    s = spec(axes={"seed": [0, 1]})
+    trials = expand_trials(s, tmp_path / "sweep")
+    states = {t.trial_id: results.new_state(t) for t in trials}
+    driver = Driver(Plan(tmp_path / "sweep", s, trials, states, list(trials)), SimpleNamespace())
+    states["t000"].update(status="running", step=150, records=[{"step": 150, "return_mean": -640.0}])
+    assert driver._best_so_far() == "-640 (t000, step 150)"
+    # The trial's next evaluation is worse: the best so far stays the earlier one.
+    states["t000"]["records"].append({"step": 300, "return_mean": -928.0})
+    assert driver._best_so_far() == "-640 (t000, step 150)"
+    states["t001"].update(status="running", step=150, records=[{"step": 150, "return_mean": -500.0}])
+    assert driver._best_so_far() == "-500 (t001, step 150)"
+    states["t001"]["status"] = "failed"  # a failed trial's numbers do not count
+    assert driver._best_so_far() == "-640 (t000, step 150)"
