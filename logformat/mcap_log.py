@@ -770,13 +770,6 @@ class LogReader:
             damage.steps_lost = sum(r.steps or 0 for r in damage.skipped)
 
 
-def iter_log(path: Path, allow_damaged: bool = False) -> Iterator[LogMessage]:
-    """Every message in file order, validating CRCs as it goes. A damaged file raises
-    LogDamagedError at the damage unless ``allow_damaged`` (then damaged chunks are
-    skipped; use :class:`LogReader` to see what was)."""
-    return iter(LogReader(path, allow_damaged))
-
-
 @dataclass
 class Log:
     """A whole log in memory."""

@@ -478,10 +478,6 @@ def default_cases(env_id: str) -> tuple[Any, ...]:
     return get_judge(env_id).cases()
 
 
-def case_name(case: Any) -> str:
-    return case.name
-
-
 def parse_case(env_id: str, text: str) -> Any:
     """A case from the command line: [NAME=]VX,VY,YAW on the quadruped, ccw/cw on the hand."""
     return get_judge(env_id).parse_case(text)
