@@ -55,7 +55,7 @@ from sim2real.serve.core import (
     decode_message,
     decode_request,
 )
-from sim2real.serve.model import CPU
+from sim2real.serve.model import CPU, INPUT_NAME, OUTPUT_NAME
 from sim2real.serve.security import TlsFiles
 from sim2real.serve.uds import SocketFile, bind_umask, prepare_socket_path
 from sim2real.v1 import policy_pb2
@@ -65,15 +65,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sim2real.serve.fastpath")
 
-ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO, REPORT, STREAM_MESSAGE_WITH_STATE = 1, 2, 3, 4, 5, 6, 7
-MODEL_TABLE, STREAM_STATE = 255, 254
-TABLE_FORMAT = 1
+ACT, STREAM_MESSAGE, STREAM_OPEN, STREAM_CLOSE, INFO, REPORT, STREAM_MESSAGE_WITH_STATE, DRAINING = 1, 2, 3, 4, 5, 6, 7, 8
+MODEL_TABLE, STREAM_STATE, DRAIN = 255, 254, 253
+TABLE_FORMAT = 2
+MAX_TABLE_BYTES = 256 << 20
+"""The front end's limit on a model table (fastpath.cpp kMaxTableBytes): models that would
+make the table larger are served by this process instead."""
+DROPPED_RECORD = 0
+"""A report record that carries the number of step reports the front end dropped."""
 _HEADER = struct.Struct("<IQB")  # length, call id, kind/status
 _U32 = struct.Struct("<I")
 _RECORD = struct.Struct("<qqB")  # version, compute_ns, flags (after the method and the name)
 FastInference = Literal["auto", "cpp", "python"]
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
+"""How long the front end may take beyond its grace period to exit after SIGTERM."""
+DRAIN_ACK_TIMEOUT_S = 2.0
+"""How long a drain waits for the front end to say it refuses new calls."""
 DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -110,8 +118,10 @@ def model_table(core: PolicyCore, want_bytes: bool) -> bytes:
     safety = core.safety
     parts = [
         struct.pack("<BBdB", TABLE_FORMAT, safety.nonfinite == "sanitize", safety.max_action_delta or 0.0, want_bytes),
+        _text(INPUT_NAME), _text(OUTPUT_NAME),  # the contract's names, written once (serve/model.py)
         _text(repository.default_name or ""),
     ]
+    size = 9 + sum(len(p) for p in parts) + 4
     entries = []
     for model in repository.serving().values():
         if model.provider != CPU:
@@ -128,11 +138,17 @@ def model_table(core: PolicyCore, want_bytes: bool) -> bytes:
         except (TypeError, ValueError) as err:  # odd normalizer metadata: Python answers this model
             log.warning("fast path: %s version %d stays with Python (%s)", model.name, model.version, err)
             continue
-        entries.append(
+        entry = (
             _text(model.name) + struct.pack("<qII", model.version, model.obs_dim, model.act_dim) + _text(model.sha256)
             + _U32.pack(len(onnx)) + onnx
             + b"".join(np.asarray(a, "<f4").tobytes() for a in (fill, low, high))
         )
+        if size + len(entry) > MAX_TABLE_BYTES:
+            log.warning("fast path: %s version %d (%d bytes) would pass the front end's %d MiB table; its requests "
+                        "go through Python", model.name, model.version, len(onnx), MAX_TABLE_BYTES >> 20)
+            continue
+        size += len(entry)
+        entries.append(entry)
     parts.append(_U32.pack(len(entries)))
     payload = b"".join(parts + entries)
     return _HEADER.pack(9 + len(payload), 0, MODEL_TABLE) + payload
@@ -149,7 +165,7 @@ class FastPathFrontend:
         self, binary: Path, servicer: PolicyServicer, *, host: str, port: int | None, uds: Path | None, uds_mode: int,
         token_file: Path | None, token: str | None, tls: TlsFiles | None, max_message_bytes: int,
         transport_factor: int, max_calls: int = 256, max_calls_per_connection: int = 32,
-        inference: FastInference = "auto",
+        inference: FastInference = "auto", grace_seconds: float = 5.0,
     ) -> None:
         self.binary = binary
         self.servicer = servicer
@@ -159,8 +175,15 @@ class FastPathFrontend:
         self.transport_factor = transport_factor
         self.max_calls, self.max_calls_per_connection = max_calls, max_calls_per_connection
         self.inference = inference
+        self.grace_seconds = grace_seconds
         self.library: Path | None = None
+        self.library_version: str | None = None
+        """onnxruntime's version as the front end read it from the library (ready line)."""
         self._send_lock = threading.Lock()
+        self._stop_lock = threading.Lock()
+        self._draining = threading.Event()
+        """Set when the front end said it refuses new calls (its DRAINING frame)."""
+        self._drain_sent = False
         self._table_lock = threading.Lock()
         self._limited = servicer.core.safety.max_action_delta is not None
         self.process: subprocess.Popen[bytes] | None = None
@@ -185,6 +208,7 @@ class FastPathFrontend:
             "--max-receive-bytes", str(min(self.max_message_bytes * self.transport_factor, 2**31 - 1)),
             "--max-send-bytes", str(self.max_message_bytes),
             "--max-calls", str(self.max_calls), "--max-calls-per-connection", str(self.max_calls_per_connection),
+            "--grace-ms", str(round(self.grace_seconds * 1000)),
         ]
         for address in addresses:
             command += ["--address", address]
@@ -252,6 +276,18 @@ class FastPathFrontend:
             except OSError as err:
                 log.error("fast path: could not send the model table (%s)", err)
 
+    def _send_drain(self, grace: float) -> bool:
+        sock = self._sock
+        if sock is None:
+            return False
+        payload = _U32.pack(min(round(grace * 1000), 2**32 - 1))
+        try:
+            with self._send_lock:
+                sock.sendall(_HEADER.pack(9 + len(payload), 0, DRAIN) + payload)
+        except OSError:
+            return False
+        return True
+
     def _token_args(self) -> list[str]:
         if self.token is None:
             return []
@@ -289,15 +325,45 @@ class FastPathFrontend:
         words = line.decode(errors="replace").split()
         if not words or words[0] != "ready":
             raise OSError(f"--fast-path: unexpected first line from {self.binary}: {line!r}")
-        return [int(word) for word in words[1:]]
+        ports = []
+        for word in words[1:]:
+            key, _, value = word.partition("=")
+            if key == "onnxruntime" and value:
+                self.library_version = value
+            elif word.isdigit():
+                ports.append(int(word))
+            else:
+                raise OSError(f"--fast-path: unexpected first line from {self.binary}: {line!r}")
+        return ports
 
-    def stop(self) -> None:
-        """Stop the front end (it finishes its calls within a second) and the thread."""
+    def begin_drain(self, grace: float | None = None) -> bool:
+        """Ask the front end to drain (new calls refused at once, open ones given ``grace``
+        seconds, default the server's) and wait until it says it refuses new calls; False
+        when it could not be asked or did not answer (stop() then signals it)."""
+        grace = self.grace_seconds if grace is None else max(0.0, grace)
+        with self._stop_lock:
+            if not self._drain_sent:
+                self._drain_sent = self._send_drain(grace)
+            if not self._drain_sent:
+                return False
+        return self._draining.wait(DRAIN_ACK_TIMEOUT_S)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the front end: it drains as the main listener does (begin_drain), exits
+        once its open calls end or the grace period does, then the thread. Safe to call
+        from several threads and more than once."""
+        grace = self.grace_seconds if grace is None else max(0.0, grace)
+        self.begin_drain(grace)
+        with self._stop_lock:
+            self._stop_locked(grace)
+
+    def _stop_locked(self, grace: float) -> None:
         if self.process is not None:
             if self.process.poll() is None:
-                self.process.terminate()
+                if not self._draining.is_set():
+                    self.process.terminate()  # SIGTERM: the same drain, with --grace-ms
                 try:
-                    self.process.wait(timeout=STOP_TIMEOUT_S)
+                    self.process.wait(timeout=max(grace, self.grace_seconds) + STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
@@ -378,6 +444,9 @@ class FastPathFrontend:
         pending: list[tuple[int, int, int, policy_pb2.ActRequest]] = []  # answer slot, call, kind, request
         touched: set[int] = set()  # streams whose rate-limit memory goes back with the answers
         for call, kind, payload in frames:
+            if call == 0 and kind == DRAINING:
+                self._draining.set()
+                continue
             if call == 0 and kind == REPORT:
                 try:
                     self._account(payload)
@@ -429,6 +498,11 @@ class FastPathFrontend:
         offset, end = 0, len(payload)
         while offset < end:
             method = payload[offset]
+            if method == DROPPED_RECORD:
+                (dropped,) = struct.unpack_from("<Q", payload, offset + 1)
+                offset += 9
+                servicer.metrics.fastpath_reports_dropped.inc(dropped)
+                continue
             (n,) = _U32.unpack_from(payload, offset + 1)
             name = payload[offset + 5: offset + 5 + n].decode()
             offset += 5 + n

@@ -53,6 +53,12 @@ class ServerMetrics:
             registry=r,
         )
         self.streams = Gauge("sim2real_open_streams", "StreamAct calls open now.", registry=r)
+        self.fastpath_reports_dropped = Counter(
+            "sim2real_fastpath_reports_dropped",
+            "Steps the C++ front end served but could not report (this process was not reading its "
+            "reports): missing from the request metrics and the recording.",
+            registry=r,
+        )
         self._http: Any = None
 
     def on_model_loaded(self, model: LoadedModel) -> None:

@@ -106,12 +106,14 @@ class TlsFiles:
 
 
 def _token_matches(metadata: Any, token: str) -> bool:
+    """Exactly one authorization header, carrying the token (the C++ front end's rule too:
+    with two, which one a proxy checked is anyone's guess)."""
     expected = f"Bearer {token}".encode()
-    for key, value in metadata or ():
-        if key == "authorization":
-            given = value.encode() if isinstance(value, str) else value
-            return hmac.compare_digest(given, expected)
-    return False
+    given = [value for key, value in metadata or () if key == "authorization"]
+    if len(given) != 1:
+        return False
+    value = given[0]
+    return hmac.compare_digest(value.encode() if isinstance(value, str) else value, expected)
 
 
 def _denying_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:

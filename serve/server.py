@@ -467,6 +467,7 @@ class PolicyServer:
             token=self.token, tls=config.tls(), max_message_bytes=config.max_message_bytes,
             transport_factor=TRANSPORT_MESSAGE_FACTOR, max_calls=config.max_concurrent_rpcs,
             max_calls_per_connection=config.max_calls_per_connection, inference=config.fast_inference,
+            grace_seconds=config.grace_seconds,
         )
         return self.fast_path.start()
 
@@ -522,12 +523,22 @@ class PolicyServer:
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
-        await self.health.enter_graceful_shutdown()
-        if self.fast_path is not None:
-            await asyncio.to_thread(self.fast_path.stop)
-            self.fast_path = None
+        # One drain for both listeners: each refuses new calls, then health says
+        # NOT_SERVING (so no call is taken after it does), then both give their open calls
+        # the same grace period side by side.
+        grace = self.config.grace_seconds if grace is None else grace
+        drains = []
         if self.server is not None:
-            await self.server.stop(self.config.grace_seconds if grace is None else grace)
+            drains.append(asyncio.ensure_future(self.server.stop(grace)))
+            await asyncio.sleep(0)  # its first step refuses new calls
+        fast_path = self.fast_path
+        if fast_path is not None:
+            await asyncio.to_thread(fast_path.begin_drain, grace)
+            drains.append(asyncio.ensure_future(asyncio.to_thread(fast_path.stop, grace)))
+        await self.health.enter_graceful_shutdown()
+        await asyncio.gather(*drains)
+        self.fast_path = None
+        if self.server is not None:
             self.server = None
             await _settle_call_tasks(SHUTDOWN_SETTLE_SECONDS)
         self._remove_socket()

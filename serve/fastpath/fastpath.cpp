@@ -20,12 +20,19 @@
 //   sim2real_fastpath --worker-fd FD --address 127.0.0.1:0 [--address unix:PATH ...]
 //       [--onnxruntime LIB [--report-ms N]]
 //       [--max-receive-bytes N] [--max-send-bytes N] [--max-calls N]
-//       [--max-calls-per-connection N] [--token-file PATH]
+//       [--max-calls-per-connection N] [--token-file PATH] [--grace-ms N]
 //       [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //
-// Prints "ready PORT..." (one bound port per --address, 0 for a Unix socket) once it
-// serves. It stops on SIGTERM/SIGINT, and when the worker socket closes (its parent went
-// away: it never outlives the server it fronts).
+// Prints "ready PORT... [onnxruntime=VERSION]" (one bound port per --address, 0 for a Unix
+// socket; the library's version when it runs the policy) once it serves. On SIGTERM/SIGINT
+// it drains like the Python listener: health says NOT_SERVING, new calls are refused, open
+// ones get --grace-ms (the server's --grace-seconds) to finish, then are cancelled. It also
+// stops when the worker socket closes (its parent went away: it never outlives the server
+// it fronts).
+//
+// A stream reads its next message only while fewer than kMaxAhead of its answers wait to
+// be written: a client that never reads its answers stops being read, and HTTP/2 flow
+// control then stops its sending, as on the Python listener.
 //
 // Served: sim2real.v1.PolicyService (Act, StreamAct, GetPolicyInfo) and grpc.health.v1.
 // Anything else (the admin service, reflection) is UNIMPLEMENTED here and stays on the
@@ -38,14 +45,21 @@
 // 4 stream closed, 5 GetPolicyInfo. status 0: payload is the serialized response; else a
 // gRPC status code, and the payload is u32 message length | message | status details
 // (grpc-status-details-bin, possibly empty). A stream's answers come back in order.
-// Call id 0 is no call: from the worker, status 255 carries the model table; to it, kind 6
-// a batch of steps served here (formats in policy.cpp).
+// Call id 0 is no call: from the worker, status 255 carries the model table and status 253
+// asks for the drain (u32 grace period, ms); to it, kind 6 a batch of steps served here
+// (formats in policy.cpp).
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
+#include <google/protobuf/stubs/common.h>
+#if GOOGLE_PROTOBUF_VERSION < 4022000  // later releases log through Abseil, without this hook
+#include <google/protobuf/stubs/logging.h>
+#define SIM2REAL_PROTOBUF_LOG_HOOK 1
+#endif
 #include <grpcpp/health_check_service_interface.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
@@ -72,20 +86,44 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
+// Set the moment a drain starts (signal or drain frame): from then on every new call is
+// refused here, before gRPC's own shutdown begins.
+std::atomic<bool> g_draining{false};
+void OnSignal(int) {
+  g_draining.store(true);
+  g_stop.store(true);
+}
+// The drain's grace period: --grace-ms, or what the policy process's drain frame says.
+std::atomic<long> g_grace_ms{5000};
 
 enum Kind : std::uint8_t {
   kAct = 1, kStreamMessage = 2, kStreamOpen = 3, kStreamClose = 4, kInfo = 5, kReport = 6,
   kStreamMessageWithState = 7,  // u32 length | the message | the stream's rate-limit memory
+  kDraining = 8,                // call id 0: the drain frame arrived; no new call is taken from now
 };
 // From the worker, call id 0: a control frame, not an answer (policy.cpp has its format).
 constexpr std::uint8_t kModelTable = 255;
 // From the worker, to a stream: its rate-limit memory after the messages answered there.
 constexpr std::uint8_t kStreamState = 254;
+// From the worker, call id 0: drain now (payload: u32 grace period, ms). The policy
+// process's own stop (`sim2real serve` on SIGTERM, or a program that embeds the server)
+// sends it, so both listeners drain at the same moment with the same grace.
+constexpr std::uint8_t kDrain = 253;
 
+constexpr const char* kServiceName = "sim2real.v1.PolicyService";
 constexpr const char* kActMethod = "/sim2real.v1.PolicyService/Act";
 constexpr const char* kStreamActMethod = "/sim2real.v1.PolicyService/StreamAct";
 constexpr const char* kInfoMethod = "/sim2real.v1.PolicyService/GetPolicyInfo";
+
+// Answers of one stream waiting to be written (or for the policy process) before it reads
+// the next message: small, so that a client that does not read is pushed back at once;
+// more than one, so that a client that pipelines a few messages is not slowed.
+constexpr std::size_t kMaxAhead = 8;
+// The largest frame the policy process sends: an answer is at most --max-send-bytes plus
+// its status message and details (kAnswerSlack); a model table at most kMaxTableBytes
+// (frontend.py leaves out the models that would make it larger).
+constexpr std::uint32_t kAnswerSlack = 1u << 20;
+constexpr std::uint32_t kMaxTableBytes = 256u << 20;
 
 using fastpath::GetU32;
 using fastpath::GetU64;
@@ -114,7 +152,7 @@ class Call;
 // thread of its own, routed by call id to the live calls.
 class Worker {
  public:
-  explicit Worker(int fd) : fd_(fd) {}
+  Worker(int fd, std::uint32_t max_answer_bytes) : fd_(fd), max_answer_bytes_(max_answer_bytes) {}
 
   // False when the worker is gone (the call then fails UNAVAILABLE).
   bool Send(std::uint64_t call, Kind kind, const std::string& payload) {
@@ -162,6 +200,7 @@ class Worker {
   }
 
   int fd_;
+  std::uint32_t max_answer_bytes_;
   fastpath::Policy* policy_ = nullptr;
   std::mutex write_mu_;
   std::mutex calls_mu_;
@@ -242,6 +281,10 @@ class Call final : public grpc::ServerGenericBidiReactor {
     if (!settings.token.empty() && !Authorized(context, settings.token)) {
       FinishOnce(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                               "missing or wrong bearer token (metadata 'authorization: Bearer <token>')"));
+      return;
+    }
+    if (g_draining.load()) {
+      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
       return;
     }
     peer_ = context->peer();
@@ -349,11 +392,20 @@ class Call final : public grpc::ServerGenericBidiReactor {
     }
     if (kind_ == kStreamMessage) {
       std::lock_guard<std::recursive_mutex> lock(mu_);
-      if (!finished_) StartRead(&request_);  // the next one may come before the answer
+      read_paused_ = true;
+      ReadNextLocked();  // the next one may come before the answer, up to kMaxAhead
     }
   }
 
-  // From the worker thread, with the call registry locked (so this call is alive).
+  // A reference held while the worker thread delivers outside the registry's lock; the
+  // call is deleted when gRPC is done with it (OnDone) and no delivery holds it.
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // From the worker thread, holding a reference (Ref) and not the registry's lock: an
+  // inline OnDone from the Finish or StartWrite below takes that lock (Unregister).
   void Deliver(std::uint8_t status, const char* payload, std::size_t size) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (finished_) return;
@@ -401,7 +453,11 @@ class Call final : public grpc::ServerGenericBidiReactor {
       return;
     }
     WriteNextLocked();
-    if (!writing_ && read_done_ && slots_.empty()) FinishLocked(grpc::Status::OK);
+    if (!writing_ && read_done_ && slots_.empty()) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    ReadNextLocked();
   }
 
   void OnDone() override {
@@ -411,19 +467,18 @@ class Call final : public grpc::ServerGenericBidiReactor {
       // The worker drops the stream's state (its rate limiter's last action).
       if (kind_ == kStreamMessage) worker_.Send(id_, kStreamClose, std::string());
     }
-    delete this;
+    Unref();
   }
 
  private:
   static bool Authorized(grpc::GenericCallbackServerContext* context, const std::string& token) {
     const auto& metadata = context->client_metadata();
     const std::string expected = "Bearer " + token;
-    bool matched = false;
-    for (auto it = metadata.lower_bound("authorization"); it != metadata.end() && it->first == "authorization";
-         ++it) {
-      matched |= SameBytes(std::string(it->second.data(), it->second.size()), expected);
-    }
-    return matched;
+    // Exactly one authorization header, as on the Python listener (serve/security.py):
+    // with two, which one a proxy or the other listener checked is anyone's guess.
+    if (metadata.count("authorization") != 1) return false;
+    const auto it = metadata.find("authorization");
+    return SameBytes(std::string(it->second.data(), it->second.size()), expected);
   }
 
   static grpc::Status Unavailable() {
@@ -434,6 +489,13 @@ class Call final : public grpc::ServerGenericBidiReactor {
     grpc::Slice slice(data, size);
     grpc::ByteBuffer fresh(&slice, 1);
     buffer.Swap(&fresh);
+  }
+
+  // Reads the stream's next message if reading was paused and few enough answers wait.
+  void ReadNextLocked() {
+    if (!read_paused_ || finished_ || read_done_ || slots_.size() >= kMaxAhead) return;
+    read_paused_ = false;
+    StartRead(&request_);
   }
 
   // Writes the oldest answer if it is ready (one write at a time, in message order).
@@ -501,6 +563,8 @@ class Call final : public grpc::ServerGenericBidiReactor {
   std::deque<Slot> slots_;
   std::deque<std::size_t> forwarded_;
   std::size_t slot_base_ = 0;
+  std::atomic<int> refs_{1};  // gRPC's, until OnDone; plus one per delivery in progress
+  bool read_paused_ = false;  // a message was handled and the next StartRead waits (kMaxAhead)
   bool writing_ = false;
   bool read_done_ = false;
   bool finished_ = false;
@@ -515,17 +579,30 @@ void Worker::ReadAnswers() {
     if (n < 0) continue;
     buffer.append(chunk.data(), static_cast<std::size_t>(n));
     std::size_t offset = 0;
-    while (buffer.size() - offset >= 4) {
+    while (buffer.size() - offset >= 4 + 9) {
       const std::uint32_t length = GetU32(buffer.data() + offset);
-      if (length < 9 || length > (1u << 30)) {
-        std::fprintf(stderr, "sim2real_fastpath: malformed frame from the policy process (length %u)\n", length);
+      const char* frame = buffer.data() + offset + 4;
+      const std::uint64_t id = GetU64(frame);
+      const auto status = static_cast<std::uint8_t>(frame[8]);
+      // The limit by kind, checked before the frame is buffered whole.
+      const std::uint32_t limit = id == 0 && status == kModelTable ? kMaxTableBytes : max_answer_bytes_;
+      if (length < 9 || length > limit) {
+        std::fprintf(stderr, "sim2real_fastpath: malformed frame from the policy process (length %u, limit %u)\n",
+                     length, limit);
         g_stop.store(true);
         return;
       }
       if (buffer.size() - offset - 4 < length) break;
-      const char* frame = buffer.data() + offset + 4;
-      const std::uint64_t id = GetU64(frame);
-      const auto status = static_cast<std::uint8_t>(frame[8]);
+      if (id == 0 && status == kDrain) {
+        if (length - 9 >= 4) g_grace_ms.store(static_cast<long>(GetU32(frame + 9)));
+        g_draining.store(true);
+        // Said once new calls are refused, so the policy process can turn health to
+        // NOT_SERVING knowing that this listener already agrees.
+        Send(0, kDraining, std::string());
+        g_stop.store(true);  // answers keep being read and delivered through the drain
+        offset += 4 + length;
+        continue;
+      }
       if (id == 0 && status == kModelTable) {
         // A hot reload or unload on the Python side: the new table of models to serve.
         std::string error;
@@ -538,10 +615,18 @@ void Worker::ReadAnswers() {
         offset += 4 + length;
         continue;
       }
+      Call* call = nullptr;
       {
         std::lock_guard<std::mutex> lock(calls_mu_);
         auto it = calls_.find(id);
-        if (it != calls_.end()) it->second->Deliver(status, frame + 9, length - 9);
+        if (it != calls_.end()) {
+          call = it->second;
+          call->Ref();
+        }
+      }
+      if (call != nullptr) {
+        call->Deliver(status, frame + 9, length - 9);
+        call->Unref();
       }
       offset += 4 + length;
     }
@@ -583,6 +668,7 @@ struct Options {
   std::string token_file, tls_cert, tls_key, tls_client_ca;
   std::string onnxruntime;  // the library; empty: every message goes to the policy process
   long report_ms = 10;
+  long grace_ms = 5000;
 };
 
 Options ParseOptions(int argc, char** argv) {
@@ -605,6 +691,8 @@ Options ParseOptions(int argc, char** argv) {
       o.max_calls_per_connection = ParseInt(flag, value, 1, 1L << 30);
     } else if (flag == "--onnxruntime") {
       o.onnxruntime = value;
+    } else if (flag == "--grace-ms") {
+      o.grace_ms = ParseInt(flag, value, 0, 3600L * 1000);
     } else if (flag == "--report-ms") {
       o.report_ms = ParseInt(flag, value, 1, 1000);
     } else if (flag == "--token-file") {
@@ -650,7 +738,7 @@ bool ReadInitialTable(int fd, fastpath::Policy& policy, std::string* error) {
     return false;
   }
   const std::uint32_t length = GetU32(head);
-  if (length < 9 || length > (1u << 30)) {
+  if (length < 9 || length > kMaxTableBytes) {
     *error = "malformed first frame (length " + std::to_string(length) + ")";
     return false;
   }
@@ -675,6 +763,8 @@ std::string TrimToken(std::string text) {
 
 }  // namespace
 
+int Serve(const Options& options, Settings settings, std::shared_ptr<grpc::ServerCredentials> tcp_credentials);
+
 int main(int argc, char** argv) {
   Options options;
   Settings settings;
@@ -698,10 +788,53 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", err.what());
     return 2;
   }
+  // Whatever fails later (a gRPC or allocation error) ends in one error line and a status,
+  // not std::terminate's abort.
+  try {
+    return Serve(options, std::move(settings), std::move(tcp_credentials));
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "error: sim2real_fastpath stopped: %s\n", err.what());
+    return 1;
+  }
+}
 
+namespace {
+
+// A protobuf parse of bytes that are not valid UTF-8 in a string field (a hostile or broken
+// client's model_name) makes the library log one error line per message; a flood of them
+// would flood the server's log. Said at most once per kLogEvery, with what was left out,
+// like the Python listener's bad-request warnings.
+#ifdef SIM2REAL_PROTOBUF_LOG_HOOK
+constexpr auto kLogEvery = std::chrono::seconds(10);
+void ThrottledProtobufLog(google::protobuf::LogLevel level, const char* filename, int line, const std::string& message) {
+  static std::mutex mu;
+  static std::chrono::steady_clock::time_point last{};
+  static unsigned long long suppressed = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto now = std::chrono::steady_clock::now();
+  if (level < google::protobuf::LOGLEVEL_FATAL && last.time_since_epoch().count() != 0 && now - last < kLogEvery) {
+    ++suppressed;
+    return;
+  }
+  std::fprintf(stderr, "sim2real_fastpath: protobuf: %s (%s:%d)", message.c_str(), filename, line);
+  if (suppressed > 0) std::fprintf(stderr, " [%llu similar lines in the last interval left out]", suppressed);
+  std::fprintf(stderr, "\n");
+  suppressed = 0;
+  last = now;
+}
+#endif
+
+}  // namespace
+
+int Serve(const Options& options, Settings settings, std::shared_ptr<grpc::ServerCredentials> tcp_credentials) {
+#ifdef SIM2REAL_PROTOBUF_LOG_HOOK
+  google::protobuf::SetLogHandler(ThrottledProtobufLog);
+#endif
+  g_grace_ms.store(options.grace_ms);
   Admission admission(options.max_calls, options.max_calls_per_connection);
   settings.admission = &admission;
-  Worker worker(options.worker_fd);
+  Worker worker(options.worker_fd,
+                static_cast<std::uint32_t>(std::min<long>(options.max_send_bytes, 1L << 30)) + kAnswerSlack);
   std::unique_ptr<fastpath::Reporter> reporter;
   std::unique_ptr<fastpath::Policy> policy;
   if (!options.onnxruntime.empty()) {
@@ -758,13 +891,21 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGPIPE, SIG_IGN);
+  // Health answers for the service by name as on the main listener (a load balancer may
+  // probe either port).
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(kServiceName, true);
   std::thread answers([&worker] { worker.ReadAnswers(); });
   std::printf("ready");
   for (std::size_t i = 0; i < ports.size(); ++i) std::printf(" %d", ports[i]);
+  if (policy) std::printf(" onnxruntime=%s", policy->runtime().version().c_str());
   std::printf("\n");
   std::fflush(stdout);
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  // The drain: NOT_SERVING first (every service name), then new calls refused and open ones
+  // given the grace period, as the Python listener does at the same moment.
+  if (health != nullptr) health->Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(g_grace_ms.load()));
   if (reporter) reporter->Stop();  // the last steps' reports go out before the socket closes
   ::shutdown(options.worker_fd, SHUT_RDWR);
   answers.join();

@@ -87,4 +87,10 @@ using GetApiBaseFn = const ApiBase* (*)();
 // first C API); any newer library answers it.
 constexpr std::uint32_t kApiVersion = 1;
 
+// The libraries trusted with the positions above (OrtGetApiBase()->GetVersionString()):
+// major version 1, no older than the onnxruntime the project installs (pyproject.toml,
+// onnxruntime-gpu>=1.20). Anything else is refused by name before a call is made.
+constexpr int kMajorVersion = 1;
+constexpr int kMinMinorVersion = 20;
+
 }  // namespace ort

@@ -2,7 +2,8 @@
 // the Python process sends, and the answer PolicyCore would give.
 //
 // Model table frame (from the Python process: call id 0, status 255; little-endian):
-//   u8 format (1) | u8 sanitize | f64 max_action_delta (0: none) | u8 want_bytes
+//   u8 format (2) | u8 sanitize | f64 max_action_delta (0: none) | u8 want_bytes
+//   | str input name | str output name (the model contract's, serve/model.py)
 //   | str default_name | u32 model count | models
 //   model: str name | i64 version | u32 obs_dim | u32 act_dim | str sha256 | str onnx
 //          | f32[obs_dim] fill | f32[obs_dim] low | f32[obs_dim] high
@@ -12,12 +13,16 @@
 //   u8 method | str model name | i64 version | i64 compute_ns | u8 flags (1 clamped,
 //   2 rate limited) | str request bytes | str response bytes (both empty unless the
 //   table asked for them)
+// or, method 0: u64 step reports dropped since the last such record (the policy process
+//   was not reading; it counts them in a metric).
 #include "policy.h"
 
 #include <dlfcn.h>
 
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
+#include <utility>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +37,28 @@ namespace {
 
 constexpr std::size_t kMaxBatchBytes = 64u << 20;
 
+// A little-endian integer or IEEE float of the frame, whatever the host's byte order.
+template <typename T>
+T LoadLittleEndian(const char* p) {
+  static_assert(sizeof(T) == 1 || sizeof(T) == 4 || sizeof(T) == 8, "1, 4 or 8 bytes");
+  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t,
+                                  std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint8_t>>;
+  Bits bits = 0;
+  for (int i = static_cast<int>(sizeof(T)) - 1; i >= 0; --i) {
+    bits = static_cast<Bits>((static_cast<std::uint64_t>(bits) << 8) | static_cast<unsigned char>(p[i]));
+  }
+  T value;
+  std::memcpy(&value, &bits, sizeof(T));
+  return value;
+}
+
+// "1.20.1" -> {1, 20}; {-1, -1} when it does not read so.
+std::pair<int, int> MajorMinor(const std::string& version) {
+  int major = -1, minor = -1;
+  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) != 2) return {-1, -1};
+  return {major, minor};
+}
+
 // Bounds-checked reading of a table frame.
 class Reader {
  public:
@@ -40,9 +67,8 @@ class Reader {
   bool done() const { return p_ == end_; }
   template <typename T>
   T Get() {
-    T value{};
-    if (!Need(sizeof(T))) return value;
-    std::memcpy(&value, p_, sizeof(T));  // the frame is little-endian, as is x86-64/arm64
+    if (!Need(sizeof(T))) return T{};
+    const T value = LoadLittleEndian<T>(p_);
     p_ += sizeof(T);
     return value;
   }
@@ -60,8 +86,7 @@ class Reader {
       return {};
     }
     std::vector<T> v(n);
-    std::memcpy(v.data(), p_, n * sizeof(T));
-    p_ += n * sizeof(T);
+    for (std::size_t i = 0; i < n; ++i, p_ += sizeof(T)) v[i] = LoadLittleEndian<T>(p_);
     return v;
   }
 
@@ -91,6 +116,16 @@ std::unique_ptr<Runtime> Runtime::Open(const std::string& path, std::string* err
     *error = path + " has no OrtGetApiBase: not an onnxruntime library";
     return nullptr;
   }
+  // The entries are declared by position (ort_api.h): only a library of the one major
+  // version whose table starts that way, and no older than the wheels this project
+  // installs, is trusted with them.
+  const auto [major, minor] = MajorMinor(rt->version());
+  if (major != ort::kMajorVersion || minor < ort::kMinMinorVersion) {
+    *error = path + " is onnxruntime " + rt->version() + "; the fast path runs onnxruntime " +
+             std::to_string(ort::kMajorVersion) + "." + std::to_string(ort::kMinMinorVersion) + " or a later " +
+             std::to_string(ort::kMajorVersion) + ".x (use --fast-inference python with another)";
+    return nullptr;
+  }
   rt->table_ = static_cast<const AnyFn*>(rt->base_->GetApi(ort::kApiVersion));
   if (rt->table_ == nullptr) {
     *error = path + " (onnxruntime " + rt->version() + ") does not answer C API version " +
@@ -118,7 +153,10 @@ Runtime::~Runtime() {
   // refer to it.
 }
 
-std::string Runtime::version() const { return base_ != nullptr ? base_->GetVersionString() : "?"; }
+std::string Runtime::version() const {
+  const char* text = base_ != nullptr ? base_->GetVersionString() : nullptr;
+  return text != nullptr ? text : "?";
+}
 
 std::string Runtime::Check(ort::Status* status) const {
   if (status == nullptr) return "";
@@ -155,8 +193,8 @@ Runtime::SessionPtr Runtime::Load(const std::string& onnx, std::string* error) c
   return SessionPtr(session, SessionDeleter{this});
 }
 
-bool Runtime::Run(ort::Session* session, const float* observation, std::size_t obs_dim, float* action,
-                  std::size_t act_dim, std::string* error) const {
+bool Runtime::Run(ort::Session* session, const IoNames& names, const float* observation, std::size_t obs_dim,
+                  float* action, std::size_t act_dim, std::string* error) const {
   const std::int64_t in_shape[2] = {1, static_cast<std::int64_t>(obs_dim)};
   const std::int64_t out_shape[2] = {1, static_cast<std::int64_t>(act_dim)};
   ort::Value* input = nullptr;
@@ -170,10 +208,10 @@ bool Runtime::Run(ort::Session* session, const float* observation, std::size_t o
     failed = Check(create(cpu_, action, act_dim * sizeof(float), out_shape, 2, ort::kFloat, &output));
   }
   if (failed.empty()) {
-    static const char* const kInputs[] = {"observation"};
-    static const char* const kOutputs[] = {"action"};
+    const char* const input_names[] = {names.input.c_str()};
+    const char* const output_names[] = {names.output.c_str()};
     const ort::Value* inputs[] = {input};
-    failed = Check(Fn<ort::RunFn>(ort::kRun)(session, nullptr, kInputs, inputs, 1, kOutputs, 1, &output));
+    failed = Check(Fn<ort::RunFn>(ort::kRun)(session, nullptr, input_names, inputs, 1, output_names, 1, &output));
   }
   const auto release = Fn<ort::ReleaseFn<ort::Value>>(ort::kReleaseValue);
   if (input != nullptr) release(input);
@@ -205,7 +243,8 @@ void Reporter::Add(Method method, const Model& model, std::int64_t compute_ns, b
     std::lock_guard<std::mutex> lock(mu_);
     if (batch_.size() > kMaxBatchBytes) {
       // The policy process is not reading (stalled): steps go uncounted rather than
-      // without bound into memory; said once per 10,000.
+      // without bound into memory. The count goes to it with the next batch it takes
+      // (a metric there), and is said here once per 10,000.
       if (dropped_++ % 10000 == 0) {
         std::fprintf(stderr, "sim2real_fastpath: the policy process is not taking step reports; %llu dropped\n",
                      static_cast<unsigned long long>(dropped_));
@@ -230,6 +269,11 @@ void Reporter::Loop() {
   while (true) {
     wake_.wait_for(lock, period_, [this] { return stop_ || batch_.size() > (256u << 10); });
     out.swap(batch_);
+    if (dropped_ > dropped_sent_) {
+      out.push_back(static_cast<char>(0));  // method 0: the drop count record
+      PutU64(out, dropped_ - dropped_sent_);
+      dropped_sent_ = dropped_;
+    }
     const bool stopping = stop_;
     lock.unlock();
     if (!out.empty()) send_(out);
@@ -277,13 +321,19 @@ bool Policy::Apply(const char* data, std::size_t size, std::string* error) {
   Reader in(data, size);
   auto table = std::make_shared<Table>();
   const auto format = in.Get<std::uint8_t>();
-  if (in.ok() && format != 1) {
-    *error = "model table format " + std::to_string(format) + " (this front end reads format 1)";
+  if (in.ok() && format != 2) {
+    *error = "model table format " + std::to_string(format) + " (this front end reads format 2)";
     return false;
   }
   table->sanitize = in.Get<std::uint8_t>() != 0;
   table->max_action_delta = in.Get<double>();
   table->want_bytes = in.Get<std::uint8_t>() != 0;
+  table->names.input = in.Str();
+  table->names.output = in.Str();
+  if (in.ok() && (table->names.input.empty() || table->names.output.empty())) {
+    *error = "model table: empty model input or output name";
+    return false;
+  }
   table->default_name = in.Str();
   const auto count = in.Get<std::uint32_t>();
   const std::shared_ptr<const Table> previous = Current();
@@ -360,8 +410,8 @@ bool Policy::Serve(const std::string& raw, Method method, StreamMemory* memory, 
   }
   raw_action.resize(model.act_dim);
   std::string failed;
-  if (!runtime_->Run(model.session.get(), observation.data(), model.obs_dim, raw_action.data(), model.act_dim,
-                     &failed)) {
+  if (!runtime_->Run(model.session.get(), table->names, observation.data(), model.obs_dim, raw_action.data(),
+                     model.act_dim, &failed)) {
     // The policy process answers it (and says what it makes of it); said here once per
     // 1,000 failures, not per request.
     static std::atomic<std::uint64_t> failures{0};

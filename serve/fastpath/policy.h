@@ -30,6 +30,13 @@
 
 namespace fastpath {
 
+// The graph's input and output names: the model contract's (serve/model.py INPUT_NAME,
+// OUTPUT_NAME), sent in the model table so that the contract is written in one place.
+struct IoNames {
+  std::string input;
+  std::string output;
+};
+
 // onnxruntime opened from a shared library (the Python wheel's capi/libonnxruntime.so.*).
 class Runtime {
  public:
@@ -50,8 +57,8 @@ class Runtime {
   SessionPtr Load(const std::string& onnx, std::string* error) const;
   // observation [1, obs_dim] -> action [1, act_dim], into `action`. False and *error set
   // on failure.
-  bool Run(ort::Session* session, const float* observation, std::size_t obs_dim, float* action,
-           std::size_t act_dim, std::string* error) const;
+  bool Run(ort::Session* session, const IoNames& names, const float* observation, std::size_t obs_dim,
+           float* action, std::size_t act_dim, std::string* error) const;
   std::string version() const;
 
  private:
@@ -86,6 +93,7 @@ struct Table {
   bool sanitize = false;          // --nonfinite sanitize (else reject: Python answers)
   double max_action_delta = 0.0;  // 0: no rate limit
   bool want_bytes = false;        // the Python process records steps: report their bytes
+  IoNames names;
   std::string default_name;
   std::unordered_map<std::string, std::shared_ptr<const Model>> models;
 };
@@ -124,6 +132,7 @@ class Reporter {
   std::condition_variable wake_;
   std::string batch_;
   std::uint64_t dropped_ = 0;
+  std::uint64_t dropped_sent_ = 0;  // of dropped_, told to the policy process already
   bool stop_ = false;
   std::thread thread_;
 };

@@ -211,9 +211,12 @@ def test_admin_calls_stay_on_the_main_address_and_health_is_served(fastpath_bina
         assert err.value.code == grpc.StatusCode.UNIMPLEMENTED and "main address" in str(err.value)
         for target in (fast_tcp, fast_unix):
             channel = grpc.insecure_channel(target)
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            stub = health_pb2_grpc.HealthStub(channel)
+            # The server as a whole and the service by name, as the main listener answers.
+            for service in ("", "sim2real.v1.PolicyService"):
+                status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+                assert status == health_pb2.HealthCheckResponse.SERVING, service
             channel.close()
-            assert status == health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.mark.parametrize("source", ["file", "environment"])
@@ -498,11 +501,50 @@ def test_the_front_end_refuses_a_wrong_library_or_a_malformed_table(
     assert result.returncode == 2 and b"--onnxruntime: cannot open" in result.stderr and not result.stdout
     # A table cut short, and one of an unknown format: refused before listening.
     header = struct.Struct("<IQB")
-    for payload, message in ((b"\x01\x00", b"malformed model table"), (b"\x07" + bytes(40), b"format 7")):
+    for payload, message in ((b"\x02\x00", b"malformed model table"), (b"\x07" + bytes(40), b"format 7")):
         frame = header.pack(9 + len(payload), 0, MODEL_TABLE) + payload
         result = _run_front_end(fastpath_binary, os.fspath(library), frame)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert not result.stdout  # never said ready
+
+
+FAKE_ONNXRUNTIME = r"""
+// A library that answers OrtGetApiBase like onnxruntime but is not a release the fast path
+// trusts with its table positions: the front end must refuse it before calling anything.
+#include <cstdint>
+struct ApiBase { const void* (*GetApi)(std::uint32_t); const char* (*GetVersionString)(); };
+static const void* GetApi(std::uint32_t) { static int never_called; return &never_called; }
+static const char* Version() { return VERSION; }
+static const ApiBase base{GetApi, Version};
+extern "C" const ApiBase* OrtGetApiBase() { return &base; }
+"""
+
+
+@pytest.mark.parametrize("version", ["1.12.0", "2.0.0", "nonsense"])
+def test_the_front_end_refuses_an_onnxruntime_it_does_not_know_by_version(
+    fastpath_binary: Path, tmp_path: Path, version: str
+) -> None:
+    import shutil as _shutil
+
+    compiler = next((c for c in ("c++", "g++", "clang++") if _shutil.which(c)), None)
+    assert compiler is not None  # the front end was built, so a compiler is there
+    source = tmp_path / "fake.cpp"
+    source.write_text(FAKE_ONNXRUNTIME)
+    library = tmp_path / "libonnxruntime.so.99"
+    subprocess.run([compiler, "-shared", "-fPIC", f'-DVERSION="{version}"', "-o", str(library), str(source)],
+                   check=True, timeout=120)
+    result = _run_front_end(fastpath_binary, os.fspath(library), b"")
+    assert result.returncode == 2 and not result.stdout, result.stderr
+    assert f"is onnxruntime {version}".encode() in result.stderr
+    assert b"runs onnxruntime 1.20 or a later 1.x" in result.stderr
+
+
+def test_the_ready_line_names_the_onnxruntime_the_front_end_runs(fastpath_binary: Path, model: Path) -> None:
+    import onnxruntime
+
+    with fast_server(fastpath_binary, model) as (srv, _fast_tcp, _):
+        assert srv.server.fast_path is not None
+        assert srv.server.fast_path.library_version == onnxruntime.__version__
 
 
 @pytest.mark.parametrize("policy", ["quadruped_joystick", "a1_joystick", "hand_valve"])
@@ -668,3 +710,149 @@ def test_a_stream_across_a_model_the_front_end_lacks_keeps_one_rate_limit(
             assert _comparable(_pipelined(fast_target, requests)) == expected
             # One at a time: each message the process answers carries the stream's memory.
             assert _comparable(_one_by_one(fast_target, requests)) == expected
+
+
+def _sample(srv: BackgroundServer, name: str, labels: dict[str, str] | None = None) -> float:
+    return srv.server.metrics.registry.get_sample_value(name, labels or {}) or 0.0
+
+
+def test_two_authorization_headers_are_refused_on_both_listeners(fastpath_binary: Path, model: Path,
+                                                                 tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    with fast_server(fastpath_binary, model, token_file=token_file) as (srv, fast_tcp, _):
+        request = policy_pb2.ActRequest(observation=[0.0] * OBS_DIM).SerializeToString()
+        right, wrong = ("authorization", "Bearer s3cret-token"), ("authorization", "Bearer wrong")
+        for target in (srv.target, fast_tcp):
+            channel = grpc.insecure_channel(target)
+            act = channel.unary_unary(ACT_METHOD, request_serializer=None, response_deserializer=None)
+            try:
+                assert act(request, metadata=(right,), timeout=5)  # one right header: served
+                for metadata in ((wrong, right), (right, wrong), (right, right)):
+                    with pytest.raises(grpc.RpcError) as err:
+                        act(request, metadata=metadata, timeout=5)
+                    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, (target, metadata)
+            finally:
+                channel.close()
+
+
+def test_a_stream_that_never_reads_its_answers_is_not_read_without_bound(fastpath_binary: Path, model: Path) -> None:
+    """A client that keeps sending and never reads: the front end stops reading the stream
+    once a few answers wait, so HTTP/2 flow control stops the sender (before the fix it
+    read on and queued every answer: hundreds of MB). The server answers others meanwhile
+    and the stream, once read, gets every answer in order."""
+    sent = 20_000
+    request = policy_pb2.ActRequest(observation=[0.0] * OBS_DIM)
+    pulled = [0]
+
+    def messages() -> Iterator[bytes]:
+        for sequence in range(sent):
+            pulled[0] += 1
+            request.sequence = sequence
+            yield request.SerializeToString()
+
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        # gRPC's client takes answers into its own buffer up to its receive window, which it
+        # grows by probing; a fixed 64 KiB window is the client that "never reads".
+        channel = grpc.insecure_channel(fast_tcp, options=[("grpc.http2.bdp_probe", 0),
+                                                           ("grpc.http2.lookahead_bytes", 65536)])
+        call = channel.stream_stream(STREAM_METHOD, request_serializer=None,
+                                     response_deserializer=policy_pb2.ActResponse.FromString)
+        answers = call(messages(), timeout=120)  # nothing reads `answers` until the end
+        try:
+            def served() -> float:
+                return _sample(srv, "sim2real_requests_total", {"method": "StreamAct"})
+
+            assert wait_until(lambda: served() > 0)
+            # Bounded: what the client's receive window holds plus a few; never all it sent.
+            # (A negative, so this waits its whole timeout when the bound holds.)
+            assert not wait_until(lambda: served() >= sent // 2, timeout=8.0), served()
+            with PolicyClient(fast_tcp) as other:  # another client is served meanwhile
+                other.act(np.zeros(OBS_DIM))
+            # Reading resumes the stream: every answer, in order.
+            first = [next(answers).sequence for _ in range(100)]
+            assert first == list(range(100))
+        finally:
+            answers.cancel()
+            channel.close()
+
+
+def test_non_utf8_model_names_do_not_flood_the_log(fastpath_binary: Path, model: Path, capfd) -> None:
+    bad = policy_pb2.ActRequest(observation=[0.0] * OBS_DIM).SerializeToString()
+    # model_name (field 2, length-delimited) with bytes that are not UTF-8.
+    bad += bytes([2 << 3 | 2, 2, 0xC3, 0x28])
+    with fast_server(fastpath_binary, model) as (srv, fast_tcp, _):
+        capfd.readouterr()
+        channel = grpc.insecure_channel(fast_tcp)
+        act = channel.unary_unary(ACT_METHOD, request_serializer=None, response_deserializer=None)
+        try:
+            for _ in range(300):
+                with pytest.raises(grpc.RpcError) as err:
+                    act(bad, timeout=5)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            channel.close()
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "protobuf" in line.lower() or "utf-8" in line.lower()]
+    assert len(lines) <= 3, lines
+
+
+def test_the_drop_count_of_step_reports_becomes_a_metric(fastpath_binary: Path, model: Path) -> None:
+    from sim2real.serve.frontend import DROPPED_RECORD
+
+    with fast_server(fastpath_binary, model) as (srv, _fast_tcp, _):
+        frontend = srv.server.fast_path
+        assert frontend is not None
+        frontend._account(bytes([DROPPED_RECORD]) + struct.pack("<Q", 1234))
+        frontend._account(bytes([DROPPED_RECORD]) + struct.pack("<Q", 6))
+        assert _sample(srv, "sim2real_fastpath_reports_dropped_total") == 1240
+
+
+def test_one_drain_for_both_listeners(fastpath_binary: Path, model: Path) -> None:
+    """Stopping the server: from the moment health says NOT_SERVING, neither listener
+    takes a new call, and a stream open on the fast path keeps being answered through the
+    grace period (before: cut after 1 s, while the main port took new calls for ~1 s)."""
+    import threading
+    import time as _time
+
+    with fast_server(fastpath_binary, model, grace_seconds=30.0) as (srv, fast_tcp, _):
+        fast = PolicyClient(fast_tcp)
+        main_channel = grpc.insecure_channel(srv.target)
+        fast_channel = grpc.insecure_channel(fast_tcp)
+        health = health_pb2_grpc.HealthStub(main_channel)
+        main_act = main_channel.unary_unary(ACT_METHOD, request_serializer=None, response_deserializer=None)
+        fast_act = fast_channel.unary_unary(ACT_METHOD, request_serializer=None, response_deserializer=None)
+        request = policy_pb2.ActRequest(observation=[0.0] * OBS_DIM).SerializeToString()
+        stopped = threading.Event()
+        try:
+            with fast.session(deadline_s=5.0) as loop:
+                assert not loop.step(np.zeros(OBS_DIM)).fallback
+                stopper = threading.Thread(target=lambda: (srv.run(srv.server.stop(), timeout=60), stopped.set()))
+                stopper.start()
+
+                def not_serving() -> bool:
+                    try:
+                        status = health.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    except grpc.RpcError:
+                        return True
+                    return status != health_pb2.HealthCheckResponse.SERVING
+
+                assert wait_until(not_serving)
+                for act in (main_act, fast_act):
+                    with pytest.raises(grpc.RpcError) as err:
+                        act(request, timeout=5)
+                    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                # The open stream outlives what the old front end allowed (1 s) by far.
+                until = _time.monotonic() + 2.5
+                steps = 0
+                while _time.monotonic() < until:
+                    assert not loop.step(np.zeros(OBS_DIM)).fallback
+                    steps += 1
+                assert steps > 10 and not stopped.is_set()
+            # The stream closed: the drain ends without waiting out the 30 s.
+            assert stopped.wait(timeout=25)
+            stopper.join()
+        finally:
+            fast.close()
+            main_channel.close()
+            fast_channel.close()
