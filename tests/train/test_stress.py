@@ -144,5 +144,5 @@ def test_rows_quote_the_policys_training_while_judging_in_the_nominal_world() ->
     assert quoted["slope up"].startswith("rough ground")
     assert {row.scenario.name: row.scenario.training for row in plain.rows}["slope up"] == "flat floor"
     # Same world judged either way: the numbers agree exactly.
-    for a, b in zip(result.rows, plain.rows):
+    for a, b in zip(result.rows, plain.rows, strict=True):
         assert a.result.walking_planar_error == b.result.walking_planar_error
