@@ -47,6 +47,19 @@ is judged by its own, never by the task config's override."""
 TARGET_FALL_RATE = 0.05
 TARGET_WALKING_PLANAR_ERROR = 0.15
 TARGET_TURN_YAW_ERROR = 0.2
+# No command hidden inside a mean (issue 27): each walking command on its own, the yaw of
+# commands that walk and turn, and standing still. A command the judge was not given is
+# not judged (no target); the three above always are.
+TARGET_EACH_WALKING_PLANAR_ERROR = 0.2
+"""Every walking command's planar error, m/s: a third above the mean's bound, so that the
+mean can still average a harder command (forward 1.0) with easier ones, but none can be
+left behind."""
+TARGET_WALK_AND_TURN_YAW_ERROR = 0.2
+"""Mean yaw-rate error over the commands that walk and turn, rad/s (the turn target's)."""
+TARGET_STAND_PLANAR_ERROR = 0.1
+"""Planar drift when told to stand, m/s."""
+TARGET_STAND_YAW_ERROR = 0.2
+"""Yaw drift when told to stand, rad/s."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +83,14 @@ class JoystickCommand:
     @property
     def turning_in_place(self) -> bool:
         return not self.walking and abs(self.yaw_rate) > 1e-9
+
+    @property
+    def walking_and_turning(self) -> bool:
+        return self.walking and abs(self.yaw_rate) > 1e-9
+
+    @property
+    def standing(self) -> bool:
+        return not self.walking and abs(self.yaw_rate) <= 1e-9
 
     @classmethod
     def parse(cls, text: str) -> JoystickCommand:
@@ -192,18 +213,42 @@ class JudgeResult:
         values = [v for v in values if math.isfinite(v)]
         return float(np.mean(values)) if values else math.nan
 
+    def _mean_over(self, field: str, rows: list[CommandMetrics]) -> float:
+        values = [row.mean(field) for row in rows]
+        values = [v for v in values if math.isfinite(v)]
+        return float(np.mean(values)) if values else math.nan
+
     def targets(self) -> dict[str, dict[str, Any]]:
         """Each target of the task: the measured value, the bound, met or not (a nan
-        value, i.e. nothing to judge, is not met)."""
+        value, i.e. nothing to judge, is not met). The first three always; the others for
+        the commands judged (every walking command on its own, walking while turning,
+        standing)."""
         checks = {
             "fall_rate": (self.fall_rate, TARGET_FALL_RATE),
             "walking_planar_error": (self.walking_planar_error, TARGET_WALKING_PLANAR_ERROR),
             "turn_yaw_error": (self.turn_yaw_error, TARGET_TURN_YAW_ERROR),
         }
+        walking = [row for row in self.rows if row.command.walking]
+        if walking:
+            errors = [row.mean("planar_error") for row in walking]
+            worst = max(errors) if all(math.isfinite(e) for e in errors) else math.nan
+            checks["each_walking_planar_error"] = (worst, TARGET_EACH_WALKING_PLANAR_ERROR)
+        both = [row for row in self.rows if row.command.walking_and_turning]
+        if both:
+            checks["walk_and_turn_yaw_error"] = (self._mean_over("yaw_error", both), TARGET_WALK_AND_TURN_YAW_ERROR)
+        stand = [row for row in self.rows if row.command.standing]
+        if stand:
+            checks["stand_planar_error"] = (self._mean_over("planar_error", stand), TARGET_STAND_PLANAR_ERROR)
+            checks["stand_yaw_error"] = (self._mean_over("yaw_error", stand), TARGET_STAND_YAW_ERROR)
         return {
             name: {"value": value, "at_most": bound, "met": bool(value <= bound)}
             for name, (value, bound) in checks.items()
         }
+
+    def worst_walking_command(self) -> str | None:
+        """The walking command tracked worst (its name), None without walking commands."""
+        walking = [row for row in self.rows if row.command.walking and math.isfinite(row.mean("planar_error"))]
+        return max(walking, key=lambda row: row.mean("planar_error")).command.name if walking else None
 
     def summary(self) -> dict[str, float]:
         """The headline numbers (for TensorBoard, metrics.jsonl and the learning curve)."""
@@ -255,10 +300,15 @@ class JudgeResult:
         return "\n".join(lines)
 
     def format_targets(self) -> str:
+        worst = self.worst_walking_command()
         names = {
             "fall_rate": "falls (share of episodes)",
             "walking_planar_error": "planar velocity error, walking commands (m/s)",
             "turn_yaw_error": "yaw-rate error, turn in place (rad/s)",
+            "each_walking_planar_error": f"planar velocity error, worst walking command: {worst} (m/s)",
+            "walk_and_turn_yaw_error": "yaw-rate error, walking while turning (rad/s)",
+            "stand_planar_error": "planar drift, stand (m/s)",
+            "stand_yaw_error": "yaw drift, stand (rad/s)",
         }
         return format_target_lines(self.targets(), names)
 

@@ -217,3 +217,43 @@ def test_a_resampled_command_is_judged_on_its_step_and_observed_after() -> None:
         command = info["command"].copy()
     assert changes > 5
     env.close()
+
+
+def _row(command: JoystickCommand, planar: float, yaw: float, fell: bool = False) -> judge.CommandMetrics:
+    episode = judge.EpisodeMetrics(fell=fell, planar_error=planar, yaw_error=yaw, mean_vx=0.0, mean_vy=0.0,
+                                   mean_yaw_rate=0.0, distance=0.0, length=1000, episode_return=0.0)
+    return judge.CommandMetrics(command, [episode])
+
+
+def test_no_command_hides_inside_a_mean() -> None:
+    """Every walking command is judged on its own, the walking-and-turning command's yaw
+    and standing still are judged: a policy that ignores one command while the means look
+    fine misses its target, named."""
+    c = {cmd.name: cmd for cmd in judge.DEFAULT_COMMANDS}
+    good = {"stand": (0.02, 0.05), "forward 0.5": (0.07, 0.10), "forward 1.0": (0.12, 0.10),
+            "backward 0.5": (0.10, 0.10), "sideways 0.4": (0.11, 0.10), "turn 0.8": (0.05, 0.12),
+            "forward 0.6 + turn 0.5": (0.10, 0.12)}
+
+    def result(**changes: tuple[float, float]) -> judge.JudgeResult:
+        values = {**good, **changes}
+        return judge.JudgeResult([_row(c[name], *values[name]) for name in c])
+
+    targets = result().targets()
+    assert set(targets) == {"fall_rate", "walking_planar_error", "turn_yaw_error", "each_walking_planar_error",
+                            "walk_and_turn_yaw_error", "stand_planar_error", "stand_yaw_error"}
+    assert all(t["met"] for t in targets.values())
+    # Backward ignored (0.3 m/s off) while the walking mean stays under 0.15 m/s.
+    lazy = result(**{"backward 0.5": (0.30, 0.10)})
+    assert lazy.walking_planar_error <= judge.TARGET_WALKING_PLANAR_ERROR
+    assert lazy.targets()["walking_planar_error"]["met"]
+    assert not lazy.targets()["each_walking_planar_error"]["met"]
+    assert lazy.targets()["each_walking_planar_error"]["value"] == pytest.approx(0.30)
+    assert "worst walking command: backward 0.5" in lazy.format_targets()
+    # Walking straight when told to walk and turn; drifting when told to stand.
+    assert not result(**{"forward 0.6 + turn 0.5": (0.10, 0.45)}).targets()["walk_and_turn_yaw_error"]["met"]
+    assert not result(stand=(0.15, 0.05)).targets()["stand_planar_error"]["met"]
+    assert not result(stand=(0.02, 0.30)).targets()["stand_yaw_error"]["met"]
+    # Commands not asked for are not judged (a user's own --commands).
+    only_forward = judge.JudgeResult([_row(c["forward 0.5"], 0.07, 0.1)])
+    assert set(only_forward.targets()) == {"fall_rate", "walking_planar_error", "turn_yaw_error",
+                                           "each_walking_planar_error"}
