@@ -285,6 +285,8 @@ class ModelRepository:
         self._scan_error: str | None = None
         self._hashes: dict[tuple[Path, tuple[int, int]], str] = {}
         self._write_lock = threading.Lock()
+        self.polls_done = 0
+        """Scans finished (poll()), counted for whoever must know that one has run since a change."""
         self._listeners: list[Callable[[LoadedModel], None]] = []
         self._unload_listeners: list[Callable[[str, int], None]] = []
 
@@ -520,18 +522,21 @@ class ModelRepository:
         repository leaves everything serving as it is.
         """
         with self._write_lock:
-            scan = self._scan()
-            self._record(scan)
-            if scan.error is not None:
-                return []
-            loaded: list[str] = []
-            for name in sorted(set(scan.candidates) | set(self._states)):
-                if (only and name != only) or name in scan.unreadable:
-                    continue
-                swapped = self._settle(name, scan)
-                if swapped is not None:
-                    loaded.append(swapped)
-            return loaded
+            try:
+                scan = self._scan()
+                self._record(scan)
+                if scan.error is not None:
+                    return []
+                loaded: list[str] = []
+                for name in sorted(set(scan.candidates) | set(self._states)):
+                    if (only and name != only) or name in scan.unreadable:
+                        continue
+                    swapped = self._settle(name, scan)
+                    if swapped is not None:
+                        loaded.append(swapped)
+                return loaded
+            finally:
+                self.polls_done += 1  # what a caller waits on to know a scan has run since
 
     def _settle(self, name: str, scan: _Scan) -> str | None:
         """Apply ``name``'s version policy to what ``scan`` found; the swap made, if any.

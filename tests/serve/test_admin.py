@@ -6,7 +6,6 @@ refusals as status codes, and `--version-policy` misuse on the command line."""
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sim2real.serve.client import PolicyCallError, PolicyClient
 from sim2real.serve.config import ServeConfig
 from sim2real.serve.server import ignored_entries
 from sim2real.serve.synthetic import OBS_DIM, reference_action, write_policy
-from sim2real.serve.testing import BackgroundServer
+from sim2real.serve.testing import BackgroundServer, wait_until
 from sim2real.v1 import policy_pb2
 
 TOKEN = "admin-token"
@@ -151,7 +150,9 @@ def test_set_version_policy_pins_and_refuses_what_cannot_take_effect(tmp_path: P
 
         # A newer version appears: the pin holds, through the poller and an explicit Reload.
         w3 = _version(root, "walk", 3, seed=3)
-        time.sleep(0.5)  # ten poll intervals
+        repository = srv.server.repository
+        seen = repository.polls_done
+        assert wait_until(lambda: repository.polls_done >= seen + 2, timeout=30)  # a whole scan since
         assert list(client.reload(timeout_s=30).loaded) == []
         assert _act(client)[0] == 1
         assert _status(client).version_policy == "specific:1"

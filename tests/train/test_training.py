@@ -415,12 +415,24 @@ def test_ctrl_c_checkpoints_at_the_current_step_and_exits_cleanly(tmp_path: Path
             "--eval-interval", "0", "--num-envs", "2",
             "--sac.actor-hidden", "32", "--sac.critic-hidden", "32", "--sac.batch-size", "64"]
     # Its own process group, like a terminal: Ctrl-C reaches the trainer and its env workers.
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (run / METRICS).exists() and not (run / "tb").is_dir():
-        time.sleep(0.2)
-    time.sleep(3.0)  # well into the run, far from a periodic checkpoint
+    # The progress bar's step count (stderr) says where the run is: interrupt it well into
+    # training (past learning_starts, updates running), far from a periodic checkpoint.
+    progress: list[int] = []
+
+    def read_progress() -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read(256), ""):
+            progress.extend(int(m) for m in re.findall(r"(\d+)/100000", chunk))
+
+    import threading
+
+    from sim2real.serve.testing import wait_until
+
+    reader = threading.Thread(target=read_progress, daemon=True)
+    reader.start()
+    assert wait_until(lambda: bool(progress) and progress[-1] >= 2000, timeout=300), progress[-5:]
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-2000:]
