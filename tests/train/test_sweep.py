@@ -11,17 +11,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import tyro
 
+from sim2real.serve.testing import wait_until
 from sim2real.train.checkpoint import load_checkpoint
 from sim2real.train.config import TrainConfig
 from sim2real.train.sweep import sweep_main
@@ -101,6 +102,29 @@ def test_a_2x2_grid_gives_four_run_directories_and_the_results_table(
     assert "best configuration by return_mean" in (sweep / "summary.md").read_text()
 
 
+def _trainer_pid(run: Path) -> int | None:
+    """The `sim2real train` process training into ``run`` (from /proc), if there is one."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"train" in argv and {str(run).encode(), str(run.resolve()).encode()} & set(argv):
+            return int(entry.name)
+    return None
+
+
+def _sigterm_pending(pid: int) -> bool:
+    """SIGTERM is pending for ``pid`` (delivered to a stopped process, not yet handled)."""
+    bit = 1 << (signal.SIGTERM - 1)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & bit:
+            return True
+    return False
+
+
 def test_a_failing_configuration_fails_alone_and_an_interrupted_sweep_resumes(
         tmp_path: Path, ray_address: str, capsys: pytest.CaptureFixture[str]) -> None:
     # sac.asymmetric needs a privileged observation, which Pendulum has not: a configuration
@@ -117,20 +141,33 @@ def test_a_failing_configuration_fails_alone_and_an_interrupted_sweep_resumes(
         driver = subprocess.Popen(
             [sys.executable, "-c", code, str(spec), "--out", str(sweep), "--address", ray_address,
              "--max-concurrent", "1", *POLL], stdout=f, stderr=subprocess.STDOUT)
+    paused: int | None = None
     try:
         # One trial at a time: interrupt once t000 has finished (and t001 failed) and t002
-        # (seed 1) is under way with a checkpoint, far from its end.
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
+        # (seed 1) is under way with a checkpoint. t002's trainer is stopped (SIGSTOP) the
+        # moment its first checkpoint is seen, so it cannot run on to its end; the driver's
+        # SIGTERM reaches it while it is stopped (seen pending in /proc) and it is let go.
+        def caught() -> bool:
+            nonlocal paused
             states = _states(sweep) if (sweep / "state").is_dir() else {}
-            if (states.get("t000", {}).get("status") == "finished"
-                    and checkpoint_step(sweep / "trials" / "t002" / "checkpoint.safetensors") is not None):
-                break
-            time.sleep(0.2)
-        assert driver.poll() is None, log.read_text()
+            if (states.get("t000", {}).get("status") != "finished"
+                    or checkpoint_step(sweep / "trials" / "t002" / "checkpoint.safetensors") is None):
+                return False
+            paused = _trainer_pid(sweep / "trials" / "t002")
+            if paused is not None:
+                os.kill(paused, signal.SIGSTOP)
+            return True
+
+        assert wait_until(lambda: caught() or driver.poll() is not None, timeout=240, interval=0.005)
+        assert driver.poll() is None and paused is not None, log.read_text()
         driver.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: _sigterm_pending(paused), timeout=60)
+        os.kill(paused, signal.SIGCONT)
+        paused = None
         driver.wait(timeout=120)
     finally:
+        if paused is not None:
+            os.kill(paused, signal.SIGCONT)
         if driver.poll() is None:
             driver.kill()
     first = log.read_text()
