@@ -127,6 +127,8 @@ def test_act_answers_any_request_safely_or_with_a_structured_error(repository: P
     @FUZZ
     @given(request=requests, streamed=st.booleans())
     def act(request: policy_pb2.ActRequest, streamed: bool) -> None:
+        previous = None if state.previous_action is None else state.previous_action.copy()
+        previous_model = state.model_key[0] if state.model_key is not None else None
         try:
             outcome = core.act(request, state if streamed else None)
         except RequestError as err:
@@ -141,6 +143,14 @@ def test_act_answers_any_request_safely_or_with_a_structured_error(repository: P
         assert len(action) == ACT_DIM
         assert all(math.isfinite(a) and -1.0 <= a <= 1.0 for a in action), action
         assert outcome.response.sequence == request.sequence
+        # The rate limit holds on the stream: within 0.25 of its previous action (of the
+        # same model, unless the request resets it), and the action is remembered.
+        if streamed:
+            limited = (previous is not None and not request.reset_rate_limit
+                       and previous_model == outcome.response.model_name and len(previous) == len(action))
+            if limited:
+                assert np.all(np.abs(np.asarray(action) - previous) <= 0.25 + 1e-6), (action, previous)
+            np.testing.assert_allclose(state.previous_action, action, rtol=0, atol=1e-6)  # float32 on the wire
 
     act()
 
@@ -185,4 +195,59 @@ def test_the_server_answers_random_bytes_in_kind_and_keeps_serving(repository: P
         finally:
             outbox.put(None)
             stream.cancel()
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+def test_the_fast_path_answers_random_bytes_as_the_main_listener_does(repository: Path, fastpath_binary: Path,
+                                                                        caplog) -> None:
+    """The C++ front end (running the policy itself) against the Python listener, byte for
+    byte: the same status code for every message, the same action when it answers, on Act
+    and in one long StreamAct of each."""
+    import tempfile
+
+    caplog.set_level(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="s2r-fz-", dir="/tmp") as folder:
+        config = ServeConfig(model_repo=repository, port=0, device="cpu", max_message_bytes=2048, poll_interval=0,
+                             fast_path=fastpath_binary, fast_port=0, fast_uds=Path(folder) / "fast.sock",
+                             fast_inference="cpp")
+        with BackgroundServer(config) as srv:
+            fast = srv.server.addresses.fast_path
+            assert fast is not None and fast.port and fast.inference == "cpp"
+            targets = {"main": srv.target, "fast": f"127.0.0.1:{fast.port}"}
+            channels = {k: grpc.insecure_channel(t) for k, t in targets.items()}
+            acts = {k: c.unary_unary("/sim2real.v1.PolicyService/Act", request_serializer=None,
+                                     response_deserializer=None) for k, c in channels.items()}
+            outboxes: dict[str, queue.SimpleQueue[bytes | None]] = {k: queue.SimpleQueue() for k in targets}
+            streams = {k: c.stream_stream("/sim2real.v1.PolicyService/StreamAct", request_serializer=None,
+                                          response_deserializer=None)(iter(outboxes[k].get, None), timeout=600)
+                       for k, c in channels.items()}
+            wire_messages = st.one_of(st.binary(max_size=4096), requests.map(lambda r: r.SerializeToString()))
+
+            def unary(kind: str, raw: bytes) -> tuple[str, tuple[float, ...]]:
+                try:
+                    answer = policy_pb2.ActResponse.FromString(acts[kind](raw, timeout=10))
+                    return "OK", tuple(answer.action)
+                except grpc.RpcError as err:
+                    return err.code().name, ()
+
+            def streamed(kind: str, raw: bytes) -> tuple[int, tuple[float, ...], int]:
+                outboxes[kind].put(raw)
+                answer = policy_pb2.ActResponse.FromString(next(streams[kind]))
+                return answer.error.code, tuple(answer.action), answer.sequence
+
+            @settings(FUZZ, max_examples=max(EXAMPLES // 2, 20))
+            @given(data=st.data(), raw=wire_messages, mutate=st.booleans())
+            def both_listeners(data: st.DataObject, raw: bytes, mutate: bool) -> None:
+                if mutate:
+                    raw = _mutated(data, raw)
+                assert unary("fast", raw) == unary("main", raw)
+                assert streamed("fast", raw) == streamed("main", raw)
+
+            try:
+                both_listeners()
+            finally:
+                for kind in targets:
+                    outboxes[kind].put(None)
+                    streams[kind].cancel()
+                    channels[kind].close()
     assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
