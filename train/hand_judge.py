@@ -5,10 +5,11 @@ judge runs whole episodes with that direction pinned and reads the object's rota
 the simulator (not from the reward, not from the noisy encoder observation):
 
 - valve (``HandValveTurn-v0``): the hinge angle, unwrapped (whole turns count);
-- free cube (``HandCubeRotate-v0``, always counter-clockwise): the cube's rotation about the
-  world vertical, accumulated control step by control step from its orientation (the
-  z component of each step's rotation vector), so a tilted or tumbling cube is read
-  correctly and a cube shaken back and forth nets zero.
+- free cube (``HandCubeRotate-v0``, always counter-clockwise): the net turn of the cube's
+  heading about the world vertical (robots/hand/heading.py: the twist of its orientation,
+  a function of the orientation alone), accumulated control step by control step, so a
+  tilted cube turning is read exactly and a cube rocked on two axes back to where it
+  started nets zero (the integral of its world-z angular velocity would not).
 
 Per episode:
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.robots.hand.heading import heading_increment
 from sim2real.train.judging import format_target_lines, nan_to_none, run_cases
 
 VALVE_ENV_ID = "sim2real/HandValveTurn-v0"
@@ -234,36 +236,6 @@ class TurnJudgeResult:
         return format_target_lines(self.targets(), names)
 
 
-def _quat_conj(q: np.ndarray) -> np.ndarray:
-    return np.array([q[0], -q[1], -q[2], -q[3]])
-
-
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])
-
-
-def world_yaw_increment(q_before: np.ndarray, q_after: np.ndarray) -> float:
-    """The z component (world frame) of the rotation vector taking orientation
-    ``q_before`` to ``q_after`` (MuJoCo (w, x, y, z) quaternions), rad. Exact for a
-    rotation about the vertical; for small steps, the integral of the world-z angular
-    velocity."""
-    q = _quat_mul(q_after, _quat_conj(q_before))  # world-frame rotation between the two
-    if q[0] < 0:
-        q = -q  # the short way round
-    sin_half = float(np.linalg.norm(q[1:]))
-    if sin_half < 1e-12:
-        return 0.0
-    angle = 2.0 * math.atan2(sin_half, float(q[0]))
-    return angle * float(q[3]) / sin_half
-
-
 class _AngleReader:
     """Net angle turned since reset, counter-clockwise positive, from simulator state."""
 
@@ -280,7 +252,9 @@ class _AngleReader:
         if self.valve:
             return self.env.valve_angle() - self.start
         quat = self.env.cube_quat().copy()
-        self.total += world_yaw_increment(self.last_quat, quat)
+        # The net turn of the cube's heading (robots/hand/heading.py): a wobble that comes
+        # back to where it started has not turned.
+        self.total += heading_increment(self.last_quat, quat)
         self.last_quat = quat
         return self.total
 

@@ -15,6 +15,7 @@ from sim2real.robots.action_prior import ActionPrior
 from sim2real.robots.hand import constants as consts
 from sim2real.robots.hand.base import HandEnv
 from sim2real.robots.hand.cube_gait import cube_gait_prior
+from sim2real.robots.hand.heading import heading_increment
 from sim2real.robots.hand.randomize import (
     HandDynamics,
     HandRandomization,
@@ -45,8 +46,10 @@ class HandRewardWeights:
     """
 
     rotate: float = 1.0
-    """Cube angular velocity about the world z axis, rad/s, clipped to +-rotate_clip:
-    positive is counter-clockwise seen from above."""
+    """Turn rate of the cube's heading about the world z axis over the control step, rad/s
+    (robots/hand/heading.py), clipped to +-rotate_clip: positive is counter-clockwise seen
+    from above. The heading is a function of the orientation, so rocking the cube back and
+    forth earns nothing net (its world-z angular velocity would pay for the wobble)."""
     energy: float = -1e-3
     """sum |tau * qdot|: mechanical power of the servos, W (Playground reorient -1e-3)."""
     action_rate: float = -0.01
@@ -75,7 +78,7 @@ class HandCubeRotateConfig:
     """Give the actor the (noisy) cube position and orientation, as a camera tracker would.
     False: proprioception only (Playground rotate-z); the critic always sees the cube."""
     rotate_clip: float = 1.0
-    """rad/s: the rotate term is the cube's yaw rate clipped to +-this, so flinging the
+    """rad/s: the rotate term is the cube's heading rate clipped to +-this, so flinging the
     cube pays no more than a controlled 1 rad/s spin."""
     fall_below_palm: float = 0.0
     """Terminate when the cube centre is more than this (m) below the palm centre's
@@ -210,7 +213,7 @@ class HandCubeRotateEnv(HandEnv):
     ``privileged_observation_names`` name every entry.
 
     ## Rewards
-    Named terms (see :class:`HandRewardWeights`): rotate (cube yaw rate, clipped),
+    Named terms (see :class:`HandRewardWeights`): rotate (cube heading rate, clipped),
     energy, action_rate, hand_pose, cube_lin_vel, termination. Each weighted term is in
     ``info["reward_terms"]``; the reward is their sum.
 
@@ -324,6 +327,7 @@ class HandCubeRotateEnv(HandEnv):
         offsets = rng.uniform(-cfg.init_joint_noise, cfg.init_joint_noise, n)
         cube_pos, cube_quat = self._sample_cube_drop(rng)
         self.set_home_state(offsets, cube_pos, cube_quat)
+        self._last_cube_quat = self.cube_quat().copy()
         self._last_action = np.zeros(n)
         self._step_count = 0  # also the gait clock: phase 0 at reset, as the gait was tuned
 
@@ -364,7 +368,10 @@ class HandCubeRotateEnv(HandEnv):
         self._step_count += 1
 
         fell = self._cube_fell()
-        terms = self._reward_terms(action, fell)
+        quat = self.cube_quat().copy()
+        heading_rate = heading_increment(self._last_cube_quat, quat) / self.control_dt
+        self._last_cube_quat = quat
+        terms = self._reward_terms(action, fell, heading_rate)
         reward = float(sum(terms.values()))
         self._last_action = action
         obs, privileged = self._observe()
@@ -428,18 +435,17 @@ class HandCubeRotateEnv(HandEnv):
         return np.concatenate(parts).astype(np.float32), privileged
 
     # --- reward ----------------------------------------------------------------------
-    def _reward_terms(self, action: np.ndarray, fell: bool) -> dict[str, float]:
+    def _reward_terms(self, action: np.ndarray, fell: bool, heading_rate: float) -> dict[str, float]:
         # Scalar math on Python floats for the 3-vectors: several times faster than numpy
         # calls on tiny arrays, and this runs every control step (as in the quadruped).
         w = self._weights
         clip = self.config.rotate_clip
-        yaw_rate = float(self.cube_angvel()[2])
         vx, vy, vz = self.cube_linvel().tolist()
         power = self.joint_torques() * self.joint_vel()
         joint_offset = self.joint_pos() - consts.DEFAULT_POSE
         action_change = action - self._last_action
         raw = {
-            "rotate": min(max(yaw_rate, -clip), clip),
+            "rotate": min(max(heading_rate, -clip), clip),
             "energy": float(np.abs(power).sum()),
             "action_rate": float(action_change @ action_change),
             "hand_pose": float(joint_offset @ joint_offset),

@@ -66,18 +66,42 @@ def test_cube_falling_off_terminates_with_the_penalty() -> None:
     env.close()
 
 
-def test_rotate_reward_is_the_clipped_cube_yaw_rate() -> None:
+def test_rotate_reward_is_the_clipped_turn_rate_of_the_cube_heading() -> None:
+    env = make(dr=False)
+    env.reset(seed=0)
+    weight, clip = env.config.rewards.rotate, env.config.rotate_clip
+    assert env._reward_terms(np.zeros(16), False, 0.5)["rotate"] == pytest.approx(weight * 0.5)
+    assert env._reward_terms(np.zeros(16), False, 5.0)["rotate"] == pytest.approx(weight * clip)
+    assert env._reward_terms(np.zeros(16), False, -5.0)["rotate"] == pytest.approx(-weight * clip)
+    env.close()
+
+
+def test_each_step_pays_the_turn_of_the_cube_heading_over_that_step() -> None:
+    """The rotate term is the heading change between the cube's orientations before and
+    after the step (robots/hand/heading.py, a function of the orientation: a wobble back
+    to the start nets nothing, tests/train/test_hand_judge.py), clipped, with the cube
+    spun hard about the vertical so that some steps clip."""
+    from sim2real.robots.hand.heading import heading_increment
+
     env = make(dr=False)
     env.reset(seed=0)
     dof = env.model.jnt_dofadr[env._id(mujoco.mjtObj.mjOBJ_JOINT, "cube_freejoint")]
-    weight, clip = env.config.rewards.rotate, env.config.rotate_clip
-    rotation = env.data.xmat[env._ids.cube_body].reshape(3, 3)
-    for yaw_rate, expected in ((0.5, 0.5), (-0.3, -0.3), (5.0, clip), (-5.0, -clip)):
-        # A free joint's angular velocity is in the body frame: rotate world z into it.
-        env.data.qvel[dof + 3 : dof + 6] = rotation.T @ np.array([0.0, 0.0, yaw_rate])
-        mujoco.mj_forward(env.model, env.data)
-        terms = env._reward_terms(np.zeros(16), fell=False)
-        assert terms["rotate"] == pytest.approx(weight * expected, rel=1e-6)
+    weight, clip, dt = env.config.rewards.rotate, env.config.rotate_clip, env.control_dt
+    rng = np.random.default_rng(0)
+    paid = []
+    for k in range(12):
+        if k % 4 == 0:  # a spin about the world vertical, body-frame angular velocity
+            rotation = env.data.xmat[env._ids.cube_body].reshape(3, 3)
+            env.data.qvel[dof + 3 : dof + 6] = rotation.T @ np.array([0.0, 0.0, rng.uniform(-40, 40)])
+            mujoco.mj_forward(env.model, env.data)
+        before = env.cube_quat().copy()
+        _, _, terminated, _, info = env.step(rng.uniform(-1, 1, 16))
+        turned = heading_increment(before, env.cube_quat()) / dt
+        assert info["reward_terms"]["rotate"] == pytest.approx(weight * min(max(turned, -clip), clip), abs=1e-9)
+        paid.append(abs(turned) > clip)
+        if terminated:
+            break
+    assert any(paid)  # the clip was exercised
     env.close()
 
 

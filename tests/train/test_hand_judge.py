@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from sim2real.robots.hand.cube_rotate import _quat_mul
+from sim2real.robots.hand.heading import heading_increment
 from sim2real.train import hand_judge as hj
 
 
@@ -20,18 +22,46 @@ def axis_quat(axis: np.ndarray, angle: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("angle", [0.3, -0.3, 2.0, -2.5])
-def test_world_yaw_increment_reads_a_rotation_about_the_vertical(angle: float) -> None:
+def test_heading_increment_reads_a_rotation_about_the_vertical_whatever_the_tilt(angle: float) -> None:
     start = axis_quat([1.0, 2.0, 0.5], 0.7)  # any orientation, tilted
-    after = hj._quat_mul(yaw_quat(angle), start)  # then turned about the world z axis
-    assert hj.world_yaw_increment(start, after) == pytest.approx(angle, abs=1e-9)
+    after = _quat_mul(yaw_quat(angle), start)  # then turned about the world z axis
+    assert heading_increment(start, after) == pytest.approx(angle, abs=1e-9)
 
 
-def test_world_yaw_increment_ignores_tilt_and_takes_the_short_way() -> None:
+def test_heading_increment_ignores_tilt_and_takes_the_short_way() -> None:
     start = yaw_quat(0.4)
-    tilted = hj._quat_mul(axis_quat([1.0, 0.0, 0.0], 0.5), start)
-    assert hj.world_yaw_increment(start, tilted) == pytest.approx(0.0, abs=1e-12)
+    tilted = _quat_mul(axis_quat([1.0, 0.0, 0.0], 0.5), start)
+    assert heading_increment(start, tilted) == pytest.approx(0.0, abs=1e-12)
     # q and -q are one orientation: a sign flip between steps must not read as a turn.
-    assert hj.world_yaw_increment(start, -hj._quat_mul(yaw_quat(0.1), start)) == pytest.approx(0.1)
+    assert heading_increment(start, -_quat_mul(yaw_quat(0.1), start)) == pytest.approx(0.1)
+
+
+def _world_z_rotation_vector(before: np.ndarray, after: np.ndarray) -> float:
+    """What the judge summed before: the world-z part of each step's rotation vector."""
+    q = _quat_mul(after, np.array([before[0], -before[1], -before[2], -before[3]]))
+    if q[0] < 0:
+        q = -q
+    s = float(np.linalg.norm(q[1:]))
+    return 0.0 if s < 1e-12 else 2.0 * math.atan2(s, float(q[0])) * float(q[3]) / s
+
+
+def test_a_two_axis_wobble_back_to_the_start_has_not_turned() -> None:
+    """A cube rocked 17 degrees about x and y in a loop that returns to its start: the
+    angular velocity's world-z integral collects a turn each cycle (the rotations do not
+    commute), the heading collects none."""
+    tilt = math.radians(17.0)
+    start = yaw_quat(0.3)
+    path = []
+    for k in range(401):  # one cycle, small steps
+        phase = 2 * math.pi * k / 400
+        wobble = _quat_mul(axis_quat([1.0, 0.0, 0.0], tilt * math.sin(phase)),
+                           axis_quat([0.0, 1.0, 0.0], tilt * (1 - math.cos(phase))))
+        path.append(_quat_mul(wobble, start))
+    np.testing.assert_allclose(path[-1], start, atol=1e-12)
+    by_angular_velocity = sum(_world_z_rotation_vector(a, b) for a, b in zip(path, path[1:], strict=False))
+    by_heading = sum(heading_increment(a, b) for a, b in zip(path, path[1:], strict=False))
+    assert abs(by_angular_velocity) > 0.02  # the old judge's phantom turn
+    assert by_heading == pytest.approx(0.0, abs=1e-9)
 
 
 class _FlywheelValve:
@@ -119,7 +149,7 @@ def test_cube_turned_at_a_known_rate_reads_that_rate() -> None:
         a = env._cube_qpos
         if k == 0:
             spin.start = q[a + 3 : a + 7].copy()
-        q[a + 3 : a + 7] = hj._quat_mul(yaw_quat(rate * (k + 1) * env.control_dt), spin.start)
+        q[a + 3 : a + 7] = _quat_mul(yaw_quat(rate * (k + 1) * env.control_dt), spin.start)
         return np.zeros((1, 16), np.float32)
 
     try:
