@@ -28,7 +28,7 @@ def train_main(argv: list[str], prog: str = "sim2real train") -> int:
     except (ValueError, RuntimeError, FileNotFoundError, UnknownEnvError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_dir = config.resume or config.out
+    run_dir = final.get("run_dir") or config.resume or config.out
     if "interrupted_at" in final:
         print(f"interrupted at step {final['interrupted_at']}: checkpoint saved in {run_dir}; "
               f"continue with `sim2real train --resume {run_dir}`")
@@ -53,6 +53,8 @@ class ExportConfig:
     """Where to write the ONNX model."""
     atol: float = 1e-5
     """Largest onnxruntime-vs-torch difference accepted on the export check."""
+    overwrite: bool = False
+    """Replace the file at -o if there is one (else an existing file is refused)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +155,10 @@ def export_main(argv: list[str], prog: str = "sim2real export") -> int:
     from sim2real.train.checkpoint import CheckpointError
     from sim2real.train.export import export_onnx
 
+    if config.output.is_file() and not config.overwrite:
+        print(f"error: -o {config.output}: a file is there already (left as it is); choose another path, "
+              "or add --overwrite to replace it", file=sys.stderr)
+        return 2
     try:
         result = export_onnx(config.run_dir, config.output, atol=config.atol)
     # OSError: -o in a folder that does not exist (export creates none) or cannot be written.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import time
 import types
 import typing
 from pathlib import Path
@@ -31,8 +33,12 @@ class TrainConfig:
     """Environment steps (transitions, summed over parallel envs) to train for."""
     seed: int = 0
     """Seed of the envs, network init, exploration and replay sampling."""
-    out: Path = Path("runs/run")
-    """Run directory: checkpoint, config, TensorBoard logs, learning curve."""
+    out: Path | None = None
+    """Run directory: checkpoint, config, TensorBoard logs, learning curve (default: a new
+    folder runs/ENV-YYYYmmdd-HHMMSS). A folder that holds a run already is refused: continue
+    it with --resume, or start over with --overwrite."""
+    overwrite: bool = False
+    """Clear --out first when it holds a run (its checkpoints, metrics and logs are deleted)."""
     resume: Path | None = None
     """Continue the run in this directory (its config is used; --total-steps may extend it)."""
     num_envs: int = 1
@@ -119,9 +125,56 @@ class EnvNotTrainableError(ValueError):
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """config.json's content (and the checkpoint's ``config``): plain JSON types."""
     out = dataclasses.asdict(config)
-    out["out"] = str(config.out)
+    out["out"] = None if config.out is None else str(config.out)
     out["resume"] = None
+    out["overwrite"] = False  # what a run did once, not how to continue it
     return out
+
+
+RUN_FILES = (RUN_CONFIG_FILE, "checkpoint.safetensors", "best.safetensors", "metrics.jsonl", "replay.npz",
+             "replay.npz.unreadable", "learning_curve.png", "tb")
+"""What a training run writes in its directory: a folder holding any of them holds a run."""
+
+
+def default_run_dir(env: str, root: Path = Path("runs")) -> Path:
+    """A new folder for a run of ``env``: runs/ENV-YYYYmmdd-HHMMSS (ENV without its
+    namespace), with -2, -3... when that exists already."""
+    stem = f"{env.rsplit('/', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = root / stem, 1
+    while path.exists():
+        n += 1
+        path = root / f"{stem}-{n}"
+    return path
+
+
+def claim_run_dir(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready for a new run: refuse one that holds a run (RunDirError offering
+    --resume, another --out or --overwrite), or clear it when ``overwrite``. Other files
+    in the folder (a sweep's train.log) are no run and stay."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out}: is a file; expected a folder for the run")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if not held:
+        return
+    if not overwrite:
+        step = ""
+        try:
+            from sim2real.train.checkpoint import load_checkpoint
+
+            step = f" (checkpoint at step {load_checkpoint(out / 'checkpoint.safetensors')[1]['step']})"
+        except Exception:  # noqa: BLE001 - only for the message
+            pass
+        raise RunDirError(
+            f"--out {out} holds a run already{step}: continue it with `sim2real train --resume {out}`, "
+            f"choose another --out (or leave it out for a new folder), or add --overwrite to delete it "
+            "and start over"
+        )
+    for entry in out.iterdir():  # --overwrite: the folder is cleared, as asked
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def config_from_dict(data: Any, source: str = "config") -> TrainConfig:

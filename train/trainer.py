@@ -36,7 +36,9 @@ from sim2real.train.config import (
     RUN_CONFIG_FILE,
     TrainConfig,
     check_env,
+    claim_run_dir,
     config_to_dict,
+    default_run_dir,
     load_run_config,
 )
 from sim2real.train.evaluate import env_kwargs, evaluate
@@ -602,7 +604,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     trainer = prepare_trainer(config)
     previous = _stop_on_signals(trainer)
     try:
-        return trainer.train()
+        return {**trainer.train(), "run_dir": str(trainer.run_dir)}
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -621,6 +623,12 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
         total = max(saved.total_steps, config.total_steps) if config.total_steps != TrainConfig.total_steps else saved.total_steps
         config = dataclasses.replace(saved, out=run_dir, total_steps=total, resume=None)
     assert config.env is not None
+    if resume is None:
+        # A new run never lands on an old one: a fresh folder by default, and a folder that
+        # holds a run is refused (or cleared with --overwrite) before anything is written.
+        out = Path(config.out) if config.out is not None else default_run_dir(config.env)
+        claim_run_dir(out, config.overwrite)
+        config = dataclasses.replace(config, out=out, overwrite=False)
     # The run records which revision of the env's defaults its overrides apply to, so it
     # keeps its task (and its exported policy its observation layout) when they change.
     config = dataclasses.replace(config, env_config=pin_revision(config.env, config.env_config))

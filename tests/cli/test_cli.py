@@ -283,3 +283,50 @@ def test_the_prior_baseline_is_the_trot_alone(capsys: pytest.CaptureFixture[str]
     assert rows["prior"]["measured_vx"] > 0.2 and abs(rows["zero"]["measured_vx"]) < 0.05, rows
     assert main(["eval", "prior", "--env", "sim2real/QuadrupedJoystick-v0", "--env-config", "gait.frequency_hz=0"]) == 2
     assert "the prior baseline needs an env that suggests an action" in capsys.readouterr().err
+
+
+def test_export_never_replaces_a_file_unless_asked(tiny_run: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "policy.onnx"
+    target.write_bytes(b"an earlier export")
+    assert main(["export", str(tiny_run), "-o", str(target)]) == 2
+    err = _one_line_error(capsys)
+    assert str(target) in err and "--overwrite" in err
+    assert target.read_bytes() == b"an earlier export"  # untouched
+    assert main(["export", str(tiny_run), "-o", str(target), "--overwrite"]) == 0
+    assert target.read_bytes().startswith(b"\x08")  # an ONNX protobuf now
+
+
+def test_train_never_lands_on_an_existing_run(tiny_run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run folder given again as --out is refused, every file in it byte for byte as it
+    was; --overwrite clears it and trains anew; without --out a fresh folder is made."""
+    files = sorted(p for p in tiny_run.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    small = ["--env", "Pendulum-v1", "--total-steps", "64", "--learning-starts", "32", "--num-envs", "1",
+             "--num-workers", "0", "--eval-interval", "0", "--eval-episodes", "1", "--checkpoint-interval", "64",
+             "--sac.actor-hidden", "8", "--sac.critic-hidden", "8", "--sac.batch-size", "16", "--seed", "5"]
+    assert main(["train", *small, "--out", str(tiny_run)]) == 2
+    err = _one_line_error(capsys)
+    assert f"--out {tiny_run} holds a run already" in err and "--resume" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in files} == before
+    # A sweep's log beside an empty run folder is no run: that folder is fine.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "train.log").write_text("=== sweep trial\n")
+    assert main(["train", *small, "--out", str(fresh)]) == 0
+    assert (fresh / "train.log").read_text() == "=== sweep trial\n"
+    capsys.readouterr()
+    # --overwrite: the old run is gone, a new one of seed 5 is there.
+    assert main(["train", *small, "--out", str(tiny_run), "--overwrite"]) == 0
+    capsys.readouterr()
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["seed"] == 5 and config["overwrite"] is False
+    assert len((tiny_run / "metrics.jsonl").read_text().splitlines()) == 1
+    # No --out: a new folder under runs/ named after the env and the time.
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *small]) == 0
+    out = capsys.readouterr().out
+    made = list((tmp_path / "runs").iterdir())
+    assert len(made) == 1 and made[0].name.startswith("Pendulum-v1-") and str(made[0].name) in out
