@@ -19,10 +19,11 @@ from sim2real.train.config import TrainConfig
 def train_main(argv: list[str], prog: str = "sim2real train") -> int:
     config = tyro.cli(TrainConfig, args=argv, prog=prog)
     from sim2real.robots.registry import UnknownEnvError
+    from sim2real.train.config import given_fields
     from sim2real.train.trainer import run_training
 
     try:
-        final = run_training(config)
+        final = run_training(config, given_fields(argv))
     # ValueError covers CheckpointError (a corrupt checkpoint), RunDirError (a bad --resume
     # target) and EnvNotTrainableError (a non-Box env).
     except (ValueError, RuntimeError, FileNotFoundError, UnknownEnvError) as err:

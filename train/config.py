@@ -13,6 +13,7 @@ import shutil
 import time
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -244,6 +245,60 @@ def _convert(annotation: Any, value: Any, source: str, field: str) -> Any:
         raise TypeError(f"config_from_dict cannot read {field} of type {annotation!r}")
     expected = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
     raise RunDirError(f"{source}: {field}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+RESUME_CHANGEABLE = ("total_steps", "torch_threads", "num_workers", "eval_interval", "eval_episodes",
+                     "checkpoint_interval", "log_interval", "save_replay", "keep_best")
+"""What --resume may change: how long and where the run goes on, how often it evaluates,
+checkpoints and logs. Everything else is the experiment (env, task, seed, learner) and
+stays as the run started."""
+
+
+def given_fields(argv: Sequence[str]) -> set[str]:
+    """The TrainConfig fields a command line sets: "--total-steps 5" -> total_steps,
+    "--sac.no-critic-layernorm" -> sac.critic_layernorm, "--seed=3" -> seed."""
+    fields = set()
+    for token in argv:
+        if not token.startswith("--") or token == "--":
+            continue
+        name = token[2:].split("=", 1)[0].replace("-", "_")
+        prefix, _, leaf = name.rpartition(".")
+        if leaf.startswith("no_"):
+            leaf = leaf[3:]
+        fields.add(f"{prefix}.{leaf}" if prefix else leaf)
+    return fields
+
+
+def resume_config(saved: TrainConfig, asked: TrainConfig, given: set[str]) -> tuple[TrainConfig, list[str]]:
+    """The run's own config with the --resume command line's changes applied, and a line
+    for each: a flag in RESUME_CHANGEABLE is applied, any other that differs from the run's
+    is refused (RunDirError listing them all); one equal to the run's is fine."""
+    changes: dict[str, Any] = {}
+    applied, refused = [], []
+    for name in sorted(given - {"resume", "help", "h"}):
+        if name == "out":
+            refused.append(f"--out (a resumed run goes on in its own folder, {saved.out})")
+            continue
+        owner, leaf = (saved.sac, name[4:]) if name.startswith("sac.") else (saved, name)
+        new_owner = asked.sac if name.startswith("sac.") else asked
+        if not hasattr(owner, leaf):
+            continue  # tyro has refused unknown flags already; nothing of ours
+        old, new = getattr(owner, leaf), getattr(new_owner, leaf)
+        if old == new:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in RESUME_CHANGEABLE:
+            changes[name] = new
+            applied.append(f"{flag} {new} (was {old})")
+        else:
+            refused.append(f"{flag} {new} (the run trained with {old})")
+    if refused:
+        raise RunDirError(
+            f"--resume {saved.out}: these cannot change on a resumed run: {'; '.join(refused)}. A resumed run "
+            f"continues the experiment as it started; start a new run (another --out) to change them. What "
+            f"--resume may change: {', '.join('--' + n.replace('_', '-') for n in RESUME_CHANGEABLE)}"
+        )
+    return dataclasses.replace(saved, **changes), applied
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

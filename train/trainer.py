@@ -34,12 +34,14 @@ from sim2real.train.checkpoint import (
 from sim2real.train.colored_noise import ColoredNoise
 from sim2real.train.config import (
     RUN_CONFIG_FILE,
+    RunDirError,
     TrainConfig,
     check_env,
     claim_run_dir,
     config_to_dict,
     default_run_dir,
     load_run_config,
+    resume_config,
 )
 from sim2real.train.evaluate import env_kwargs, evaluate
 from sim2real.train.metrics_log import trim_metrics
@@ -72,6 +74,8 @@ class Trainer:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.run_dir = Path(config.out)
+        self.resume_notes: list[str] = []
+        """What a resume could not restore and what it costs, said once the resume is accepted."""
         self.device = resolve_device(config.device)
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
@@ -425,6 +429,10 @@ class Trainer:
         self.best_key = tuple(saved) if saved else None
         if meta.get("replay_saved"):
             self._resume_replay()
+        else:
+            self.resume_notes.append(
+                f"resume: the run saved no replay buffer (--save-replay was off): the next "
+                f"{self.config.learning_starts} steps refill it (--learning-starts) before updates go on")
 
     def _resume_replay(self) -> None:
         """The saved replay buffer back, or, when it is missing or unreadable, an empty one
@@ -599,9 +607,10 @@ def _plot_failures(ax: Any, steps: np.ndarray, percent: list[float], target: flo
     ax.grid(alpha=0.3)
 
 
-def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Start or resume a run; returns the final evaluation record."""
-    trainer = prepare_trainer(config)
+def run_training(config: TrainConfig, given: set[str] | None = None) -> dict[str, Any]:
+    """Start or resume a run; returns the final evaluation record. ``given``: the fields
+    the command line set (resume_config), where one is known."""
+    trainer = prepare_trainer(config, given)
     previous = _stop_on_signals(trainer)
     try:
         return {**trainer.train(), "run_dir": str(trainer.run_dir)}
@@ -611,17 +620,22 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         trainer.close()
 
 
-def prepare_trainer(config: TrainConfig) -> Trainer:
+def prepare_trainer(config: TrainConfig, given: set[str] | None = None) -> Trainer:
     """The Trainer of a new run, or of a resumed one (``config.resume``) with its checkpoint
     loaded: what run_training trains, apart so a test can inspect the restored state.
-    The caller closes it."""
+    The caller closes it. ``given`` (the fields a command line set): on --resume, those
+    that may change are applied and said, the others refused (config.resume_config);
+    without it, only a --total-steps other than the default is taken."""
     resume = config.resume
     if resume is not None:
         run_dir = Path(resume)
-        saved = load_run_config(run_dir)  # RunDirError naming the problem
-        # Everything comes from the run's own config; only the step budget may grow.
-        total = max(saved.total_steps, config.total_steps) if config.total_steps != TrainConfig.total_steps else saved.total_steps
-        config = dataclasses.replace(saved, out=run_dir, total_steps=total, resume=None)
+        saved = dataclasses.replace(load_run_config(run_dir), out=run_dir)  # RunDirError naming the problem
+        if given is None:
+            given = {"total_steps"} if config.total_steps != TrainConfig.total_steps else set()
+        resumed, applied = resume_config(saved, config, given)
+        for line in applied:
+            tqdm.write(f"resume: {line}")
+        config = dataclasses.replace(resumed, resume=None)
     assert config.env is not None
     if resume is None:
         # A new run never lands on an old one: a fresh folder by default, and a folder that
@@ -641,6 +655,12 @@ def prepare_trainer(config: TrainConfig) -> Trainer:
         except BaseException:
             trainer.close()
             raise
+        if "total_steps" in (given or ()) and config.total_steps <= trainer.step:
+            trainer.close()
+            raise RunDirError(f"--resume {resume}: the run is at step {trainer.step} already; --total-steps "
+                              f"{config.total_steps} would train nothing (give more steps)")
+        for note in trainer.resume_notes:
+            tqdm.write(note, file=sys.stderr)
         # Evaluations after the checkpoint are of steps the resumed run trains again: keep
         # one record per step in metrics.jsonl and the learning curve.
         trim_metrics(Path(resume) / METRICS, trainer.step)

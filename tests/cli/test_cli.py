@@ -330,3 +330,27 @@ def test_train_never_lands_on_an_existing_run(tiny_run: Path, tmp_path: Path,
     out = capsys.readouterr().out
     made = list((tmp_path / "runs").iterdir())
     assert len(made) == 1 and made[0].name.startswith("Pendulum-v1-") and str(made[0].name) in out
+
+
+def test_resume_applies_what_may_change_and_refuses_the_rest(tiny_run: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--resume with flags: the experiment's own (env, seed, learner) are refused, named,
+    with nothing written; how long and how often are applied and said."""
+    from sim2real.train.checkpoint import load_checkpoint
+
+    files = sorted(p for p in tiny_run.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    step = load_checkpoint(tiny_run / "checkpoint.safetensors")[1]["step"]
+    for flags, named in ((["--env", "Ant-v5"], "--env Ant-v5"), (["--sac.actor-lr", "0.01"], "--sac.actor-lr 0.01"),
+                         (["--seed", "9"], "--seed 9"), (["--total-steps", str(step)], f"at step {step} already")):
+        assert main(["train", "--resume", str(tiny_run), *flags]) == 2, flags
+        err = _one_line_error(capsys)
+        assert named in err, err
+        assert {p: p.read_bytes() for p in files} == before
+    assert main(["train", "--resume", str(tiny_run), "--total-steps", str(step + 32), "--eval-episodes", "2"]) == 0
+    captured = capsys.readouterr()
+    assert f"--total-steps {step + 32} (was {step})" in captured.err + captured.out
+    assert "--eval-episodes 2 (was 1)" in captured.err + captured.out
+    assert "refill" in captured.err  # no replay buffer was saved: said, with its cost
+    assert load_checkpoint(tiny_run / "checkpoint.safetensors")[1]["step"] == step + 32
+    assert json.loads((tiny_run / "config.json").read_text())["eval_episodes"] == 2
