@@ -231,6 +231,8 @@ class SubprocVectorEnv(VectorEnv):
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         num_workers = min(num_workers, num_envs - 1)
+        self.num_workers = num_workers
+        """Worker processes stepping envs beside this one."""
         self.env_id = env_id
         env_kwargs = dict(env_kwargs or {})
         layout = self._probe(env_id, num_envs, env_kwargs)

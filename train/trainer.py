@@ -44,6 +44,7 @@ from sim2real.train.config import (
     resume_config,
 )
 from sim2real.train.evaluate import env_kwargs, evaluate
+from sim2real.train.threads import default_torch_threads, machine_load_average, usable_cores
 from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.policy import DeterministicPolicy, with_prefix
@@ -77,8 +78,8 @@ class Trainer:
         self.resume_notes: list[str] = []
         """What a resume could not restore and what it costs, said once the resume is accepted."""
         self.device = resolve_device(config.device)
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
+        # Taken before the env workers start, so that the load is the rest of the machine's.
+        machine_load = machine_load_average()
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         # Colored exploration noise (white: None, the actor's own sampling). Its own
@@ -96,6 +97,13 @@ class Trainer:
             num_workers=config.num_workers,
             env_kwargs=env_kwargs(config.env, config.domain_randomization, config.env_config),
         )
+        # torch's threads: as asked, else what is left of the cores (train/threads.py).
+        threads = config.torch_threads or default_torch_threads(self.envs.num_workers, load=machine_load)
+        torch.set_num_threads(threads)
+        self.torch_threads = threads
+        if not config.torch_threads:
+            tqdm.write(f"torch threads: {threads} ({usable_cores()} cores, {self.envs.num_workers} env worker "
+                       f"processes, load average {machine_load:.1f}; --torch-threads N to choose)", file=sys.stderr)
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         if len(obs_space.shape) != 1 or len(act_space.shape) != 1:
             raise ValueError(
