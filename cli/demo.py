@@ -296,7 +296,8 @@ def demo_main(argv: list[str], prog: str = "sim2real demo") -> int:
 
     def expected() -> tuple[type[BaseException], ...]:
         from sim2real.serve.model import ModelError
+        from sim2real.train.export import NotAnOnnxModelError
 
-        return (ModelError, RuntimeError, OSError)
+        return (ModelError, RuntimeError, OSError, NotAnOnnxModelError)
 
     return run_command(DemoConfig, argv, prog, body, expected)

@@ -302,6 +302,25 @@ def _stress(config: EvalConfig, policy: Any, env_id: str, overrides: Sequence[st
     return 0
 
 
+def _check_observation_size(source: Any, policy: Any, env_id: str, overrides: Sequence[str], dr: bool) -> None:
+    """A policy asked to run another env than its own must at least take that env's
+    observation: else one error naming both envs (not onnxruntime's shape error)."""
+    from sim2real.robots import registry
+    from sim2real.train.evaluate import env_kwargs
+
+    takes = getattr(policy, "obs_dim", None)
+    if takes is None:
+        return
+    env = registry.make(env_id, **env_kwargs(env_id, dr, overrides))
+    try:
+        gives = int(env.observation_space.shape[0])
+    finally:
+        env.close()
+    if gives != takes:
+        raise ValueError(f"{source} takes {takes} observations (trained on {policy.env_id}); {env_id} gives "
+                         f"{gives}: evaluate it on {policy.env_id} (leave out --env)")
+
+
 def eval_main(argv: list[str], prog: str = "sim2real eval") -> int:
     # A misuse the config itself rejects (--stress-plot without --stress, a .gif plot) is
     # one error line and exit 2, like every other expected failure of the command.
@@ -324,6 +343,8 @@ def _eval(config: EvalConfig) -> int:
             overrides = config.env_config
         from sim2real.train.export import robot_change
 
+        if env_id != getattr(policy, "env_id", env_id):
+            _check_observation_size(config.source, policy, env_id, overrides, config.dr)
         changed = robot_change(getattr(policy, "metadata", {}), env_id, overrides)
         if changed:
             print(f"warning: {changed}", file=sys.stderr)
@@ -354,7 +375,11 @@ def _eval(config: EvalConfig) -> int:
         print(json.dumps({"env_id": env_id, "source": str(config.source), **result.as_dict()}, indent=2))
         return 0
     per = " per command" if judged else ""
-    print(f"{env_id} ({'DR on' if config.dr else 'DR off'}), {episodes} episodes{per} from seed {config.seed}")
+    from sim2real.robots import registry
+
+    # Domain randomization is ours: a gymnasium env has none to turn on or off.
+    dr = f" ({'DR on' if config.dr else 'DR off'})" if env_id in registry.ENVS else ""
+    print(f"{env_id}{dr}, {episodes} episodes{per} from seed {config.seed}")
     print(f"  return {result.mean_return:.3f} +- {result.std_return:.3f}, mean length "
           f"{np.mean(result.lengths):.1f}, {result.task.failure_name if result.task else 'terminated'} "
           f"{result.terminated}/{len(result.returns)}")

@@ -53,6 +53,11 @@ class RunPolicy:
         return str(self.meta["env_id"])
 
     @property
+    def obs_dim(self) -> int:
+        """Observation entries the policy takes."""
+        return int(self.meta["obs_dim"])
+
+    @property
     def env_config(self) -> tuple[str, ...]:
         """The task config overrides the run trained with (``--env-config``; a run from
         before its env's defaults changed reads as the revision it trained on)."""
@@ -88,6 +93,9 @@ class OnnxPolicy:
                 f"got inputs {sorted(inputs)} and outputs {sorted(outputs)}"
             )
         self.metadata = read_metadata(self.path)
+        shape = self.session.get_inputs()[0].shape
+        self.obs_dim: int | None = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+        """Observation entries the graph takes (None where its input is not fixed)."""
         missing = {"env_id", "action_scale", "action_offset"} - set(self.metadata)
         if missing:
             raise ValueError(f"{self.path}: metadata_props lack {sorted(missing)} (not a sim2real export)")
@@ -141,10 +149,21 @@ def robot_change(metadata: dict[str, str], env_id: str, env_config: Sequence[str
         env.close()
 
 
+class NotAnOnnxModelError(ValueError):
+    """A file given as a model that onnx cannot read."""
+
+
 def read_metadata(path: Path) -> dict[str, str]:
+    """The model's metadata_props; NotAnOnnxModelError naming the file when it is no ONNX
+    model (a text file, a cut download)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - protobuf's DecodeError and onnx's own
+        raise NotAnOnnxModelError(f"{path} is not an ONNX model ({type(err).__name__}: {err})") from None
     return {prop.key: prop.value for prop in model.metadata_props}
 
 

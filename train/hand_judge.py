@@ -223,7 +223,7 @@ class TurnJudgeResult:
             lines.append(
                 f"| {row.case.name} | {d['drops']}/{d['episodes']} | {d['turn_rate']:+.3f} "
                 f"| {d['angle']:+.2f} | {d['half_turns_reached']}/{d['episodes']} "
-                f"| {d['time_to_half_turn']:.2f} | {d['length_mean']:.0f} |"
+                f"| {_seconds_or_never(d['time_to_half_turn'])} | {d['length_mean']:.0f} |"
             )
         return "\n".join(lines)
 
@@ -234,6 +234,11 @@ class TurnJudgeResult:
             "drop_rate": "drops (share of episodes)",
         }
         return format_target_lines(self.targets(), names)
+
+
+def _seconds_or_never(value: float) -> str:
+    """A time to show, "never" for a half turn no episode reached (nan)."""
+    return "never" if not math.isfinite(value) else f"{value:.2f}"
 
 
 class _AngleReader:

@@ -86,7 +86,10 @@ def _plain_env_frames(
         env = registry.make(env_id, render_mode="rgb_array", **kwargs)
         env.unwrapped.set_render_size(height, width)
     else:
-        env = registry.make(env_id, render_mode="rgb_array", width=width, height=height)
+        try:
+            env = registry.make(env_id, render_mode="rgb_array", width=width, height=height)
+        except TypeError:  # an env that renders at its own size only (classic control)
+            env = registry.make(env_id, render_mode="rgb_array")
     try:
         fps = int(env.metadata.get("render_fps", 50))
         low, high = env.action_space.low, env.action_space.high

@@ -354,3 +354,27 @@ def test_resume_applies_what_may_change_and_refuses_the_rest(tiny_run: Path,
     assert "refill" in captured.err  # no replay buffer was saved: said, with its cost
     assert load_checkpoint(tiny_run / "checkpoint.safetensors")[1]["step"] == step + 32
     assert json.loads((tiny_run / "config.json").read_text())["eval_episodes"] == 2
+
+
+def test_ordinary_mistakes_are_one_error_line(tiny_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A quadruped policy on the valve task names both envs; a text file as a demo's model
+    says it is no ONNX model; the README's own Pendulum policy renders a video (pygame
+    comes with the install) and its evaluation says nothing of DR."""
+    from sim2real.train.judge import QUADRUPED_ENV_ID
+
+    shipped = Path(__file__).resolve().parents[2] / "serve" / "policies" / "quadruped_joystick.onnx"
+    assert main(["eval", str(shipped), "--env", "sim2real/HandValveTurn-v0", "--episodes", "1"]) == 2
+    err = _one_line_error(capsys)
+    assert "takes 50 observations" in err and QUADRUPED_ENV_ID in err and "sim2real/HandValveTurn-v0 gives" in err
+    fake = tmp_path / "fake.onnx"
+    fake.write_text("hello")
+    assert main(["demo", "--model", str(fake), "--out", str(tmp_path / "demo")]) == 2
+    assert "is not an ONNX model" in _one_line_error(capsys)
+    onnx = tmp_path / "pendulum.onnx"
+    assert main(["export", str(tiny_run), "-o", str(onnx)]) == 0
+    capsys.readouterr()
+    video = tmp_path / "judge.mp4"
+    assert main(["eval", str(onnx), "--episodes", "1", "--video", str(video), "--video-seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert video.stat().st_size > 1000 and "DR on" not in out and "DR off" not in out

@@ -212,3 +212,14 @@ def test_training_evaluations_on_the_valve_record_the_judge(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert "| clockwise | 0/1 |" in result.stdout and "counter-clockwise |" not in result.stdout
     assert "target >= 0.8): NOT met" in result.stdout
+
+
+def test_a_half_turn_never_reached_reads_never() -> None:
+    case = hj.TurnDirection("ccw", +1)
+    slow = hj.TurnEpisode(dropped=False, turn_rate=0.01, angle=0.2, time_to_half_turn=math.nan, length=400,
+                          episode_return=0.0)
+    fast = hj.TurnEpisode(dropped=False, turn_rate=1.0, angle=20.0, time_to_half_turn=3.25, length=400,
+                          episode_return=0.0)
+    table = hj.TurnJudgeResult("sim2real/HandValveTurn-v0", [hj.DirectionMetrics(case, [slow]),
+                                                              hj.DirectionMetrics(case, [fast])]).format_table()
+    assert "| never |" in table and "| 3.25 |" in table and "nan" not in table
