@@ -44,12 +44,12 @@ from sim2real.train.config import (
     resume_config,
 )
 from sim2real.train.evaluate import env_kwargs, evaluate
-from sim2real.train.threads import default_torch_threads, machine_load_average, usable_cores
 from sim2real.train.metrics_log import trim_metrics
 from sim2real.train.normalizer import RunningNormalizer
 from sim2real.train.policy import DeterministicPolicy, with_prefix
 from sim2real.train.replay_buffer import ReplayBuffer, ReplayFileError
 from sim2real.train.sac import SAC
+from sim2real.train.threads import default_torch_threads, machine_load_average, usable_cores
 
 CHECKPOINT = "checkpoint.safetensors"
 CONFIG = RUN_CONFIG_FILE
