@@ -28,6 +28,7 @@ lives here with the command rather than in any one of them.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import time
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ class DemoConfig:
     same task, the model built from the vendor's URDF) or the hand on the valve rig."""
     steps: int | None = None
     """Control steps of the closed-loop run; default 20 s: 1000 at the quadruped's 50 Hz,
-    400 at the hand's 20 Hz (one whole valve episode; more are cut at 400)."""
+    400 at the hand's 20 Hz (one whole episode). More than one episode holds run as that many
+    episodes of equal length (in PyBullet: one episode of this length)."""
     seed: int = 0
     """Seed of the episode (its domain randomization and command)."""
     realtime: bool = True
@@ -203,14 +205,23 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             info = client.info()
             where = "in PyBullet (another physics engine)" if config.world == "bullet" else \
                 "in MuJoCo (domain randomization on)"
+            if config.world == "bullet":
+                episodes, per_episode = 1, steps
+            else:  # an episode ends at the task's length: more steps are more episodes
+                length = task_config(env_id, env_config).episode_steps
+                episodes = math.ceil(steps / length)
+                per_episode = math.ceil(steps / episodes)
+            plan = (f"{steps} steps" if episodes == 1 else
+                    f"{episodes * per_episode} steps ({episodes} episodes of {per_episode}; an episode is at most "
+                    f"{length})")
             print(f"[3/4] driving {env_id} {where} over gRPC at "
-                  f"{info.control_rate_hz:g} Hz for {steps} steps, provider {info.execution_provider}")
+                  f"{info.control_rate_hz:g} Hz for {plan}, provider {info.execution_provider}")
             with client.session(deadline_s=config.deadline_ms / 1e3) as session:
                 if config.world == "bullet":
                     s = _drive_bullet(config, dict(info.metadata), remote_policy(session), steps, sim_log,
                                       env_kwargs)
                 else:
-                    run = run_controller(env_id, remote_policy(session), episodes=1, max_steps=steps,
+                    run = run_controller(env_id, remote_policy(session), episodes=episodes, max_steps=per_episode,
                                          seed=config.seed, log_path=sim_log, realtime=config.realtime,
                                          env_kwargs=env_kwargs, tags={"demo": "true"})
                     s = run.summary()

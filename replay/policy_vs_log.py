@@ -32,6 +32,8 @@ class LogArrays:
     action: np.ndarray
     timestamp_ns: np.ndarray
     episode: np.ndarray
+    fallback: np.ndarray | None = None
+    """Steps whose action was the controller's fallback, not the policy's answer (bool)."""
 
     @classmethod
     def from_log(cls, log: Log) -> LogArrays:
@@ -49,6 +51,7 @@ class LogArrays:
             action=np.array([s.action for s in log.steps], np.float32),
             timestamp_ns=np.array([s.timestamp_ns for s in log.steps], np.int64),
             episode=np.array([s.episode for s in log.steps], np.int64),
+            fallback=np.array([s.fallback for s in log.steps], bool),
         )
 
 

@@ -66,7 +66,18 @@ def _policy_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> tuple[
                    "realtime": config.realtime, **served}
         mean = np.asarray(json.loads(info.metadata["observation_mean"]), np.float32) if "observation_mean" in info.metadata else None
         std = np.asarray(json.loads(info.metadata["observation_std"]), np.float32) if "observation_std" in info.metadata else None
-    if config.server is not None and fallback.any():
+    logged = arrays.fallback
+    if config.model is not None and logged is not None and logged.any() and not logged.all():
+        # The log's fallback steps hold the controller's held action, not the policy's answer
+        # to that step's observation: the policy cannot match them. Compared without them,
+        # and the error over every step is kept to show what they did.
+        section["log_fallbacks"] = int(logged.sum())
+        section["compared_steps"] = int((~logged).sum())
+        every = PolicyComparison(replayed, arrays.action, action_names, config.window).report()
+        section["rmse_all_steps"] = every["rmse"]
+        section["max_abs_error_all_steps"] = every["max_abs_error"]
+        comparison = PolicyComparison(replayed[~logged], arrays.action[~logged], action_names, config.window)
+    elif config.server is not None and fallback.any():
         # Fallback actions are the client's, not the policy's: compare only real answers.
         if fallback.all():
             raise ReplayError(f"every step fell back ({section['fallbacks']}); is the server at {config.server} answering?")
@@ -165,6 +176,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     policy = report.get("policy")
     if policy:
         lines.append(f"policy vs log ({policy['source']}): action RMSE {policy['rmse']:.4f}, max |error| {policy['max_abs_error']:.4f}")
+        if policy.get("log_fallbacks"):
+            lines.append(f"  over the {policy['compared_steps']} steps the policy answered; the log's "
+                         f"{policy['log_fallbacks']} fallback steps (deadline missed: the controller held its "
+                         f"last action) are left out. Over every step: RMSE {policy['rmse_all_steps']:.4f}, "
+                         f"max |error| {policy['max_abs_error_all_steps']:.4f}")
         worst = max(policy["per_joint"], key=lambda j: j["rmse"])
         lines.append(f"  worst joint: {worst['name']} (RMSE {worst['rmse']:.4f}); worst window: steps "
                      f"{policy['worst_windows'][0]['start_step']}-{policy['worst_windows'][0]['end_step']}")

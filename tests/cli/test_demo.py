@@ -161,3 +161,20 @@ def test_demo_in_bullet_needs_a_urdf_robot(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2 and "--robot a1" in result.stderr
+
+
+def test_demo_runs_as_many_episodes_as_its_steps_ask(tmp_path: Path) -> None:
+    """--steps beyond one episode (the valve's is 400 steps) runs more episodes, all of
+    them logged and said, not one episode under the bigger number."""
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "sim2real.cli", "demo", "--robot", "hand", "--out", str(out),
+         "--steps", "500", "--no-realtime", "--deadline-ms", "500", "--no-sysid"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "for 500 steps (2 episodes of 250; an episode is at most 400)" in result.stdout
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary["steps"] == 500 and summary["server_recorded_steps"] == 500
+    log = read_log(out / "controller.mcap")
+    assert len(log.steps) == 500 and len({s.episode for s in log.steps}) == 2

@@ -209,3 +209,32 @@ def test_sim_replay_drives_the_joints_with_the_logged_control_law() -> None:
     narrow.close()
     with pytest.raises(SimReplayError, match="action_scale must have 12 entries"):
         SimReplayer(QUAD_ENV, action_scale=[0.5] * 3)
+
+
+def test_the_logs_fallback_steps_are_left_out_of_policy_vs_log_and_said(quad_log, tmp_path: Path) -> None:
+    """A controller that missed deadlines held its last action on those steps (logged as
+    fallbacks): the policy cannot match them, so the comparison leaves them out, keeps the
+    error over every step beside it, and the summary says why the two differ."""
+    from sim2real.replay.report import summary_lines
+    from sim2real.replay.sim_controller import PolicyAnswer
+
+    _, model = quad_log
+    policy = local_policy(model)
+    held: list[np.ndarray] = []
+
+    def late_every_seventh(obs: np.ndarray) -> PolicyAnswer:
+        answer = policy(obs)
+        if held and len(held) % 7 == 3:
+            answer = PolicyAnswer(held[-1], answer.latency_ns, True)
+        held.append(answer.action)
+        return answer
+
+    log = tmp_path / "late.mcap"
+    run_controller(QUAD_ENV, late_every_seventh, episodes=1, max_steps=100, seed=2, log_path=log, progress=False)
+    report = run_replay(ReplayConfig(log=log, model=model, out=tmp_path / "r", windows=2, horizon=5, sim=False))
+    section = report["policy"]
+    assert section["log_fallbacks"] == sum(1 for s in read_log(log).steps if s.fallback) > 0
+    assert section["compared_steps"] == 100 - section["log_fallbacks"]
+    assert section["rmse"] < 1e-6 and section["rmse_all_steps"] > 1e-3  # all of the error is theirs
+    text = "\n".join(summary_lines(report))
+    assert f"the log's {section['log_fallbacks']} fallback steps" in text and "Over every step" in text
