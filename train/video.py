@@ -48,10 +48,15 @@ def policy_frames(
     seconds: float,
     width: int = 640,
     height: int = 480,
+    progress: bool = True,
 ) -> tuple[list[np.ndarray], int]:
     """Frames of the policy (captioned), and the frame rate. A task with a judge: one
     episode per case (joystick command, turn direction), ``seconds`` each, captioned with
-    what the judge measures; other envs: the first ``seconds`` of episodes."""
+    what the judge measures; other envs: the first ``seconds`` of episodes. ``progress``:
+    a bar on stderr with the frames rendered, their rate and the time left (software
+    rendering takes minutes)."""
+    from tqdm import tqdm
+
     use_offscreen_gl()
     frames: list[np.ndarray] = []
     if judge.has_judge(env_id):
@@ -59,25 +64,31 @@ def policy_frames(
         env.set_render_size(height, width)
         fps = int(env.metadata.get("render_fps", round(1.0 / env.control_dt)))
         steps = max(1, round(seconds / env.control_dt))
+        cases = list(commands or judge.default_cases(env_id))
+        bar = tqdm(total=len(cases) * (steps + 1), unit="frame", desc="render", disable=not progress, leave=False)
 
         def sink(frame: np.ndarray, lines: list[str]) -> None:
             frames.append(caption(frame, lines))
+            bar.update(1)
 
         try:
-            for case in commands or judge.default_cases(env_id):
+            for case in cases:
                 judge.run_case_episode(env_id, env, policy, case, seed, frame_sink=sink,
                                        max_steps=steps)
         finally:
+            bar.close()
             env.close()
         return frames, fps
     return _plain_env_frames(policy, env_id, seed, domain_randomization, env_config, seconds,
-                             width, height)
+                             width, height, progress)
 
 
 def _plain_env_frames(
     policy: Policy, env_id: str, seed: int, domain_randomization: bool,
-    env_config: Sequence[str], seconds: float, width: int, height: int,
+    env_config: Sequence[str], seconds: float, width: int, height: int, progress: bool = True,
 ) -> tuple[list[np.ndarray], int]:
+    from tqdm import tqdm
+
     from sim2real.robots import registry
     from sim2real.train.evaluate import env_kwargs
 
@@ -96,15 +107,19 @@ def _plain_env_frames(
         obs, _ = env.reset(seed=seed)
         frames = [np.asarray(env.render())]
         episode_return = 0.0
-        for t in range(max(1, round(seconds * fps))):
+        total = max(1, round(seconds * fps))
+        bar = tqdm(total=total + 1, initial=1, unit="frame", desc="render", disable=not progress, leave=False)
+        for t in range(total):
             action = np.clip(policy(obs[None].astype(np.float32))[0], -1.0, 1.0)
             obs, reward, terminated, truncated, _ = env.step(low + (action + 1.0) * 0.5 * (high - low))
             episode_return += float(reward)
             frames.append(caption(np.asarray(env.render()),
                                   [f"t={(t + 1) / fps:4.1f} s  return so far {episode_return:.2f}"]))
+            bar.update(1)
             if terminated or truncated:
                 episode_return = 0.0
                 obs, _ = env.reset()
+        bar.close()
         return frames, fps
     finally:
         env.close()

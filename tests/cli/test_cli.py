@@ -378,3 +378,17 @@ def test_ordinary_mistakes_are_one_error_line(tiny_run: Path, tmp_path: Path,
     assert main(["eval", str(onnx), "--episodes", "1", "--video", str(video), "--video-seconds", "1"]) == 0
     out = capsys.readouterr().out
     assert video.stat().st_size > 1000 and "DR on" not in out and "DR off" not in out
+
+
+def test_rendering_shows_its_progress(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Minutes of software rendering are not silent: a bar counts the frames."""
+    from sim2real.train.video import policy_frames
+
+    onnx = tmp_path / "p.onnx"
+    assert main(["export", str(tiny_run), "-o", str(onnx)]) == 0
+    capsys.readouterr()
+    from sim2real.train.export import OnnxPolicy
+
+    frames, _ = policy_frames(OnnxPolicy(onnx), "Pendulum-v1", 0, False, (), None, 0.5)
+    err = capsys.readouterr().err
+    assert "render" in err and f"/{len(frames)} [" in err and "frame/s" in err
