@@ -205,9 +205,19 @@ class PolicyClient:
         default_action: Sequence[float] | np.ndarray | None = None,
         model_name: str = "",
     ) -> ControlSession:
-        """A streaming session for a control loop; see ControlSession."""
+        """A streaming session for a control loop; see ControlSession. Once open it
+        reconnects by itself. Without ``default_action`` it first asks the server for the
+        action size, so the server must be up; with it, a session can start before the
+        server does and connects when it comes."""
         if default_action is None:
-            info = self.info(model_name)
+            try:
+                info = self.info(model_name)
+            except PolicyCallError as err:
+                if err.code != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                raise PolicyCallError(err.code, f"{err.message} (session() asks the server for the action size; "
+                                      "give default_action= to start a session before the server is up: it then "
+                                      "connects by itself)") from None
             default_action = np.zeros(info.action_dim, np.float32)
         return ControlSession(self, deadline_s, fallback, np.asarray(default_action, np.float32), model_name)
 

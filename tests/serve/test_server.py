@@ -260,3 +260,33 @@ def _acts(client: PolicyClient, obs: np.ndarray) -> bool:
         return True
     except PolicyCallError:
         return False
+
+
+def test_a_session_opened_before_the_server_is_up(policy) -> None:
+    """Without default_action, opening a session needs the server (for the action size):
+    the error says how to do without; with it, the session starts and connects once the
+    server comes up on its port."""
+    from sim2real.serve.client import PolicyCallError
+    from sim2real.serve.testing import wait_until
+
+    path, w = policy
+    srv = _server(model=path).start()
+    port = srv.port
+    srv.stop()
+    client = PolicyClient(f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(PolicyCallError) as err:
+            client.session(deadline_s=0.05)
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE and "default_action=" in str(err.value)
+        early = client.session(deadline_s=0.05, default_action=np.zeros(ACT_DIM))
+        try:
+            assert early.step(np.zeros(OBS_DIM, np.float32)).fallback
+            srv = _server(model=path, port=port).start()
+            try:
+                assert wait_until(lambda: not early.step(np.zeros(OBS_DIM, np.float32)).fallback, timeout=30)
+            finally:
+                srv.stop()
+        finally:
+            early.close()
+    finally:
+        client.close()

@@ -360,3 +360,15 @@ def test_the_best_so_far_line_never_goes_down(tmp_path: Path) -> None:
     assert driver._best_so_far() == "-500 (t001, step 150)"
     states["t001"]["status"] = "failed"  # a failed trial's numbers do not count
     assert driver._best_so_far() == "-640 (t000, step 150)"
+
+
+def test_the_shipped_example_spec_is_the_documented_one_and_loads() -> None:
+    import re
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    documented = re.search(r"```toml\n(.*?)```", (docs / "sweeps.md").read_text(), re.S).group(1)
+    shipped = (docs / "sweep.toml").read_text()
+    assert shipped.endswith(documented)
+    spec = load_spec(docs / "sweep.toml")
+    assert spec.search.metric == "task.walking_planar_error"
+    assert len(expand_trials(spec, Path("/nonexistent/sweep/trials"))) == 12
