@@ -117,7 +117,11 @@ def create_session(path: Path, device: Device, tuning: SessionTuning) -> tuple[A
                 f"--device cuda: the CUDA execution provider cannot run {path.name} ({reason}); "
                 "use --device auto or --device cpu"
             )
+        # On the CPU next: if the file does not load there either, the file is at fault (a
+        # text file, a cut download) and that error is the one to report, not the GPU's.
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[CPU])
         log.info("CUDA provider unusable (%s); using CPU", reason)
+        return session, CPU
     elif device == "cuda":
         raise DeviceUnavailableError(
             "--device cuda: this onnxruntime build has no CUDAExecutionProvider "

@@ -498,7 +498,9 @@ class ModelRepository:
         """Keep the scan's findings for ListModels; log each new one once, not per scan."""
         if scan.error is not None:
             if scan.error != self._scan_error:
-                log.error("%s; still serving the loaded versions", scan.error)
+                serving = ", ".join(f"{m.name} v{m.version}" for m in self._models.values())
+                log.error("%s; %s", scan.error,
+                          f"still serving {serving}" if serving else "nothing loaded yet to serve")
             self._scan_error = scan.error
             return
         if self._scan_error is not None:

@@ -516,7 +516,9 @@ class PolicyServer:
             try:
                 await asyncio.to_thread(self.repository.poll)
             except Exception:  # noqa: BLE001 - a scan error (e.g. repo deleted) must not stop serving
-                log.exception("model repository scan failed; still serving the loaded versions")
+                serving = ", ".join(f"{m.name} v{m.version}" for m in self.repository.serving().values())
+                log.exception("model repository scan failed; %s",
+                              f"still serving {serving}" if serving else "nothing loaded yet to serve")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, give in-flight ones ``grace`` seconds, release everything."""
