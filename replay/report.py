@@ -107,7 +107,10 @@ def _sim_section(config: ReplayConfig, log: Log, arrays: LogArrays) -> dict[str,
         return None
     env_id = log.info.env_id
     if not replayable(env_id):
-        return {"skipped": f"sim replay supports {list(supported_envs())}, the log is from {env_id or 'an unknown env'}"}
+        if not env_id:
+            return {"skipped": "the log names no env (an imported table names none unless --env-id is given): "
+                               f"give --env-id, one of {list(supported_envs())}"}
+        return {"skipped": f"sim replay supports {list(supported_envs())}, the log is from {env_id}"}
     missing = [field for field in replay_state_fields(env_id) if not len(getattr(steps[0], field))]
     if missing:
         return {"skipped": f"the log has no {', '.join(missing)} (recorded by a server: observations and actions "
@@ -301,7 +304,9 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run_replay(config: ReplayConfig) -> dict[str, Any]:
+def run_replay(config: ReplayConfig, described_as: str | None = None) -> dict[str, Any]:
+    """Replay ``config.log`` and write the report; ``described_as`` names the log in the
+    report where it is an import (the file the user gave, not the temporary MCAP)."""
     from sim2real.replay.ros2_bag import import_ros2_bag, is_ros2_bag
 
     if is_ros2_bag(Path(config.log)):
@@ -314,10 +319,10 @@ def run_replay(config: ReplayConfig) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             imported = Path(tmp) / "imported.mcap"
             summary = import_ros2_bag(Path(config.log), metadata, imported, config.ros2_topics)
-            report = run_replay(dataclasses.replace(config, log=imported, ros2_topics=[]))
+            label = f"{config.log} (ROS 2 bag, imported to {Path(config.out) / 'imported.mcap'})"
+            report = run_replay(dataclasses.replace(config, log=imported, ros2_topics=[]), described_as=label)
             shutil.copy(imported, Path(config.out) / "imported.mcap")
             report["imported_from"] = str(config.log)
-            report["log"] = f"{config.log} (ROS 2 bag, imported to {Path(config.out) / 'imported.mcap'})"
             report["ros2_import"] = summary
             return report
     if config.ros2_topics:
@@ -328,7 +333,9 @@ def run_replay(config: ReplayConfig) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             imported = Path(tmp) / "imported.mcap"
             import_table(config.log, config.mapping, imported, env_id=config.env_id, rate_hz=config.rate_hz)
-            report = run_replay(dataclasses.replace(config, log=imported))
+            kind = Path(config.log).suffix.lower().lstrip(".").upper()
+            label = f"{config.log} ({kind}, imported to {Path(config.out) / 'imported.mcap'})"
+            report = run_replay(dataclasses.replace(config, log=imported), described_as=label)
             shutil.copy(imported, Path(config.out) / "imported.mcap")
             report["imported_from"] = str(config.log)
             return report
@@ -337,7 +344,7 @@ def run_replay(config: ReplayConfig) -> dict[str, Any]:
     if config.model is None and config.server is None and not config.sim:
         raise ReplayError("nothing to do: give --model or --server, or leave sim replay on")
     report: dict[str, Any] = {
-        "log": str(config.log), "source": log.info.source, "env_id": log.info.env_id,
+        "log": described_as or str(config.log), "source": log.info.source, "env_id": log.info.env_id,
         "steps": len(log.steps), "episodes": len(set(arrays.episode.tolist())),
     }
     if log.damage is not None:

@@ -163,6 +163,11 @@ def test_csv_and_npz_import_with_a_column_mapping(quad_log, tmp_path: Path) -> N
     report = run_replay(ReplayConfig(log=tmp_path / "robot.npz", model=model, out=tmp_path / "r",
                                      mapping=["observation=o", "action=a"], rate_hz=50.0))
     assert report["policy"]["rmse"] < 1e-6 and (tmp_path / "r" / "imported.mcap").is_file()
+    # The report names the file given, and where its import is kept (not a deleted temp file);
+    # without --env-id sim replay says what to give.
+    assert report["log"] == f"{tmp_path / 'robot.npz'} (NPZ, imported to {tmp_path / 'r' / 'imported.mcap'})"
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["log"] == report["log"]
+    assert "give --env-id" in report["sim"]["skipped"] and "unknown" not in report["sim"]["skipped"]
 
     # The valve rig's encoder columns land in the object-joint fields, named for the valve.
     theta = np.linspace(0.0, 1.0, len(q))[:, None]
