@@ -84,6 +84,8 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.train.judging import nan_to_none
+
 ENV_ID = "sim2real/HandValveTurn-v0"
 ALGOS = ("sac", "ppo", "ppo-sb3")
 """Learners: our SAC, and SB3's PPO with either preset of PPO_PRESETS (its key)."""
@@ -702,24 +704,11 @@ def main() -> None:
     png = args.out / "sac_vs_ppo.png"
     plot({algo: [r for r in runs if r.algo == algo] for algo in ALGOS if any(r.algo == algo for r in runs)},
          args, command, png)
-    (args.out / "results.json").write_text(json.dumps(_nan_to_none(results), indent=2, allow_nan=False) + "\n")
+    (args.out / "results.json").write_text(json.dumps(nan_to_none(results), indent=2, allow_nan=False) + "\n")
     print(f"load average after {', '.join(f'{v:.2f}' for v in machine['load_average_after'])}")
     print(f"wrote {png} and {args.out / 'results.json'}")
     if any(r.returncode != 0 for r in runs):
         sys.exit(1)
-
-
-def _nan_to_none(value: Any) -> Any:
-    """Plain JSON: nan (nothing judged yet) as null, numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
+
 Case = TypeVar("Case")
 Episode = TypeVar("Episode")
 
@@ -55,11 +57,14 @@ def format_target_lines(targets: dict[str, dict[str, Any]], names: dict[str, str
 
 
 def nan_to_none(value: Any) -> Any:
-    """``value`` with every nan float (nothing to judge) replaced by None, for JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    """``value`` as plain JSON: every non-finite float (nan: nothing to judge) replaced by
+    None, tuples as lists, numpy scalars as Python numbers."""
     if isinstance(value, dict):
         return {k: nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [nan_to_none(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value

@@ -856,3 +856,27 @@ def test_one_drain_for_both_listeners(fastpath_binary: Path, model: Path) -> Non
             fast.close()
             main_channel.close()
             fast_channel.close()
+
+
+def test_the_frame_numbers_agree_between_the_front_end_and_this_process() -> None:
+    """The worker protocol's kinds and control statuses are written twice, in C++ and in
+    Python: read both and compare, so neither can drift alone."""
+    import re
+
+    from sim2real.serve import frontend
+
+    source = (Path(frontend.__file__).parent / "fastpath" / "fastpath.cpp").read_text()
+    enum = re.search(r"enum Kind : std::uint8_t \{(.*?)\};", source, re.S).group(1)
+    kinds = {name: int(value) for name, value in re.findall(r"k(\w+) = (\d+)", enum)}
+    statuses = {name: int(value) for name, value in
+                re.findall(r"constexpr std::uint8_t k(\w+) = (\d+);", source)}
+    python = {
+        "Act": frontend.ACT, "StreamMessage": frontend.STREAM_MESSAGE, "StreamOpen": frontend.STREAM_OPEN,
+        "StreamClose": frontend.STREAM_CLOSE, "Info": frontend.INFO, "Report": frontend.REPORT,
+        "StreamMessageWithState": frontend.STREAM_MESSAGE_WITH_STATE, "Draining": frontend.DRAINING,
+    }
+    assert kinds == python
+    assert statuses == {"ModelTable": frontend.MODEL_TABLE, "StreamState": frontend.STREAM_STATE,
+                        "Drain": frontend.DRAIN}
+    policy_source = (Path(frontend.__file__).parent / "fastpath" / "policy.cpp").read_text()
+    assert f"format != {frontend.TABLE_FORMAT}" in policy_source
