@@ -101,9 +101,10 @@ class Trainer:
         threads = config.torch_threads or default_torch_threads(self.envs.num_workers, load=machine_load)
         torch.set_num_threads(threads)
         self.torch_threads = threads
-        if not config.torch_threads:
-            tqdm.write(f"torch threads: {threads} ({usable_cores()} cores, {self.envs.num_workers} env worker "
-                       f"processes, load average {machine_load:.1f}; --torch-threads N to choose)", file=sys.stderr)
+        self.threads_note = None if config.torch_threads else (
+            f"torch threads: {threads} ({usable_cores()} cores, {self.envs.num_workers} env worker processes, "
+            f"load average {machine_load:.1f}; --torch-threads N to choose)")
+        """Said when the run starts (not when a resume is refused before it)."""
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         if len(obs_space.shape) != 1 or len(act_space.shape) != 1:
             raise ValueError(
@@ -178,6 +179,8 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """The whole run: collect and update to total_steps, then a final evaluation,
         checkpoint and learning curve. Returns the final evaluation record."""
+        if self.threads_note:
+            tqdm.write(self.threads_note, file=sys.stderr)
         self.open_run()
         self.run_loop()
         if self.stop_requested and self.step < self.config.total_steps:
