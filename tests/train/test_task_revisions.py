@@ -44,6 +44,9 @@ def test_revision_1_is_the_task_as_it_was_field_for_field() -> None:
     # (the flat floor, the only one then).
     assert revision_1.pop("robot") == "go1"
     assert revision_1.pop("terrain")["kind"] == "flat"
+    # The widening knobs (issue 26), off: full torque whatever Kp, no incline.
+    assert revision_1["randomization"].pop("torque_limit_follows_kp") is False
+    assert revision_1["randomization"].pop("incline_deg") == {"low": 0.0, "high": 0.0}
     assert revision_1["fall_height"] < 0 and load_spec("go1").fall_height == expected["fall_height"]
     revision_1["fall_height"] = expected["fall_height"]
     assert revision_1 == expected
