@@ -163,6 +163,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from sim2real.serve.client import PolicyClient
     from sim2real.serve.process import stop_server
     from sim2real.train.export import read_metadata
+    from sim2real.train.hand_judge import seconds_or_never
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -257,8 +258,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
               f"rad/s; {'FELL' if summary['fell'] else 'no fall'}")
     for turn in s["turns"]:
         way = "counter-clockwise" if turn["direction"] > 0 else "clockwise"
-        half = (f"{turn['time_to_half_turn']:.1f} s" if turn["time_to_half_turn"] == turn["time_to_half_turn"]
-                else "never")
+        half = seconds_or_never(turn["time_to_half_turn"], 1, " s")
         print(f"valve (from simulator state; commanded {way}): turn rate {turn['turn_rate']:+.3f} rad/s in the "
               f"commanded direction (target >= 0.8), angle turned {turn['angle']:+.3f} rad, first half turn: {half}")
     if note:

@@ -310,6 +310,12 @@ class ModelRepository:
     def serving(self) -> dict[str, LoadedModel]:
         return self._models
 
+    def serving_text(self) -> str:
+        """What is served, for a log line after something went wrong: "still serving a v2,
+        b v1", or that nothing is loaded yet."""
+        serving = ", ".join(f"{m.name} v{m.version}" for m in self._models.values())
+        return f"still serving {serving}" if serving else "nothing loaded yet to serve"
+
     def states(self) -> dict[str, ModelState]:
         return dict(self._states)
 
@@ -498,9 +504,7 @@ class ModelRepository:
         """Keep the scan's findings for ListModels; log each new one once, not per scan."""
         if scan.error is not None:
             if scan.error != self._scan_error:
-                serving = ", ".join(f"{m.name} v{m.version}" for m in self._models.values())
-                log.error("%s; %s", scan.error,
-                          f"still serving {serving}" if serving else "nothing loaded yet to serve")
+                log.error("%s; %s", scan.error, self.serving_text())
             self._scan_error = scan.error
             return
         if self._scan_error is not None:

@@ -516,9 +516,7 @@ class PolicyServer:
             try:
                 await asyncio.to_thread(self.repository.poll)
             except Exception:  # noqa: BLE001 - a scan error (e.g. repo deleted) must not stop serving
-                serving = ", ".join(f"{m.name} v{m.version}" for m in self.repository.serving().values())
-                log.exception("model repository scan failed; %s",
-                              f"still serving {serving}" if serving else "nothing loaded yet to serve")
+                log.exception("model repository scan failed; %s", self.repository.serving_text())
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls, give in-flight ones ``grace`` seconds, release everything."""

@@ -223,7 +223,7 @@ class TurnJudgeResult:
             lines.append(
                 f"| {row.case.name} | {d['drops']}/{d['episodes']} | {d['turn_rate']:+.3f} "
                 f"| {d['angle']:+.2f} | {d['half_turns_reached']}/{d['episodes']} "
-                f"| {_seconds_or_never(d['time_to_half_turn'])} | {d['length_mean']:.0f} |"
+                f"| {seconds_or_never(d['time_to_half_turn'])} | {d['length_mean']:.0f} |"
             )
         return "\n".join(lines)
 
@@ -236,9 +236,9 @@ class TurnJudgeResult:
         return format_target_lines(self.targets(), names)
 
 
-def _seconds_or_never(value: float) -> str:
-    """A time to show, "never" for a half turn no episode reached (nan)."""
-    return "never" if not math.isfinite(value) else f"{value:.2f}"
+def seconds_or_never(value: float, decimals: int = 2, unit: str = "") -> str:
+    """A time to show, "never" for a half turn not reached (nan)."""
+    return "never" if not math.isfinite(value) else f"{value:.{decimals}f}{unit}"
 
 
 class _AngleReader:
